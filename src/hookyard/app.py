@@ -1,0 +1,93 @@
+"""create_app: the ingress hot path in front of the management API; lifespan runs the inbox
+(group commit) and, unless told otherwise, the workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
+
+from hookyard import __version__
+from hookyard.api.events import router as events_router
+from hookyard.ingress.app import ASGIApp, Ingress
+from hookyard.logs import log
+from hookyard.metrics import QueueCollector
+from hookyard.runtime import Runtime
+from hookyard.sources import admin_token
+
+_collector: QueueCollector | None = None
+
+
+def _register_queue_metrics(runtime: Runtime) -> None:
+    # One collector per process; a later app (tests build several) takes it over.
+    global _collector
+    if _collector is not None:
+        REGISTRY.unregister(_collector)
+    _collector = QueueCollector(runtime.store.queue_stats)
+    REGISTRY.register(_collector)
+
+
+def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
+    committer = runtime.committer()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await committer.start()
+        if run_workers:
+            runtime.start_workers()
+        log.info(
+            "gateway_started",
+            sources=len(runtime.sources.sources),
+            workers=run_workers,
+            database=runtime.engine.dialect.name,
+        )
+        try:
+            yield
+        finally:
+            await committer.stop()
+            runtime.stop_workers()
+
+    api = FastAPI(title="hookyard", version=__version__, lifespan=lifespan)
+    api.state.store = runtime.store
+    api.state.sources = runtime.sources.sources
+    api.state.admin_token = admin_token(runtime.settings)
+    api.include_router(events_router)
+    _register_queue_metrics(runtime)
+
+    @api.exception_handler(SQLAlchemyError)
+    async def storage_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.warning("storage_error", error=str(exc)[:300])
+        return JSONResponse(
+            {"detail": "storage unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @api.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/ready", include_in_schema=False)
+    def ready() -> JSONResponse:
+        try:
+            runtime.store.ping()
+        except SQLAlchemyError as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)[:200]}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @api.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return Ingress(
+        list(runtime.sources.sources),
+        committer,
+        api,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        trust_proxy_headers=runtime.settings.trust_proxy_headers,
+    )

@@ -1,0 +1,302 @@
+"""The `hookyard` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hookyard.config import Settings
+from hookyard.sources import SourcesError, describe, load_sources
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, default=_json_default, indent=2))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(type(value).__name__)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hookyard.app import create_app
+    from hookyard.db.migrate import upgrade
+    from hookyard.logs import configure
+    from hookyard.runtime import Runtime
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_format)
+    runtime = Runtime.build(settings)
+    upgrade(runtime.engine)
+    if runtime.sources.generated:
+        print(f"Generated demo secrets (kept in {settings.demo_secrets_file}, shown once):")
+        for name, value in runtime.sources.generated.items():
+            print(f"  {name}={value}")
+    print(
+        f"hookyard listening on http://{args.host}:{args.port} "
+        f"({runtime.engine.dialect.name}, {len(runtime.sources.sources)} sources)"
+    )
+    for source in runtime.sources.sources:
+        print(f"  {source.config.provider:8} {source.path}  ({source.name})")
+    sys.stdout.flush()
+    app = create_app(runtime, run_workers=not args.no_worker)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+    )
+    runtime.engine.dispose()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from hookyard.logs import configure
+    from hookyard.runtime import Runtime
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_format)
+    runtime = Runtime.build(settings)
+    if args.once:
+        print(f"processed {runtime.make_worker().drain()} events")
+        return 0
+    runtime.start_workers(args.threads)
+    stop = threading.Event()
+    try:
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from hookyard.db.engine import make_engine
+    from hookyard.db.migrate import upgrade
+
+    engine = make_engine(_settings().sqlalchemy_url)
+    upgrade(engine)
+    print("database is at the latest revision")
+    return 0
+
+
+def _store() -> Any:
+    from hookyard.db.engine import make_engine
+    from hookyard.inbox.store import EventStore
+
+    return EventStore(make_engine(_settings().sqlalchemy_url))
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from hookyard.api.schemas import EventDetail, EventSummary
+    from hookyard.inbox.store import EventFilter
+
+    store = _store()
+    flt = EventFilter(
+        args.source,
+        args.provider,
+        args.type,
+        args.status,
+        getattr(args, "since", None),
+        getattr(args, "until", None),
+    )
+    if args.action == "list":
+        rows = [
+            EventSummary.model_validate(r).model_dump(mode="json")
+            for r in store.list_events(flt, limit=args.limit, before_id=args.before_id)
+        ]
+        if args.json:
+            _print_json(rows)
+            return 0
+        print(f"{'ID':>8}  {'STATUS':10} {'ATT':>3}  {'SOURCE':14} {'TYPE':34} RECEIVED")
+        for r in rows:
+            print(
+                f"{r['id']:>8}  {r['status']:10} {r['attempts']:>3}  {r['source'][:14]:14} "
+                f"{r['event_type'][:34]:34} {r['received_at']}"
+            )
+        return 0
+    if args.action == "show":
+        row = store.get(args.id)
+        if row is None:
+            print(f"no event {args.id}", file=sys.stderr)
+            return 1
+        detail = EventDetail.from_row(row).model_dump(mode="json")
+        if args.json:
+            _print_json(detail)
+        else:
+            for key, value in detail.items():
+                shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
+                print(f"{key}: {shown}")
+        return 0
+    if args.action == "replay":
+        count = store.replay([args.id]) if args.id else store.replay_matching(flt, args.limit)
+        if args.json:
+            _print_json({"replayed": count})
+        else:
+            print(f"replayed {count} events")
+        return 0 if count or not args.id else 1
+    if args.action == "purge":
+        cutoff = datetime.now(UTC) - timedelta(days=args.older_than_days)
+        print(
+            f"purged {store.purge_finished(cutoff)} finished events"
+            f" received before {cutoff:%Y-%m-%d}"
+        )
+        return 0
+    raise AssertionError(args.action)
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    sources = load_sources(_settings(), create_secrets=False)
+    rows = describe(sources.sources)
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:16} {r['provider']:8} {r['path']:32} {r['tenant'] or '-'}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import httpx
+
+    from hookyard.testing.simulate import build_delivery
+
+    sources = load_sources(_settings(), create_secrets=False)
+    candidates = [
+        s
+        for s in sources.sources
+        if (args.source and s.name == args.source)
+        or (not args.source and args.provider in (s.config.provider, s.name))
+    ]
+    if not candidates:
+        print(
+            f"no source for {args.source or args.provider!r}; see `hookyard sources list`",
+            file=sys.stderr,
+        )
+        return 2
+    source = candidates[0]
+    if args.provider == "tcr" and args.event and not args.source:
+        category = (
+            "campaigns"
+            if "CAMPAIGN" in args.event
+            else (
+                "vetting"
+                if any(w in args.event for w in ("VETTING", "AUTHPLUS", "EVP", "2FA"))
+                else "brands"
+            )
+        )
+        source = next((s for s in candidates if s.path.endswith(category)), source)
+    interval = 1.0 / args.rate if args.rate else 0.0
+    counts: dict[int, int] = {}
+    with httpx.Client(timeout=10) as client:
+        for seq in range(args.count):
+            started = time.perf_counter()
+            d = build_delivery(source, args.event, args.url, seq)
+            try:
+                response = client.request(d.method, d.url, headers=d.headers, content=d.body)
+            except httpx.HTTPError as exc:
+                print(f"{seq}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                counts[0] = counts.get(0, 0) + 1
+                continue
+            counts[response.status_code] = counts.get(response.status_code, 0) + 1
+            if args.count <= 10 or response.status_code >= 300:
+                print(f"{seq}: {response.status_code} {response.text[:200]}")
+            if interval:
+                time.sleep(max(0.0, interval - (time.perf_counter() - started)))
+    print(
+        "sent",
+        args.count,
+        "to",
+        source.path,
+        "statuses:",
+        ", ".join(f"{k}x{v}" for k, v in sorted(counts.items())),
+    )
+    return 0 if set(counts) <= {200} else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hookyard", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="API + workers in one process (migrates first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="process events (no HTTP)")
+    worker.add_argument("--threads", type=int, default=None)
+    worker.add_argument("--once", action="store_true", help="drain what is due, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    events = sub.add_parser("events", help="list, show, replay or purge events")
+    actions = events.add_subparsers(dest="action", required=True)
+    for name in ("list", "show", "replay", "purge"):
+        a = actions.add_parser(name)
+        a.add_argument("--json", action="store_true")
+        a.add_argument("--source")
+        a.add_argument("--provider")
+        a.add_argument("--type")
+        a.add_argument("--status")
+        a.add_argument("--limit", type=int, default=50 if name == "list" else 1000)
+        if name == "list":
+            a.add_argument("--before-id", type=int)
+        if name in ("show", "replay"):
+            a.add_argument("id", type=int, nargs="?" if name == "replay" else None)
+        if name == "purge":
+            a.add_argument("--older-than-days", type=int, required=True)
+    events.set_defaults(func=cmd_events)
+
+    sources = sub.add_parser("sources", help="the configured sources")
+    sources.add_argument("action", choices=["list"])
+    sources.add_argument("--json", action="store_true")
+    sources.set_defaults(func=cmd_sources)
+
+    sim = sub.add_parser("simulate", help="send correctly signed, realistic webhooks")
+    sim.add_argument("provider", help="generic, hubspot, meta, c2s, tcr (or a source name)")
+    sim.add_argument("event", nargs="?", help="event type (default: a typical one)")
+    sim.add_argument("--source", help="the source to send to, by name")
+    sim.add_argument("--count", type=int, default=1)
+    sim.add_argument("--rate", type=float, default=0.0, help="requests per second (0: as fast)")
+    sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "events" and args.action == "replay" and not args.id and not args.status:
+        args.status = "dead"
+    try:
+        result: int = args.func(args)
+    except SourcesError as exc:
+        print(f"hookyard: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

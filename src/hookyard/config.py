@@ -1,0 +1,63 @@
+"""Settings: the only module that reads `HOOKYARD_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///hookyard.sqlite"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs people paste (`postgres://`, `postgresql://`) and pick our drivers."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKYARD_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    sources: Path | None = Field(default=None, description="path of a sources TOML file")
+    demo_secrets_file: Path = Path("hookyard-demo-secrets.env")
+
+    # Demo-source secrets (used only when no sources file is given).
+    hubspot_client_secret: str | None = None
+    meta_app_secret: str | None = None
+    meta_verify_token: str | None = None
+    c2s_webhook_token: str | None = None
+    tcr_token: str | None = None
+    generic_secret: str | None = None
+    admin_token: str | None = None
+
+    # Ingress.
+    max_body_bytes: int = 1024 * 1024
+    trust_proxy_headers: bool = False
+    accept_timeout_seconds: float = 10.0
+    max_batch_size: int = 512
+    rejected_log_size: int = 1000
+
+    # Workers.
+    worker_threads: int = 1
+    claim_batch_size: int = 100
+    max_attempts: int = 8
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 3600.0
+    lease_seconds: float = 60.0
+    retention_days: int = 30
+    retention_interval_seconds: float = 3600.0
+
+    log_level: str = "info"
+    log_format: str = "console"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return normalise_database_url(self.database_url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.sqlalchemy_url.startswith("postgresql")

@@ -1,0 +1,77 @@
+"""Values of the inbox: statuses, origins, and a new event as ingress hands it over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"  # failed at least once; waits for `next_attempt_at`
+    DEAD = "dead"
+    SUPERSEDED = "superseded"
+    IGNORED = "ignored"
+
+
+FINISHED = (Status.DONE, Status.IGNORED, Status.SUPERSEDED)
+DUE = (Status.PENDING, Status.FAILED)
+
+
+class Origin(StrEnum):
+    WEBHOOK = "webhook"
+    POLLING = "polling"
+    MANUAL = "manual"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    source: str
+    provider: str
+    tenant: str | None
+    event_type: str
+    dedup_key: str
+    entity_key: str | None
+    provider_ts: datetime | None
+    headers: dict[str, str]
+    body: bytes
+    payload: Any  # None when the payload is the body itself
+    received_at: datetime
+    origin: Origin = Origin.WEBHOOK
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "provider": self.provider,
+            "tenant": self.tenant,
+            "event_type": self.event_type,
+            "dedup_key": self.dedup_key,
+            "entity_key": self.entity_key,
+            "provider_ts": self.provider_ts,
+            "status": Status.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": self.received_at,
+            "origin": self.origin.value,
+            "replay_count": 0,
+            "headers": self.headers,
+            "body": self.body,
+            "payload": self.payload,
+            "received_at": self.received_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRequest:
+    source: str | None
+    path: str
+    status_code: int
+    reason: str
+    client_ip: str | None
+    headers: dict[str, str]
+    body_excerpt: bytes
+    received_at: datetime

@@ -1,0 +1,442 @@
+"""Every query on the inbox lives here: accept, claim, finish, fail, replay, retention, reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    Select,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
+
+from hookyard.db.engine import writer
+from hookyard.db.schema import events, rejected_requests
+from hookyard.inbox.model import DUE, FINISHED, NewEvent, RejectedRequest, Status
+from hookyard.providers.base import StoredEvent
+
+NOTIFY_CHANNEL = "hookyard_events"
+
+_HANDLER_COLUMNS = (
+    events.c.id,
+    events.c.source,
+    events.c.provider,
+    events.c.tenant,
+    events.c.event_type,
+    events.c.dedup_key,
+    events.c.entity_key,
+    events.c.provider_ts,
+    events.c.payload,
+    events.c.body,
+    events.c.headers,
+    events.c.attempts,
+    events.c.origin,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the event after our lease expired: our effects must roll back."""
+
+
+def decode_payload(payload: Any, body: bytes) -> Any:
+    if payload is not None or not body.strip():
+        return payload
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def stored_event(row: RowMapping | Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        id=row["id"],
+        source=row["source"],
+        provider=row["provider"],
+        tenant=row["tenant"],
+        event_type=row["event_type"],
+        dedup_key=row["dedup_key"],
+        entity_key=row["entity_key"],
+        provider_ts=row["provider_ts"],
+        payload=decode_payload(row["payload"], row["body"]),
+        headers=row["headers"],
+        attempts=row["attempts"],
+        origin=row["origin"],
+    )
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    source: str | None = None
+    provider: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        for column, value in (
+            (events.c.source, self.source),
+            (events.c.provider, self.provider),
+            (events.c.event_type, self.event_type),
+            (events.c.status, self.status),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if self.since is not None:
+            query = query.where(events.c.received_at >= self.since)
+        if self.until is not None:
+            query = query.where(events.c.received_at < self.until)
+        return query
+
+
+class EventStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.writer = writer(engine)
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # -- accept ---------------------------------------------------------------------------
+
+    def insert_batch(
+        self, new: Sequence[NewEvent], rejected: Sequence[RejectedRequest] = ()
+    ) -> dict[tuple[str, str], int]:
+        """Insert in one transaction; return the ids of the rows that were new.
+
+        A (source, dedup_key) already stored is skipped by the unique constraint, so a
+        duplicate never becomes a second row, whichever process received it. This is the
+        hot path: one statement per batch on PostgreSQL (arrays through `unnest`), one
+        prepared statement per row on SQLite, both inside one transaction (one fsync).
+        """
+        inserted: dict[tuple[str, str], int] = {}
+        with self.writer.begin() as tx:
+            if new:
+                cursor = tx.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    if self.is_postgres:
+                        cursor.execute(_PG_INSERT, _pg_columns(new), prepare=True)
+                        rows = cursor.fetchall()
+                    else:
+                        rows = [
+                            cursor.execute(_SQLITE_INSERT, _sqlite_row(e)).fetchone() for e in new
+                        ]
+                finally:
+                    cursor.close()
+                for row in rows:
+                    if row is not None:
+                        inserted[(row[1], row[2])] = row[0]
+                if inserted and self.is_postgres:
+                    tx.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+            if rejected:
+                tx.execute(rejected_requests.insert(), [vars_of(r) for r in rejected])
+        return inserted
+
+    def trim_rejected(self, keep: int) -> int:
+        with self.writer.begin() as tx:
+            cutoff = tx.execute(
+                select(rejected_requests.c.id)
+                .order_by(rejected_requests.c.id.desc())
+                .offset(keep)
+                .limit(1)
+            ).scalar()
+            if cutoff is None:
+                return 0
+            return tx.execute(
+                delete(rejected_requests).where(rejected_requests.c.id <= cutoff)
+            ).rowcount
+
+    # -- claim and finish -----------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[StoredEvent]:
+        """Lease up to `limit` due events to `owner` (committed at once, so others skip them)."""
+        now = utcnow()
+        due = (
+            select(events.c.id)
+            .where(events.c.status.in_([s.value for s in DUE]), events.c.next_attempt_at <= now)
+            .order_by(events.c.next_attempt_at, events.c.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(events)
+            .where(events.c.id.in_(due.scalar_subquery()))
+            .values(
+                status=Status.PROCESSING.value,
+                attempts=events.c.attempts + 1,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(*_HANDLER_COLUMNS)
+        )
+        with self.writer.begin() as tx:
+            rows = tx.execute(stmt).mappings().all()
+        return sorted((stored_event(r) for r in rows), key=lambda e: e.id)
+
+    def finish(self, tx: Connection, outcomes: Mapping[str, Sequence[int]], owner: str) -> None:
+        """Mark events finished inside the handler's transaction; raise if a lease was lost."""
+        now = utcnow()
+        for status, ids in outcomes.items():
+            if not ids:
+                continue
+            result = tx.execute(
+                update(events)
+                .where(
+                    events.c.id.in_(ids),
+                    events.c.lease_owner == owner,
+                    events.c.status == Status.PROCESSING.value,
+                )
+                .values(
+                    status=status,
+                    processed_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                    last_traceback=None,
+                )
+            )
+            if result.rowcount != len(ids):
+                raise LeaseLost(f"lease lost on some of events {list(ids)}")
+
+    def fail(
+        self, event_id: int, owner: str, error: str, tb: str, retry_at: datetime | None
+    ) -> bool:
+        """Record a failed attempt: `failed` until `retry_at`, or `dead` when None."""
+        values: dict[str, Any] = {
+            "status": Status.DEAD.value if retry_at is None else Status.FAILED.value,
+            "last_error": error[:2000],
+            "last_traceback": tb[-20000:],
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        with self.writer.begin() as tx:
+            result = tx.execute(
+                update(events)
+                .where(events.c.id == event_id, events.c.lease_owner == owner)
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    def recover_expired_leases(self, max_attempts: int) -> int:
+        """Events whose worker died: due again, or dead once they used their attempts."""
+        now = utcnow()
+        with self.writer.begin() as tx:
+            result = tx.execute(
+                update(events)
+                .where(events.c.status == Status.PROCESSING.value, events.c.lease_until < now)
+                .values(
+                    status=case(
+                        (events.c.attempts >= max_attempts, Status.DEAD.value),
+                        else_=Status.PENDING.value,
+                    ),
+                    last_error=func.coalesce(
+                        events.c.last_error, literal("lease expired: worker stopped or too slow")
+                    ),
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now,
+                )
+            )
+        return result.rowcount
+
+    def next_due_at(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(events.c.next_attempt_at)).where(
+                    events.c.status.in_([s.value for s in DUE])
+                )
+            ).scalar()
+
+    # -- replay and retention -------------------------------------------------------------
+
+    def replay(self, ids: Iterable[int]) -> int:
+        """Make events due again, now, with a fresh attempt budget (any status but processing)."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self.writer.begin() as tx:
+            return tx.execute(
+                update(events)
+                .where(events.c.id.in_(ids), events.c.status != Status.PROCESSING.value)
+                .values(
+                    status=Status.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    replay_count=events.c.replay_count + 1,
+                    processed_at=None,
+                )
+            ).rowcount
+
+    def replay_matching(self, flt: EventFilter, limit: int = 10_000) -> int:
+        return self.replay(self.ids_matching(flt, limit))
+
+    def ids_matching(self, flt: EventFilter, limit: int) -> list[int]:
+        with self.engine.connect() as conn:
+            query = flt.apply(select(events.c.id)).order_by(events.c.id).limit(limit)
+            return list(conn.execute(query).scalars())
+
+    def purge_finished(self, older_than: datetime) -> int:
+        """Retention: delete finished events received before `older_than`."""
+        with self.writer.begin() as tx:
+            return tx.execute(
+                delete(events).where(
+                    events.c.status.in_([s.value for s in FINISHED]),
+                    events.c.received_at < older_than,
+                )
+            ).rowcount
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def list_events(
+        self, flt: EventFilter, *, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = flt.apply(select(*LIST_COLUMNS))
+        if before_id is not None:
+            query = query.where(events.c.id < before_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(events.c.id.desc()).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def get(self, event_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events).where(events.c.id == event_id)).mappings().first()
+        if row is None:
+            return None
+        data = dict(row)
+        data["payload"] = decode_payload(data["payload"], data["body"])
+        return data
+
+    def queue_stats(self) -> tuple[int, datetime | None]:
+        """(events not yet finished or dead, received_at of the oldest of them)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(func.count(), func.min(events.c.received_at)).where(
+                    events.c.status.in_(
+                        [Status.PENDING.value, Status.FAILED.value, Status.PROCESSING.value]
+                    )
+                )
+            ).one()
+        return int(row[0]), row[1]
+
+    def count_by_status(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events.c.status, func.count()).group_by(events.c.status))
+            return {status: int(n) for status, n in rows}
+
+    def rejected(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(rejected_requests).order_by(rejected_requests.c.id.desc()).limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
+
+_INSERT_COLUMNS = (
+    "source, provider, tenant, event_type, dedup_key, entity_key, provider_ts, status, attempts,"
+    " next_attempt_at, origin, replay_count, headers, body, payload, received_at"
+)
+
+_PG_INSERT = (
+    f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT * FROM unnest("
+    "%b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[],"
+    " %b::timestamptz[], %b::varchar[], %b::int[], %b::timestamptz[], %b::varchar[], %b::int[],"
+    " %b::text[]::json[], %b::bytea[], %b::text[]::json[], %b::timestamptz[])"
+    " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
+)
+
+_SQLITE_INSERT = (
+    f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+    " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
+)
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _pg_columns(new: Sequence[NewEvent]) -> list[list[Any]]:
+    pending = Status.PENDING.value
+    return [
+        [e.source for e in new],
+        [e.provider for e in new],
+        [e.tenant for e in new],
+        [e.event_type for e in new],
+        [e.dedup_key for e in new],
+        [e.entity_key for e in new],
+        [e.provider_ts for e in new],
+        [pending] * len(new),
+        [0] * len(new),
+        [e.received_at for e in new],
+        [e.origin.value for e in new],
+        [0] * len(new),
+        [json.dumps(e.headers, separators=(",", ":")) for e in new],
+        [e.body for e in new],
+        [_json_or_none(e.payload) for e in new],
+        [e.received_at for e in new],
+    ]
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_row(e: NewEvent) -> tuple[Any, ...]:
+    received = _sqlite_time(e.received_at)
+    return (
+        e.source,
+        e.provider,
+        e.tenant,
+        e.event_type,
+        e.dedup_key,
+        e.entity_key,
+        _sqlite_time(e.provider_ts),
+        Status.PENDING.value,
+        0,
+        received,
+        e.origin.value,
+        0,
+        json.dumps(e.headers, separators=(",", ":")),
+        e.body,
+        _json_or_none(e.payload),
+        received,
+    )
+
+
+LIST_COLUMNS = tuple(
+    c for c in events.c if c.name not in ("body", "payload", "headers", "last_traceback")
+)
+
+
+def vars_of(r: RejectedRequest) -> dict[str, Any]:
+    return {
+        "source": r.source,
+        "path": r.path[:500],
+        "status_code": r.status_code,
+        "reason": r.reason[:500],
+        "client_ip": r.client_ip,
+        "headers": r.headers,
+        "body_excerpt": r.body_excerpt,
+        "received_at": r.received_at,
+    }

@@ -1,0 +1,277 @@
+"""The hot path: raw body (bounded) → source by path → verify → parse → inbox.accept → answer.
+
+A plain ASGI app, so that nothing but these steps runs per webhook. Every answer other than
+2xx carries a JSON reason; 2xx is sent only after the commit holding the event returned.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hookyard.inbox.accept import GroupCommitter, StorageUnavailable
+from hookyard.inbox.model import NewEvent, RejectedRequest
+from hookyard.logs import log
+from hookyard.metrics import ACCEPTED, ACK_LATENCY, DUPLICATES, RECEIVED, REJECTED
+from hookyard.providers.base import ParseError, Source, WebhookRequest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+WEBHOOK_PREFIXES = ("/webhooks/",)
+
+# Headers that may carry credentials are never stored.
+_SECRET_HEADER_WORDS = (
+    "authorization",
+    "cookie",
+    "token",
+    "secret",
+    "password",
+    "api-key",
+    "apikey",
+)
+
+
+def stored_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in headers.items()
+        if not any(word in name for word in _SECRET_HEADER_WORDS)
+    }
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, bytes]:
+    return status, json.dumps(body, separators=(",", ":")).encode()
+
+
+class Ingress:
+    def __init__(
+        self,
+        sources: list[Source],
+        committer: GroupCommitter,
+        fallback: ASGIApp,
+        *,
+        max_body_bytes: int = 1024 * 1024,
+        trust_proxy_headers: bool = False,
+    ) -> None:
+        self.routes = {s.path: s for s in sources}
+        self.committer = committer
+        self.fallback = fallback
+        self.max_body_bytes = max_body_bytes
+        self.trust_proxy_headers = trust_proxy_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        path: str = scope["path"]
+        source = self.routes.get(path) or self.routes.get(path.rstrip("/"))
+        if source is None:
+            if path.startswith(WEBHOOK_PREFIXES):
+                REJECTED.labels("", "unknown_source").inc()
+                await _respond(
+                    send,
+                    *_json(404, {"error": "no source is mounted at this path", "path": path[:200]}),
+                )
+                return
+            await self.fallback(scope, receive, send)
+            return
+        await self.handle(source, scope, receive, send)
+
+    async def handle(self, source: Source, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        received_at = datetime.now(UTC)
+        RECEIVED.labels(source.name).inc()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = b""
+        request: WebhookRequest | None = None
+        try:
+            method = scope["method"]
+            if method not in ("POST", "GET", "HEAD"):
+                raise _Reject(405, "method", f"{method} is not accepted; providers POST")
+            if method != "POST":
+                request = self._request(scope, headers, b"")
+                answer = source.adapter.handshake(request)
+                if answer is None:
+                    raise _Reject(405, "method", "this source only accepts POST")
+                await _respond(send, answer.status, answer.body, answer.content_type)
+                return
+            body = await self._read_body(headers, receive)
+            self._check_content_type(source, headers)
+            request = self._request(scope, headers, body)
+            reason = source.adapter.verify(request)
+            if reason is not None:
+                raise _Reject(401, "signature", reason)
+            try:
+                parsed = source.adapter.parse(request)
+            except ParseError as exc:
+                raise _Reject(400, "parse", str(exc)) from None
+            except Exception as exc:  # an adapter bug must still answer 4xx, never 500
+                log.exception("parse_crashed", source=source.name)
+                raise _Reject(
+                    400, "parse", f"body could not be parsed ({type(exc).__name__})"
+                ) from None
+            kept = stored_headers(headers)
+            new = [
+                NewEvent(
+                    source=source.name,
+                    provider=source.config.provider,
+                    tenant=source.config.tenant,
+                    event_type=p.event_type,
+                    dedup_key=p.dedup_key,
+                    entity_key=p.entity_key,
+                    provider_ts=p.provider_ts,
+                    headers=kept,
+                    body=body,
+                    payload=None if p.payload_is_body else p.payload,
+                    received_at=received_at,
+                )
+                for p in parsed
+            ]
+            try:
+                ids = await self.committer.accept(new)
+            except StorageUnavailable as exc:
+                raise _Reject(
+                    503, "unavailable", f"storage unavailable, retry later: {exc}"
+                ) from None
+        except _Reject as rejection:
+            await self._reject(source, scope, headers, body, rejection, send)
+            return
+        except Exception:  # never a 500: the event may not be stored, so ask for a retry
+            log.exception("ingress_crashed", source=source.name)
+            await _respond(send, *_json(503, {"error": "internal error; retry later"}))
+            return
+        new_ids = [i for i in ids if i is not None]
+        duplicates = len(ids) - len(new_ids)
+        if new_ids:
+            ACCEPTED.labels(source.name).inc(len(new_ids))
+        if duplicates:
+            DUPLICATES.labels(source.name).inc(duplicates)
+        status = "accepted" if new_ids else "duplicate"
+        await _respond(send, *_json(200, {"status": status, "events": ids}))
+        ACK_LATENCY.observe(time.perf_counter() - started)
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise _Reject(400, "bad_request", "Content-Length is not a number")
+            if int(declared) > self.max_body_bytes:
+                raise _Reject(413, "too_large", f"body over the {self.max_body_bytes}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Reject(400, "bad_request", "client went away before the body ended")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _Reject(413, "too_large", f"body over the {self.max_body_bytes}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    def _check_content_type(source: Source, headers: dict[str, str]) -> None:
+        content_type = headers.get("content-type")
+        if content_type is None:
+            return
+        media = content_type.partition(";")[0].strip().lower()
+        accepted = source.adapter.content_types
+        if media in accepted or (media.endswith("+json") and "application/json" in accepted):
+            return
+        raise _Reject(
+            415,
+            "media_type",
+            f"Content-Type {media!r} is not accepted; send {' or '.join(accepted)}",
+        )
+
+    def _request(self, scope: Scope, headers: dict[str, str], body: bytes) -> WebhookRequest:
+        scheme: str = scope.get("scheme") or "http"
+        host = headers.get("host", "")
+        if self.trust_proxy_headers:
+            scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+            host = headers.get("x-forwarded-host", host).split(",")[0].strip()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query_bytes: bytes = scope.get("query_string", b"")
+        query_string = query_bytes.decode("latin-1")
+        url = f"{scheme}://{host}{raw_path.decode('latin-1')}"
+        if query_string:
+            url += "?" + query_string
+        client = scope.get("client")
+        return WebhookRequest(
+            method=scope["method"],
+            url=url,
+            path=scope["path"],
+            query=dict(parse_qsl(query_string)) if query_string else {},
+            headers=headers,
+            body=body,
+            client_ip=client[0] if client else None,
+        )
+
+    async def _reject(
+        self,
+        source: Source,
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+        rejection: _Reject,
+        send: Send,
+    ) -> None:
+        REJECTED.labels(source.name, rejection.code).inc()
+        client = scope.get("client")
+        log.warning(
+            "request_rejected",
+            source=source.name,
+            status=rejection.status,
+            reason=rejection.reason[:300],
+            client=client[0] if client else None,
+        )
+        if rejection.status in (400, 401, 413, 415):
+            self.committer.log_rejected(
+                RejectedRequest(
+                    source=source.name,
+                    path=scope["path"],
+                    status_code=rejection.status,
+                    reason=rejection.reason,
+                    client_ip=client[0] if client else None,
+                    headers=stored_headers(headers),
+                    body_excerpt=body[:512],
+                    received_at=datetime.now(UTC),
+                )
+            )
+        extra = [(b"retry-after", b"5")] if rejection.status == 503 else []
+        await _respond(send, *_json(rejection.status, {"error": rejection.reason}), extra=extra)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

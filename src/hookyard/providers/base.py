@@ -1,0 +1,164 @@
+"""The adapter contract: the only code that knows a provider's format.
+
+An adapter verifies a request (every verifier in its stack must pass), parses the raw body
+into one or more events (each with its dedup key, entity key and provider timestamp) and
+handles a stored event inside the worker's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    method: str
+    url: str  # as the sender saw it: scheme://host/path?query
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlainResponse:
+    """What an adapter answers itself (e.g. Meta's GET handshake)."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+
+
+class ParseError(ValueError):
+    """The body is not what this provider sends (answered 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    event_type: str
+    dedup_key: str
+    payload: Any
+    entity_key: str | None = None
+    provider_ts: datetime | None = None
+    # True when the payload is the whole body (one event per request): the inbox then keeps
+    # only the raw body, and the payload is decoded from it when read.
+    payload_is_body: bool = False
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    IGNORED = "ignored"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as a handler sees it."""
+
+    id: int
+    source: str
+    provider: str
+    tenant: str | None
+    event_type: str
+    dedup_key: str
+    entity_key: str | None
+    provider_ts: datetime | None
+    payload: Any
+    headers: Mapping[str, str]
+    attempts: int
+    origin: str
+
+
+class Verifier(Protocol):
+    def verify(self, request: WebhookRequest) -> str | None:
+        """None when the request passes; otherwise the reason it does not."""
+
+
+class SourceConfig(BaseModel):
+    """Options common to every source; providers extend it with their own secrets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    provider: str
+    path: str
+    tenant: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    config: SourceConfig
+    adapter: Adapter = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def path(self) -> str:
+        return self.config.path
+
+
+class Adapter(ABC):
+    provider: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    # Content types this provider sends; anything else is answered 415. A missing
+    # Content-Type is tolerated (some senders omit it) and the body decides.
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.verifiers: Sequence[Verifier] = self.build_verifiers()
+
+    @abstractmethod
+    def build_verifiers(self) -> Sequence[Verifier]: ...
+
+    def verify(self, request: WebhookRequest) -> str | None:
+        # Every verifier in the stack runs and must pass: a missing header never skips one.
+        for verifier in self.verifiers:
+            reason = verifier.verify(request)
+            if reason is not None:
+                return reason
+        return None
+
+    def handshake(self, request: WebhookRequest) -> PlainResponse | None:
+        """Answer a GET (subscription handshake); None means GET is not supported."""
+        return None
+
+    @abstractmethod
+    def parse(self, request: WebhookRequest) -> list[ParsedEvent]: ...
+
+    def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
+        """Apply the event inside `tx`, the transaction that also marks it done."""
+        return Outcome.IGNORED
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"body is not valid JSON: {exc}") from None
+
+
+def body_hash(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,70 @@
+"""HubSpot webhooks: a JSON array of up to 100 events, each its own event (`eventId`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from hookyard.providers.base import (
+    Adapter,
+    ParsedEvent,
+    ParseError,
+    SourceConfig,
+    Verifier,
+    WebhookRequest,
+    load_json,
+)
+from hookyard.providers.verify import HubSpotSignature
+
+
+class HubSpotConfig(SourceConfig):
+    client_secret: str
+    signature_versions: tuple[str, ...] = ("v3", "v2", "v1")
+    max_age_seconds: int = 300
+
+
+def _millis(value: object) -> datetime | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**14:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return None
+
+
+class HubSpotAdapter(Adapter):
+    provider = "hubspot"
+    config_model = HubSpotConfig
+    config: HubSpotConfig
+
+    def build_verifiers(self) -> Sequence[Verifier]:
+        c = self.config
+        return [
+            HubSpotSignature(
+                c.client_secret,
+                c.signature_versions,
+                c.max_age_seconds,
+                setting=f"client_secret of source {c.name!r}",
+            )
+        ]
+
+    def parse(self, request: WebhookRequest) -> list[ParsedEvent]:
+        body = load_json(request.body)
+        if not isinstance(body, list) or not body:
+            raise ParseError("HubSpot sends a non-empty JSON array of events")
+        events = []
+        for item in body:
+            if not isinstance(item, dict):
+                raise ParseError("each HubSpot event must be a JSON object")
+            event_id = item.get("eventId")
+            kind = item.get("subscriptionType")
+            if not isinstance(event_id, int | str) or isinstance(event_id, bool):
+                raise ParseError("HubSpot event without an eventId")
+            if not isinstance(kind, str) or not kind:
+                raise ParseError("HubSpot event without a subscriptionType")
+            object_id = item.get("objectId")
+            object_type = kind.partition(".")[0]
+            entity = f"{object_type}:{object_id}" if object_id is not None else None
+            events.append(
+                ParsedEvent(
+                    kind[:200], f"event:{event_id}", item, entity, _millis(item.get("occurredAt"))
+                )
+            )
+        return events

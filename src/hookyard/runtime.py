@@ -1,0 +1,84 @@
+"""What one process runs: the engine, the inbox, and (optionally) worker threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from hookyard.config import Settings
+from hookyard.db.engine import make_engine
+from hookyard.inbox.accept import GroupCommitter
+from hookyard.inbox.store import EventStore
+from hookyard.sources import SourceSet, load_sources
+from hookyard.worker.retry import RetryPolicy
+from hookyard.worker.runner import Worker
+from hookyard.worker.wakeup import PostgresListener, Wakeup
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sources: SourceSet
+    engine: Engine
+    store: EventStore
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    workers: list[Worker] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _listener: PostgresListener | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, sources: SourceSet | None = None) -> Runtime:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=max(5, settings.worker_threads + 4))
+        return cls(settings, sources or load_sources(settings), engine, EventStore(engine))
+
+    def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
+        s = self.settings
+        return GroupCommitter(
+            self.store,
+            max_batch=s.max_batch_size,
+            timeout=s.accept_timeout_seconds,
+            rejected_capacity=s.rejected_log_size,
+            on_commit=on_commit or self.wakeup.signal,
+        )
+
+    def make_worker(self) -> Worker:
+        s = self.settings
+        return Worker(
+            store=self.store,
+            sources=self.sources.by_name(),
+            wakeup=self.wakeup,
+            retry=RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds),
+            batch_size=s.claim_batch_size,
+            lease_seconds=s.lease_seconds,
+            retention_days=s.retention_days,
+            retention_interval=s.retention_interval_seconds,
+        )
+
+    def start_workers(self, count: int | None = None) -> None:
+        if self.store.is_postgres:
+            self._listener = PostgresListener(self.engine, self.wakeup)
+            self._listener.start()
+        for i in range(count or self.settings.worker_threads):
+            worker = self.make_worker()
+            thread = threading.Thread(
+                target=worker.run, args=(self._stop,), name=f"hookyard-worker-{i}", daemon=True
+            )
+            self.workers.append(worker)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop_workers(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.wakeup.signal()
+        if self._listener is not None:
+            self._listener.stop()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.engine.dispose()
