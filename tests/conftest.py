@@ -1,0 +1,200 @@
+"""Shared fixtures: a database per test (SQLite file, or a PostgreSQL database per session
+when HOOKYARD_TEST_DATABASE=postgresql), test sources, an in-process gateway, and helpers to
+run real `hookyard` processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from hookyard.config import Settings
+from hookyard.db.engine import make_engine
+from hookyard.db.migrate import upgrade
+from hookyard.runtime import Runtime
+from hookyard.sources import SourceSet, load_sources_file
+from tests.handlers import test_metadata
+
+PG_ADMIN_URL = os.environ.get("HOOKYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKEND = os.environ.get("HOOKYARD_TEST_DATABASE", "sqlite")
+
+SECRETS = {
+    "generic": "whsec_" + "dGVzdC1zZWNyZXQtbm90LXJlYWwtMTIzNA==",  # base64 of a fake key
+    "hmac": "test-hmac-secret",
+    "token": "test-shared-token",
+    "hubspot": "test-hubspot-client-secret",
+    "meta_app": "test-meta-app-secret",
+    "meta_verify": "test-meta-verify-token",
+    "c2s": "test-c2s-token",
+    "tcr": "test-tcr-token",
+    "admin": "test-admin-token",
+}
+
+SOURCES_TOML = f"""
+[[source]]
+name = "demo"
+provider = "generic"
+scheme = "standard"
+secret = "{SECRETS['generic']}"
+
+[[source]]
+name = "effects"
+provider = "generic"
+scheme = "standard"
+secret = "{SECRETS['generic']}"
+handler = "tests.handlers:record_effect"
+
+[[source]]
+name = "poison"
+provider = "generic"
+scheme = "standard"
+secret = "{SECRETS['generic']}"
+handler = "tests.handlers:always_fail"
+
+[[source]]
+name = "signed"
+provider = "generic"
+scheme = "hmac"
+header = "X-Signature"
+prefix = "sha256="
+secret = "{SECRETS['hmac']}"
+
+[[source]]
+name = "tokened"
+provider = "generic"
+scheme = "token"
+secret = "{SECRETS['token']}"
+
+[[source]]
+name = "hubspot"
+provider = "hubspot"
+path = "/webhooks/hubspot/company"
+client_secret = "{SECRETS['hubspot']}"
+
+[[source]]
+name = "meta"
+provider = "meta"
+path = "/api/v1/whatsapp/webhook"
+app_secret = "{SECRETS['meta_app']}"
+verify_token = "{SECRETS['meta_verify']}"
+
+[[source]]
+name = "c2s"
+provider = "c2s"
+path = "/api/v1/webhooks/c2s"
+token = "{SECRETS['c2s']}"
+
+[[source]]
+name = "tcr-brands"
+provider = "tcr"
+path = "/webhooks/tcr/brands"
+token = "{SECRETS['tcr']}"
+
+[[source]]
+name = "tcr-open"
+provider = "tcr"
+path = "/webhooks/tcr/campaigns"
+"""
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pg_url(dbname: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    if BACKEND != "postgresql":
+        yield None
+        return
+    name = f"hookyard_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = _pg_url(name)
+    engine = make_engine(url)
+    upgrade(engine)
+    test_metadata.create_all(engine)
+    engine.dispose()
+    yield url
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def db_url(pg_database: str | None, tmp_path: Path) -> str:
+    if pg_database is None:
+        url = f"sqlite:///{tmp_path / 'hookyard.sqlite'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        test_metadata.create_all(engine)
+        engine.dispose()
+        return url
+    engine = make_engine(pg_database)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE events, rejected_requests, test_effects RESTART IDENTITY"))
+    engine.dispose()
+    return pg_database
+
+
+@pytest.fixture
+def sources_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sources.toml"
+    path.write_text(SOURCES_TOML)
+    return path
+
+
+@pytest.fixture
+def settings(db_url: str, sources_file: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=db_url,
+        sources=sources_file,
+        admin_token=SECRETS["admin"],
+        demo_secrets_file=tmp_path / "demo-secrets.env",
+        max_attempts=3,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+        lease_seconds=30,
+    )
+
+
+@pytest.fixture
+def sources(sources_file: Path) -> SourceSet:
+    return load_sources_file(sources_file)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.build(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def engine(runtime: Runtime) -> Engine:
+    return runtime.engine
+
+
+def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
+    """Environment for a real `hookyard` process configured like `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        HOOKYARD_DATABASE_URL=settings.database_url,
+        HOOKYARD_SOURCES=str(settings.sources),
+        HOOKYARD_ADMIN_TOKEN=SECRETS["admin"],
+        HOOKYARD_DEMO_SECRETS_FILE=str(settings.demo_secrets_file),
+        HOOKYARD_MAX_ATTEMPTS=str(settings.max_attempts),
+        HOOKYARD_RETRY_BASE_SECONDS=str(settings.retry_base_seconds),
+        HOOKYARD_RETRY_MAX_SECONDS=str(settings.retry_max_seconds),
+        HOOKYARD_LEASE_SECONDS=str(settings.lease_seconds),
+        HOOKYARD_LOG_LEVEL="warning",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

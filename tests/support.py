@@ -1,0 +1,117 @@
+"""Helpers for tests: signed deliveries, and real `hookyard` processes on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hookyard.providers.base import Source
+from hookyard.testing.simulate import Delivery, build_delivery
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def delivery(source: Source, seq: int = 0, event: str | None = None, **data: Any) -> Delivery:
+    """A correctly signed delivery; for generic sources, `data` lands in the payload's data."""
+    d = build_delivery(source, event, "http://testserver", seq)
+    if data and source.config.provider == "generic":
+        import json
+
+        from hookyard.providers import signing
+
+        payload = json.loads(d.body)
+        payload["data"].update(data)
+        body = json.dumps(payload).encode()
+        headers = dict(d.headers)
+        headers["webhook-signature"] = signing.standard_webhooks_signature(
+            source.config.secret,  # type: ignore[attr-defined]
+            headers["webhook-id"],
+            headers["webhook-timestamp"],
+            body,
+        )
+        return Delivery(d.method, d.url, headers, body)
+    return d
+
+
+class Proc:
+    """A `hookyard` subprocess; output goes to a log file kept beside the test's tmp dir."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.args = list(args)
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "hookyard.cli", *args],
+            env=env,
+            cwd=str(log.parent),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill9(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(env: dict[str, str], log: Path, *extra: str, port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    proc = Proc(["serve", "--port", str(port), *extra], env, log)
+    base = f"http://127.0.0.1:{port}"
+    wait_until_healthy(base, proc)
+    return proc, base
+
+
+def wait_until_healthy(base: str, proc: Proc, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{proc.output()[-3000:]}")
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not healthy in {timeout}s:\n{proc.output()[-3000:]}")
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s (last value {value!r})")
+        time.sleep(interval)
