@@ -41,20 +41,20 @@ SOURCES_TOML = f"""
 name = "demo"
 provider = "generic"
 scheme = "standard"
-secret = "{SECRETS['generic']}"
+secret = "{SECRETS["generic"]}"
 
 [[source]]
 name = "effects"
 provider = "generic"
 scheme = "standard"
-secret = "{SECRETS['generic']}"
+secret = "{SECRETS["generic"]}"
 handler = "tests.handlers:record_effect"
 
 [[source]]
 name = "poison"
 provider = "generic"
 scheme = "standard"
-secret = "{SECRETS['generic']}"
+secret = "{SECRETS["generic"]}"
 handler = "tests.handlers:always_fail"
 
 [[source]]
@@ -63,38 +63,38 @@ provider = "generic"
 scheme = "hmac"
 header = "X-Signature"
 prefix = "sha256="
-secret = "{SECRETS['hmac']}"
+secret = "{SECRETS["hmac"]}"
 
 [[source]]
 name = "tokened"
 provider = "generic"
 scheme = "token"
-secret = "{SECRETS['token']}"
+secret = "{SECRETS["token"]}"
 
 [[source]]
 name = "hubspot"
 provider = "hubspot"
 path = "/webhooks/hubspot/company"
-client_secret = "{SECRETS['hubspot']}"
+client_secret = "{SECRETS["hubspot"]}"
 
 [[source]]
 name = "meta"
 provider = "meta"
 path = "/api/v1/whatsapp/webhook"
-app_secret = "{SECRETS['meta_app']}"
-verify_token = "{SECRETS['meta_verify']}"
+app_secret = "{SECRETS["meta_app"]}"
+verify_token = "{SECRETS["meta_verify"]}"
 
 [[source]]
 name = "c2s"
 provider = "c2s"
 path = "/api/v1/webhooks/c2s"
-token = "{SECRETS['c2s']}"
+token = "{SECRETS["c2s"]}"
 
 [[source]]
 name = "tcr-brands"
 provider = "tcr"
 path = "/webhooks/tcr/brands"
-token = "{SECRETS['tcr']}"
+token = "{SECRETS["tcr"]}"
 
 [[source]]
 name = "tcr-open"
@@ -115,7 +115,9 @@ def pg_database() -> Iterator[str | None]:
         yield None
         return
     name = f"hookyard_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+    admin = psycopg.connect(
+        PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True
+    )
     admin.execute(f'CREATE DATABASE "{name}"')
     url = _pg_url(name)
     engine = make_engine(url)

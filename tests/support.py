@@ -84,7 +84,9 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(env: dict[str, str], log: Path, *extra: str, port: int | None = None) -> tuple[Proc, str]:
+def start_server(
+    env: dict[str, str], log: Path, *extra: str, port: int | None = None
+) -> tuple[Proc, str]:
     port = port or free_port()
     proc = Proc(["serve", "--port", str(port), *extra], env, log)
     base = f"http://127.0.0.1:{port}"

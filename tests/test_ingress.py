@@ -25,8 +25,11 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 def post(client: TestClient, d, **overrides):  # type: ignore[no-untyped-def]
     headers = {**d.headers, **overrides.pop("headers", {})}
-    return client.post(d.url.replace("http://testserver", ""), content=overrides.pop("body", d.body),
-                       headers=headers)
+    return client.post(
+        d.url.replace("http://testserver", ""),
+        content=overrides.pop("body", d.body),
+        headers=headers,
+    )
 
 
 def count(runtime: Runtime, table=events) -> int:  # type: ignore[no-untyped-def]
@@ -34,8 +37,9 @@ def count(runtime: Runtime, table=events) -> int:  # type: ignore[no-untyped-def
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def test_accepted_delivery_is_stored_before_the_answer(client: TestClient, runtime: Runtime,
-                                                       sources: SourceSet) -> None:
+def test_accepted_delivery_is_stored_before_the_answer(
+    client: TestClient, runtime: Runtime, sources: SourceSet
+) -> None:
     d = delivery(sources.by_name()["demo"], 1)
     response = post(client, d)
     assert response.status_code == 200
@@ -52,14 +56,15 @@ def test_accepted_delivery_is_stored_before_the_answer(client: TestClient, runti
     assert row["headers"]["webhook-id"] == d.headers["webhook-id"]
 
 
-def test_duplicate_delivery_answers_200_and_is_stored_once(client: TestClient, runtime: Runtime,
-                                                           sources: SourceSet) -> None:
+def test_duplicate_delivery_answers_200_and_is_stored_once(
+    client: TestClient, runtime: Runtime, sources: SourceSet
+) -> None:
     d = delivery(sources.by_name()["demo"], 1)
     first, second = post(client, d), post(client, d)
     assert first.status_code == second.status_code == 200
     assert second.json() == {"status": "duplicate", "events": [None]}
     assert count(runtime) == 1
-    assert "hookyard_events_duplicate_total{source=\"demo\"}" in client.get("/metrics").text
+    assert 'hookyard_events_duplicate_total{source="demo"}' in client.get("/metrics").text
 
 
 def test_unknown_source_is_404_with_a_reason(client: TestClient) -> None:
@@ -68,8 +73,9 @@ def test_unknown_source_is_404_with_a_reason(client: TestClient) -> None:
     assert "no source" in response.json()["error"]
 
 
-def test_bad_signature_is_401_and_logged(client: TestClient, runtime: Runtime,
-                                         sources: SourceSet) -> None:
+def test_bad_signature_is_401_and_logged(
+    client: TestClient, runtime: Runtime, sources: SourceSet
+) -> None:
     d = delivery(sources.by_name()["demo"], 1)
     response = post(client, d, body=d.body + b" ")
     assert response.status_code == 401
@@ -82,7 +88,9 @@ def test_bad_signature_is_401_and_logged(client: TestClient, runtime: Runtime,
     assert count(runtime, rejected_requests) == 1
 
 
-def test_body_over_the_limit_is_413(client: TestClient, runtime: Runtime, sources: SourceSet) -> None:
+def test_body_over_the_limit_is_413(
+    client: TestClient, runtime: Runtime, sources: SourceSet
+) -> None:
     d = delivery(sources.by_name()["demo"], 1)
     big = b'{"pad":"' + b"x" * (1024 * 1024) + b'"}'
     response = post(client, d, body=big)
@@ -102,22 +110,34 @@ def test_unparseable_body_is_400(client: TestClient, sources: SourceSet) -> None
     from hookyard.providers import signing
 
     source = sources.by_name()["tokened"]
-    response = client.post("/webhooks/in/tokened", content=b"{not json",
-                           headers={"x-webhook-token": "test-shared-token",
-                                    "content-type": "application/json"})
+    response = client.post(
+        "/webhooks/in/tokened",
+        content=b"{not json",
+        headers={"x-webhook-token": "test-shared-token", "content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert "JSON" in response.json()["error"]
     assert signing.constant_time_equal(source.config.secret, "test-shared-token")  # type: ignore[attr-defined]
 
 
-def test_hubspot_array_becomes_one_event_per_item(client: TestClient, runtime: Runtime,
-                                                  sources: SourceSet) -> None:
+def test_hubspot_array_becomes_one_event_per_item(
+    client: TestClient, runtime: Runtime, sources: SourceSet
+) -> None:
     from hookyard.providers import signing
 
     items = [
-        {"eventId": 100 + i, "subscriptionType": "company.propertyChange", "objectId": 7,
-         "occurredAt": 1763800000000 + i, "propertyName": "name", "propertyValue": f"v{i}",
-         "portalId": 1, "appId": 2, "subscriptionId": 3, "attemptNumber": 0}
+        {
+            "eventId": 100 + i,
+            "subscriptionType": "company.propertyChange",
+            "objectId": 7,
+            "occurredAt": 1763800000000 + i,
+            "propertyName": "name",
+            "propertyValue": f"v{i}",
+            "portalId": 1,
+            "appId": 2,
+            "subscriptionId": 3,
+            "attemptNumber": 0,
+        }
         for i in range(3)
     ]
     body = json.dumps(items).encode()
@@ -126,9 +146,15 @@ def test_hubspot_array_becomes_one_event_per_item(client: TestClient, runtime: R
     ts = str(int(time.time() * 1000))
     url = "http://testserver/webhooks/hubspot/company"
     sig = signing.hubspot_v3("test-hubspot-client-secret", "POST", url, body, ts)
-    response = client.post("/webhooks/hubspot/company", content=body, headers={
-        "content-type": "application/json", "x-hubspot-signature-v3": sig,
-        "x-hubspot-request-timestamp": ts})
+    response = client.post(
+        "/webhooks/hubspot/company",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-hubspot-signature-v3": sig,
+            "x-hubspot-request-timestamp": ts,
+        },
+    )
     assert response.status_code == 200
     ids = response.json()["events"]
     assert len(ids) == 3 and None not in ids
@@ -137,18 +163,32 @@ def test_hubspot_array_becomes_one_event_per_item(client: TestClient, runtime: R
     assert [r["payload"]["propertyValue"] for r in stored] == ["v0", "v1", "v2"]  # type: ignore[index]
     assert {r["entity_key"] for r in stored} == {"company:7"}  # type: ignore[index]
     # HubSpot retries the same request: every item is a duplicate.
-    again = client.post("/webhooks/hubspot/company", content=body, headers={
-        "content-type": "application/json", "x-hubspot-signature-v3": sig,
-        "x-hubspot-request-timestamp": ts})
+    again = client.post(
+        "/webhooks/hubspot/company",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-hubspot-signature-v3": sig,
+            "x-hubspot-request-timestamp": ts,
+        },
+    )
     assert again.json() == {"status": "duplicate", "events": [None, None, None]}
 
 
 def test_meta_handshake(client: TestClient) -> None:
-    ok = client.get("/api/v1/whatsapp/webhook", params={
-        "hub.mode": "subscribe", "hub.verify_token": "test-meta-verify-token", "hub.challenge": "1158201444"})
+    ok = client.get(
+        "/api/v1/whatsapp/webhook",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": "test-meta-verify-token",
+            "hub.challenge": "1158201444",
+        },
+    )
     assert ok.status_code == 200 and ok.text == "1158201444"
-    bad = client.get("/api/v1/whatsapp/webhook", params={
-        "hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"})
+    bad = client.get(
+        "/api/v1/whatsapp/webhook",
+        params={"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+    )
     assert bad.status_code == 403
 
 
@@ -158,18 +198,20 @@ def test_get_on_a_post_only_source_is_405(client: TestClient) -> None:
     assert "POST" in response.json()["error"]
 
 
-@pytest.mark.parametrize("name", ["hubspot", "meta", "c2s", "tcr-brands", "tcr-open", "signed",
-                                  "tokened", "demo"])
-def test_every_simulated_provider_delivery_is_accepted(client: TestClient, sources: SourceSet,
-                                                       name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["hubspot", "meta", "c2s", "tcr-brands", "tcr-open", "signed", "tokened", "demo"]
+)
+def test_every_simulated_provider_delivery_is_accepted(
+    client: TestClient, sources: SourceSet, name: str
+) -> None:
     response = post(client, delivery(sources.by_name()[name], 5))
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "accepted"
 
 
-def test_storage_failure_is_503_and_nothing_is_acknowledged(client: TestClient, runtime: Runtime,
-                                                            sources: SourceSet,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_storage_failure_is_503_and_nothing_is_acknowledged(
+    client: TestClient, runtime: Runtime, sources: SourceSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sqlalchemy.exc import OperationalError
 
     def broken(*args: object, **kwargs: object) -> None:

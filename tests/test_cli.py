@@ -1,0 +1,129 @@
+"""The `hookyard` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hookyard.config import Settings
+from hookyard.runtime import Runtime
+from tests.conftest import process_env
+from tests.support import start_server, wait_for
+from tests.test_worker import accept
+
+
+def hookyard(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookyard.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_events_list_show_replay(settings: Settings, runtime: Runtime) -> None:
+    [bad] = accept(runtime, "poison")
+    accept(runtime, "effects", 2)
+    runtime.make_worker().drain()
+    env = process_env(settings)
+    listed = json.loads(hookyard(env, "events", "list", "--json").stdout)
+    assert [e["status"] for e in listed] == ["done", "done", "failed"]
+    assert {
+        "id",
+        "source",
+        "provider",
+        "event_type",
+        "dedup_key",
+        "status",
+        "attempts",
+        "origin",
+        "received_at",
+        "processed_at",
+        "last_error",
+    } <= set(listed[0])
+    only_failed = json.loads(hookyard(env, "events", "list", "--json", "--status", "failed").stdout)
+    assert [e["id"] for e in only_failed] == [bad]
+    shown = json.loads(hookyard(env, "events", "show", str(bad), "--json").stdout)
+    assert (
+        shown["last_error"].startswith("ValueError") and shown["payload"]["type"] == "invoice.paid"
+    )
+    table = hookyard(env, "events", "list").stdout
+    assert "poison" in table and "failed" in table
+    replayed = hookyard(env, "events", "replay", str(bad), "--json")
+    assert json.loads(replayed.stdout) == {"replayed": 1}
+    assert hookyard(env, "events", "show", "99999").returncode == 1
+
+
+def test_sources_list_and_migrate(settings: Settings) -> None:
+    env = process_env(settings)
+    assert hookyard(env, "migrate").returncode == 0
+    sources = json.loads(hookyard(env, "sources", "list", "--json").stdout)
+    assert {
+        "name": "hubspot",
+        "provider": "hubspot",
+        "path": "/webhooks/hubspot/company",
+        "tenant": None,
+    } in sources
+
+
+def test_a_bad_sources_file_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[source]]\nname = "x"\nprovider = "nope"\n')
+    result = hookyard(process_env(settings, HOOKYARD_SOURCES=bad), "sources", "list")
+    assert result.returncode == 2
+    assert "unknown provider 'nope'" in result.stderr
+
+
+def test_serve_with_demo_sources_and_simulate_every_provider(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The quick start: no sources file, secrets generated once, the simulator signs with them."""
+    env = process_env(settings)
+    del env["HOOKYARD_SOURCES"]
+    del env["HOOKYARD_ADMIN_TOKEN"]
+    server, base = start_server(env, tmp_path / "serve.log")
+    try:
+        assert "HOOKYARD_GENERIC_SECRET=whsec_" in server.output()
+        secrets_file = Path(env["HOOKYARD_DEMO_SECRETS_FILE"])
+        assert secrets_file.stat().st_mode & 0o777 == 0o600
+        for provider, event in [
+            ("generic", "invoice.paid"),
+            ("hubspot", "company.propertyChange"),
+            ("meta", "message_template_quality_update"),
+            ("c2s", "on_close_lead"),
+            ("tcr", "MNO_CAMPAIGN_OPERATION_APPROVED"),
+        ]:
+            result = hookyard(env, "simulate", provider, event, "--count", "3", "--url", base)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "200x3" in result.stdout
+        admin = dict(
+            line.split("=", 1) for line in secrets_file.read_text().splitlines() if "=" in line
+        )["HOOKYARD_ADMIN_TOKEN"]
+        import httpx
+
+        def all_finished() -> bool:
+            items = httpx.get(
+                base + "/api/v1/events", headers={"Authorization": f"Bearer {admin}"}
+            ).json()["items"]
+            return len(items) == 15 and all(e["status"] in ("done", "ignored") for e in items)
+
+        wait_for(all_finished)
+        campaigns = json.loads(
+            hookyard(env, "events", "list", "--json", "--source", "tcr-campaigns").stdout
+        )
+        assert len(campaigns) == 3  # the simulator picks the TCR path by event category
+    finally:
+        server.stop()
+    # A second start reuses the kept secrets and prints none.
+    server, base = start_server(env, tmp_path / "serve2.log")
+    try:
+        assert "Generated demo secrets" not in server.output()
+        assert hookyard(env, "simulate", "generic", "--url", base).returncode == 0
+    finally:
+        server.stop()

@@ -1,0 +1,200 @@
+"""Processing: leases, one transaction for effects and "done", retries, dead letters, replay."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from sqlalchemy import func, select, update
+
+from hookyard.db.schema import events
+from hookyard.inbox.model import NewEvent
+from hookyard.inbox.store import EventFilter, LeaseLost
+from hookyard.providers.base import Outcome
+from hookyard.runtime import Runtime
+from tests.handlers import effects
+from tests.support import delivery
+
+
+def accept(runtime: Runtime, source: str, n: int = 1, **data: object) -> list[int]:
+    """Store `n` deliveries to `source` as ingress would (parse, then the inbox)."""
+    from hookyard.ingress.app import stored_headers
+    from hookyard.providers.base import WebhookRequest
+
+    src = runtime.sources.by_name()[source]
+    new = []
+    for i in range(n):
+        d = delivery(src, i, **data)
+        query = dict(parse_qsl(urlsplit(d.url).query))
+        request = WebhookRequest("POST", d.url, src.path, query, d.headers, d.body)
+        assert src.adapter.verify(request) is None
+        for p in src.adapter.parse(request):
+            new.append(
+                NewEvent(
+                    src.name,
+                    src.config.provider,
+                    None,
+                    p.event_type,
+                    p.dedup_key,
+                    p.entity_key,
+                    p.provider_ts,
+                    stored_headers(dict(d.headers)),
+                    d.body,
+                    None if p.payload_is_body else p.payload,
+                    datetime.now(UTC),
+                )
+            )
+    inserted = runtime.store.insert_batch(new)
+    return sorted(inserted.values())
+
+
+def effect_count(runtime: Runtime) -> dict[int, int]:
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(select(effects.c.event_id, func.count()).group_by(effects.c.event_id))
+        return {event_id: n for event_id, n in rows}
+
+
+def status_of(runtime: Runtime, event_id: int) -> str:
+    row = runtime.store.get(event_id)
+    assert row is not None
+    return str(row["status"])
+
+
+def test_handler_effects_and_done_commit_together(runtime: Runtime) -> None:
+    ids = accept(runtime, "effects", 5)
+    assert runtime.make_worker().drain() == 5
+    assert effect_count(runtime) == {i: 1 for i in ids}
+    for i in ids:
+        row = runtime.store.get(i)
+        assert row is not None
+        assert row["status"] == "done" and row["attempts"] == 1 and row["processed_at"] is not None
+        assert row["lease_owner"] is None
+
+
+def test_seed_provider_events_without_a_domain_handler_are_ignored(runtime: Runtime) -> None:
+    [event_id] = accept(runtime, "tcr-brands")
+    runtime.make_worker().drain()
+    assert status_of(runtime, event_id) == Outcome.IGNORED
+
+
+def test_a_poison_event_fails_alone_and_the_rest_of_its_batch_is_done(runtime: Runtime) -> None:
+    good = accept(runtime, "effects", 4)
+    [bad] = accept(runtime, "poison")
+    worker = runtime.make_worker()
+    claimed = runtime.store.claim(worker.name, 100, 30)
+    assert len(claimed) == 5
+    worker.process(claimed)  # the batch transaction fails, then each event runs alone
+    assert effect_count(runtime) == {i: 1 for i in good}
+    row = runtime.store.get(bad)
+    assert row is not None
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert row["next_attempt_at"] > datetime.now(UTC)
+    assert row["last_error"] == f"ValueError: poison event {bad}"
+    assert "always_fail" in row["last_traceback"]
+
+
+def test_poison_event_is_dead_after_max_attempts_then_replay_runs_it_again(
+    runtime: Runtime,
+) -> None:
+    [bad] = accept(runtime, "poison")
+    worker = runtime.make_worker()
+    deadline = time.monotonic() + 10
+    while status_of(runtime, bad) != "dead" and time.monotonic() < deadline:
+        worker.drain()
+        time.sleep(0.05)
+    row = runtime.store.get(bad)
+    assert row is not None
+    assert row["status"] == "dead"
+    assert row["attempts"] == runtime.settings.max_attempts == 3
+    assert "ValueError: poison event" in row["last_error"]
+    # Dead events are never picked up again on their own.
+    assert worker.drain() == 0
+    assert runtime.store.replay([bad]) == 1
+    row = runtime.store.get(bad)
+    assert row is not None
+    assert (row["status"], row["attempts"], row["replay_count"]) == ("pending", 0, 1)
+    assert worker.drain() == 1
+    assert status_of(runtime, bad) == "failed"
+
+
+def test_retry_waits_for_backoff(runtime: Runtime) -> None:
+    [bad] = accept(runtime, "poison")
+    worker = runtime.make_worker()
+    assert worker.drain() == 1
+    assert worker.drain() == 0  # not due yet: next_attempt_at is in the future
+    row = runtime.store.get(bad)
+    assert row is not None and row["status"] == "failed"
+
+
+def test_expired_lease_is_recovered_and_the_late_worker_cannot_commit(runtime: Runtime) -> None:
+    [event_id] = accept(runtime, "effects")
+    crashed = runtime.make_worker()
+    [claimed] = runtime.store.claim(crashed.name, 10, lease_seconds=0.2)
+    time.sleep(0.3)
+    assert runtime.store.recover_expired_leases(max_attempts=3) == 1
+    assert status_of(runtime, event_id) == "pending"
+    survivor = runtime.make_worker()
+    assert survivor.drain() == 1
+    # The first worker wakes up and tries to finish: its lease is gone, its effects roll back.
+    with pytest.raises(LeaseLost), runtime.store.writer.begin() as tx:
+        tx.execute(effects.insert().values(event_id=claimed.id, dedup_key=claimed.dedup_key))
+        runtime.store.finish(tx, {"done": [claimed.id]}, crashed.name)
+    assert effect_count(runtime) == {event_id: 1}
+    row = runtime.store.get(event_id)
+    assert row is not None and row["attempts"] == 2 and row["status"] == "done"
+
+
+def test_lease_expiry_past_max_attempts_is_dead(runtime: Runtime) -> None:
+    [event_id] = accept(runtime, "effects")
+    with runtime.store.writer.begin() as tx:
+        tx.execute(update(events).values(attempts=2))
+    runtime.store.claim("gone", 10, lease_seconds=0.05)
+    time.sleep(0.1)
+    assert runtime.store.recover_expired_leases(max_attempts=3) == 1
+    row = runtime.store.get(event_id)
+    assert row is not None and row["status"] == "dead"
+    assert "lease expired" in row["last_error"]
+
+
+def test_two_workers_never_claim_the_same_event(runtime: Runtime) -> None:
+    accept(runtime, "effects", 30)
+    first = runtime.store.claim("a", 20, 30)
+    second = runtime.store.claim("b", 20, 30)
+    assert len(first) == 20 and len(second) == 10
+    assert not {e.id for e in first} & {e.id for e in second}
+
+
+def test_retention_purges_only_finished_events_older_than_the_cutoff(runtime: Runtime) -> None:
+    done = accept(runtime, "effects", 2)
+    runtime.make_worker().drain()
+    [dead] = accept(runtime, "tokened")
+    with runtime.store.writer.begin() as tx:
+        tx.execute(update(events).where(events.c.id == dead).values(status="dead"))
+        tx.execute(update(events).values(received_at=datetime.now(UTC) - timedelta(days=40)))
+    [fresh] = accept(runtime, "effects")
+    worker = runtime.make_worker()
+    worker.retention_days = 0  # this test calls retention itself
+    worker.drain()
+    assert runtime.store.purge_finished(datetime.now(UTC) - timedelta(days=30)) == 2
+    remaining = {e["id"] for e in runtime.store.list_events(EventFilter())}
+    assert remaining == {dead, fresh}
+    assert not remaining & set(done)
+
+
+def test_the_worker_applies_retention_on_its_own(runtime: Runtime) -> None:
+    accept(runtime, "effects", 3)
+    runtime.make_worker().drain()
+    with runtime.store.writer.begin() as tx:
+        tx.execute(update(events).values(received_at=datetime.now(UTC) - timedelta(days=31)))
+    runtime.make_worker().run_once()  # housekeeping runs at the start of a cycle
+    assert runtime.store.list_events(EventFilter()) == []
+
+
+def test_replay_matching_a_filter(runtime: Runtime) -> None:
+    accept(runtime, "effects", 3)
+    runtime.make_worker().drain()
+    assert runtime.store.replay_matching(EventFilter(source="effects", status="done")) == 3
+    assert runtime.make_worker().drain() == 3
+    assert set(effect_count(runtime).values()) == {2}  # replay runs the handler again
