@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -132,14 +133,12 @@ class EventStore:
                         cursor.execute(_PG_INSERT, _pg_columns(new), prepare=True)
                         rows = cursor.fetchall()
                     else:
-                        rows = [
-                            cursor.execute(_SQLITE_INSERT, _sqlite_row(e)).fetchone() for e in new
-                        ]
+                        params = [value for e in new for value in _sqlite_row(e)]
+                        rows = cursor.execute(_sqlite_insert(len(new)), params).fetchall()
                 finally:
                     cursor.close()
                 for row in rows:
-                    if row is not None:
-                        inserted[(row[1], row[2])] = row[0]
+                    inserted[(row[1], row[2])] = row[0]
                 if inserted and self.is_postgres:
                     tx.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
             if rejected:
@@ -365,10 +364,14 @@ _PG_INSERT = (
     " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
 )
 
-_SQLITE_INSERT = (
-    f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 16)})"
-    " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
-)
+@functools.lru_cache(maxsize=128)
+def _sqlite_insert(rows: int) -> str:
+    # One statement for the whole batch: one call into SQLite, one GIL hand-over.
+    values = ", ".join(["(" + ", ".join("?" * 16) + ")"] * rows)
+    return (
+        f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES {values}"
+        " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
+    )
 
 
 def _json_or_none(value: Any) -> str | None:
