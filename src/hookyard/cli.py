@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -79,15 +80,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.once:
         print(f"processed {runtime.make_worker().drain()} events")
         return 0
-    runtime.start_workers(args.threads)
     stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime.start_workers(args.threads)
     try:
-        while not stop.wait(3600):
-            pass
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
-        runtime.close()
+        runtime.close()  # lets running handlers finish their transaction
     return 0
 
 

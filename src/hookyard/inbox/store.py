@@ -364,6 +364,7 @@ _PG_INSERT = (
     " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
 )
 
+
 @functools.lru_cache(maxsize=128)
 def _sqlite_insert(rows: int) -> str:
     # One statement for the whole batch: one call into SQLite, one GIL hand-over.

@@ -6,6 +6,7 @@ A plain ASGI app, so that nothing but these steps runs per webhook. Every answer
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -39,12 +40,13 @@ _SECRET_HEADER_WORDS = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _may_hold_credentials(name: str) -> bool:
+    return any(word in name for word in _SECRET_HEADER_WORDS)
+
+
 def stored_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {
-        name: value
-        for name, value in headers.items()
-        if not any(word in name for word in _SECRET_HEADER_WORDS)
-    }
+    return {name: value for name, value in headers.items() if not _may_hold_credentials(name)}
 
 
 class _Reject(Exception):
@@ -70,6 +72,10 @@ class Ingress:
         trust_proxy_headers: bool = False,
     ) -> None:
         self.routes = {s.path: s for s in sources}
+        # Labelled metric children, looked up once per source rather than per request.
+        self._received = {s.name: RECEIVED.labels(s.name) for s in sources}
+        self._accepted = {s.name: ACCEPTED.labels(s.name) for s in sources}
+        self._duplicates = {s.name: DUPLICATES.labels(s.name) for s in sources}
         self.committer = committer
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
@@ -96,7 +102,7 @@ class Ingress:
     async def handle(self, source: Source, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         received_at = datetime.now(UTC)
-        RECEIVED.labels(source.name).inc()
+        self._received[source.name].inc()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = b""
         request: WebhookRequest | None = None
@@ -159,9 +165,9 @@ class Ingress:
         new_ids = [i for i in ids if i is not None]
         duplicates = len(ids) - len(new_ids)
         if new_ids:
-            ACCEPTED.labels(source.name).inc(len(new_ids))
+            self._accepted[source.name].inc(len(new_ids))
         if duplicates:
-            DUPLICATES.labels(source.name).inc(duplicates)
+            self._duplicates[source.name].inc(duplicates)
         status = "accepted" if new_ids else "duplicate"
         await _respond(send, *_json(200, {"status": status, "events": ids}))
         ACK_LATENCY.observe(time.perf_counter() - started)

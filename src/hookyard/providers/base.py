@@ -147,8 +147,14 @@ class Adapter(ABC):
 
 def load_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # JSON on the wire is UTF-8 (RFC 8259); decoding first skips json's encoding sniffing.
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        try:
+            return json.loads(body)  # UTF-16/32 with a BOM, as json.loads allows
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
         raise ParseError(f"body is not valid JSON: {exc}") from None
 
 
