@@ -55,6 +55,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     api = FastAPI(title="hookyard", version=__version__, lifespan=lifespan)
     api.state.store = runtime.store
     api.state.sources = runtime.sources.sources
+    api.state.wakeup = runtime.wakeup
     api.state.admin_token = admin_token(runtime.settings)
     api.include_router(events_router)
     _register_queue_metrics(runtime)

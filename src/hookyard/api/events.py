@@ -59,21 +59,25 @@ def show_event(store: Store, event_id: int) -> EventDetail:
 
 
 @router.post("/events/{event_id}/replay", response_model=ReplayResult)
-def replay_event(store: Store, event_id: int) -> ReplayResult:
+def replay_event(request: Request, store: Store, event_id: int) -> ReplayResult:
     row = store.get(event_id)
     if row is None:
         raise HTTPException(404, f"no event {event_id}")
     if row["status"] == Status.PROCESSING.value:
         raise HTTPException(409, "the event is being processed now; replay it when it finishes")
-    return ReplayResult(replayed=store.replay([event_id]))
+    result = ReplayResult(replayed=store.replay([event_id]))
+    request.app.state.wakeup.signal()
+    return result
 
 
 @router.post("/events/replay", response_model=ReplayResult)
-def replay_events(store: Store, flt: ReplayFilter) -> ReplayResult:
+def replay_events(request: Request, store: Store, flt: ReplayFilter) -> ReplayResult:
     matching = EventFilter(
         flt.source, flt.provider, flt.event_type, flt.status, flt.since, flt.until
     )
-    return ReplayResult(replayed=store.replay_matching(matching, flt.limit))
+    result = ReplayResult(replayed=store.replay_matching(matching, flt.limit))
+    request.app.state.wakeup.signal()
+    return result
 
 
 @router.get("/sources", response_model=list[SourceInfo])

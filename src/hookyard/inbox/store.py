@@ -121,8 +121,8 @@ class EventStore:
 
         A (source, dedup_key) already stored is skipped by the unique constraint, so a
         duplicate never becomes a second row, whichever process received it. This is the
-        hot path: one statement per batch on PostgreSQL (arrays through `unnest`), one
-        prepared statement per row on SQLite, both inside one transaction (one fsync).
+        hot path: one statement per batch inside one transaction (one fsync); on PostgreSQL
+        a trigger (migration 0002) notifies the workers of every process.
         """
         inserted: dict[tuple[str, str], int] = {}
         with self.writer.begin() as tx:
@@ -139,8 +139,6 @@ class EventStore:
                     cursor.close()
                 for row in rows:
                     inserted[(row[1], row[2])] = row[0]
-                if inserted and self.is_postgres:
-                    tx.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
             if rejected:
                 tx.execute(rejected_requests.insert(), [vars_of(r) for r in rejected])
         return inserted
@@ -255,6 +253,11 @@ class EventStore:
             )
         return result.rowcount
 
+    def _notify(self, tx: Connection) -> None:
+        """Wake workers in every process when this transaction commits (PostgreSQL)."""
+        if self.is_postgres:
+            tx.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
     def next_due_at(self) -> datetime | None:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -271,6 +274,7 @@ class EventStore:
         if not ids:
             return 0
         with self.writer.begin() as tx:
+            self._notify(tx)
             return tx.execute(
                 update(events)
                 .where(events.c.id.in_(ids), events.c.status != Status.PROCESSING.value)
