@@ -198,3 +198,20 @@ def test_replay_matching_a_filter(runtime: Runtime) -> None:
     assert runtime.store.replay_matching(EventFilter(source="effects", status="done")) == 3
     assert runtime.make_worker().drain() == 3
     assert set(effect_count(runtime).values()) == {2}  # replay runs the handler again
+
+
+def test_the_rejected_log_is_bounded(runtime: Runtime) -> None:
+    from hookyard.inbox.model import RejectedRequest
+
+    rejected = [
+        RejectedRequest(
+            "demo", "/webhooks/in/demo", 401, f"bad {i}", "127.0.0.1", {}, b"", datetime.now(UTC)
+        )
+        for i in range(25)
+    ]
+    runtime.store.insert_batch([], rejected)
+    worker = runtime.make_worker()
+    worker.rejected_log_size = 10
+    worker.run_once()
+    kept = runtime.store.rejected(limit=100)
+    assert [r["reason"] for r in kept] == [f"bad {i}" for i in range(24, 14, -1)]

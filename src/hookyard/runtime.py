@@ -56,6 +56,7 @@ class Runtime:
             lease_seconds=s.lease_seconds,
             retention_days=s.retention_days,
             retention_interval=s.retention_interval_seconds,
+            rejected_log_size=s.rejected_log_size,
         )
 
     def start_workers(self, count: int | None = None) -> None:

@@ -40,6 +40,7 @@ class Worker:
     idle_seconds: float = 30.0  # longest sleep with nothing due (a timer, not a poll)
     retention_days: int = 30
     retention_interval: float = 3600.0
+    rejected_log_size: int = 1000  # rows kept in rejected_requests
     name: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
     _next_housekeeping: float = 0.0
@@ -145,6 +146,7 @@ class Worker:
             self._next_housekeeping = now + max(1.0, self.lease_seconds / 4)
             if recovered := self.store.recover_expired_leases(self.retry.max_attempts):
                 log.warning("leases_recovered", events=recovered, worker=self.name)
+            self.store.trim_rejected(self.rejected_log_size)
         if self.retention_days > 0 and now >= self._next_retention:
             self._next_retention = now + self.retention_interval
             purged = self.store.purge_finished(utcnow() - timedelta(days=self.retention_days))
