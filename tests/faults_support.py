@@ -4,16 +4,18 @@ test may stop and start without touching the shared server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from sqlalchemy import Engine, func, select
 
 from hookyard.db.schema import events
 from hookyard.providers.base import Source
+from hookyard.testing.simulate import Delivery
 from tests.handlers import effects
 from tests.support import delivery, free_port, wait_for
 
@@ -38,7 +41,8 @@ class Answer:
     status: int | None
     body: Any = None
     error: str | None = None
-    sent_at: float = 0.0
+    seconds: float = 0.0  # how long the answer took
+    delivery: Delivery | None = field(default=None, repr=False, compare=False)
 
     @property
     def acked(self) -> bool:
@@ -50,21 +54,44 @@ def dedup_key_of(headers: dict[str, str]) -> str:
     return f"id:{headers['webhook-id']}"
 
 
-def send(client: httpx.Client, base: str, source: Source, seq: int, **data: Any) -> Answer:
-    d = delivery(source, seq, **data)
+def post(client: httpx.Client, base: str, d: Delivery) -> Answer:
+    """POST a delivery built for http://testserver to `base` instead."""
     key = dedup_key_of(d.headers)
-    sent_at = time.monotonic()
+    started = time.monotonic()
     try:
         response = client.post(
             d.url.replace("http://testserver", base), content=d.body, headers=d.headers
         )
     except httpx.HTTPError as exc:
-        return Answer(key, base, None, error=f"{type(exc).__name__}: {exc}", sent_at=sent_at)
+        return Answer(key, base, None, error=f"{type(exc).__name__}: {exc}",
+                      seconds=time.monotonic() - started, delivery=d)
     try:
         body: Any = response.json()
     except ValueError:
         body = response.text[:500]
-    return Answer(key, base, response.status_code, body, sent_at=sent_at)
+    return Answer(key, base, response.status_code, body, seconds=time.monotonic() - started,
+                  delivery=d)
+
+
+def send(client: httpx.Client, base: str, source: Source, seq: int, **data: Any) -> Answer:
+    return post(client, base, delivery(source, seq, **data))
+
+
+def retry_unacknowledged(base: str, answers: Iterable[Answer]) -> list[Answer]:
+    """What a provider does after a 503 or a lost connection: send the same delivery again.
+
+    Each must now be answered 200: `accepted` if it was never stored, `duplicate` if its
+    commit landed after all (the answer was lost, or came too late).
+    """
+    again = []
+    with httpx.Client(timeout=30) as client:
+        for answer in answers:
+            if not answer.acked:
+                assert answer.delivery is not None
+                again.append(post(client, base, answer.delivery))
+    refused = [a for a in again if a.status != 200]
+    assert not refused, f"{len(refused)} retries not accepted: {refused[:5]}"
+    return again
 
 
 class Load:
@@ -243,6 +270,7 @@ class PrivatePostgres:
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self._as_postgres = os.geteuid() == 0
+        self._frozen = False
         if self._as_postgres:
             account = pwd.getpwnam("postgres")
             os.chown(self.root, account.pw_uid, account.pw_gid)
@@ -291,11 +319,43 @@ class PrivatePostgres:
         """Like a crash: no checkpoint, connections cut; committed work survives in the WAL."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
+    def pids(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, WAL writer, ...)."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole cluster, like a database host that stops answering."""
+        self._frozen = True
+        for _ in range(2):  # again, for any backend forked while we were stopping them
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = False
+
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
     def destroy(self) -> None:
         try:
+            if self._frozen:
+                self.thaw()
             if self.running():
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:

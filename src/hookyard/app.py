@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hookyard import __version__
 from hookyard.api.events import router as events_router
+from hookyard.deadline import Deadline
 from hookyard.ingress.app import ASGIApp, Ingress
 from hookyard.logs import log
 from hookyard.metrics import QueueCollector
@@ -88,7 +89,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     return Ingress(
         list(runtime.sources.sources),
         committer,
-        api,
+        Deadline(api, runtime.settings.api_timeout_seconds),
         max_body_bytes=runtime.settings.max_body_bytes,
         trust_proxy_headers=runtime.settings.trust_proxy_headers,
     )

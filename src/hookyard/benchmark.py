@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -53,6 +54,12 @@ ID_HEADER = "X-Delivery-Id"
 WRK_INSTALL_HINT = (
     "wrk is not installed. Install it with `apt-get install -y wrk` (Debian/Ubuntu; run "
     "`apt-get update` first) or `brew install wrk` (macOS), or run `bench/run`, which does it."
+)
+
+DESCRIPTION = (
+    "Measure webhook ingest (requests/s, p50/p99 ack latency) of a bare ASGI endpoint, a naive "
+    "FastAPI + ORM handler and hookyard, on SQLite and PostgreSQL, with wrk; then processing "
+    "throughput (events/s through claim -> handler -> done). Needs wrk and the bench/ directory."
 )
 
 # Goals of the benchmark issue, checked at the end of a run.
@@ -83,16 +90,35 @@ class WrkStats:
 
 
 @dataclass
+class CpuUse:
+    """CPU used during the measured run, in % of one core."""
+
+    server: float | None = None  # the server process, all threads
+    loop: float | None = None  # its main thread: the event loop
+    database: float | None = None  # the PostgreSQL backends serving the scenario's database
+    wrk: float | None = None  # the load generator
+    machine: float | None = None  # every CPU of the machine (at most 100% x CPUs)
+
+    @property
+    def others(self) -> float | None:
+        """What the rest of the machine used meanwhile (other people's work: noise)."""
+        if self.machine is None or self.server is None or self.wrk is None:
+            return None
+        return max(0.0, self.machine - self.server - self.wrk - (self.database or 0.0))
+
+
+@dataclass
 class LoadResult:
     scenario: str  # bare, naive-sqlite, hookyard-postgresql, ...
     backend: str  # "-" for bare
     connections: int
     stats: WrkStats
-    server_cpu_pct: float | None = None  # of one core, server process (all its threads)
+    cpu: CpuUse = field(default_factory=CpuUse)
     stored_rows: int | None = None  # rows in the database after the run (warm-up included)
     acknowledged: int | None = None  # 2xx answers, warm-up included
     load_before: float | None = None  # 1-minute load average before the run
     ratio_vs_bare: float | None = None
+    runs: list[float] = field(default_factory=list)  # req/s of every round; this is the median
 
 
 @dataclass
@@ -105,6 +131,7 @@ class ProcessResult:
     events_per_s: float
     statuses: dict[str, int] = field(default_factory=dict)
     load_before: float | None = None
+    runs: list[float] = field(default_factory=list)  # events/s of every round
 
 
 @dataclass
@@ -213,14 +240,66 @@ def free_port() -> int:
         return port
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process and all its threads (Linux), else None."""
+def cpu_seconds(pid: int, tid: int | None = None) -> float | None:
+    """User + system CPU time of a process (all its threads), or of one of its threads
+    (Linux); None where /proc does not tell."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except OSError:
         return None
     fields = stat.rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU time all CPUs spent busy since boot (Linux /proc/stat), else None."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's finished, waited-for children (here: wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU use over a window: the server (and its loop thread), PostgreSQL backends, wrk
+    (a child that finishes inside the window), and the whole machine."""
+
+    def __init__(self, server_pid: int, db_pids: Sequence[int]) -> None:
+        self.server_pid = server_pid
+        self.db_pids = list(db_pids)
+        self._start = self._read()
+        self._started = time.monotonic()
+
+    def _read(self) -> tuple[float | None, ...]:
+        db: float | None = None
+        if self.db_pids:
+            found = [cpu_seconds(pid) for pid in self.db_pids]
+            db = sum(v for v in found if v is not None)
+        pid = self.server_pid
+        return (
+            cpu_seconds(pid),
+            cpu_seconds(pid, pid),
+            db,
+            children_cpu_seconds(),
+            machine_busy_seconds(),
+        )
+
+    def stop(self) -> CpuUse:
+        end, elapsed = self._read(), time.monotonic() - self._started
+
+        def pct(i: int) -> float | None:
+            a, b = self._start[i], end[i]
+            return None if a is None or b is None or elapsed <= 0 else 100 * (b - a) / elapsed
+
+        return CpuUse(pct(0), pct(1), pct(2), pct(3), pct(4))
 
 
 class Server:
@@ -250,6 +329,7 @@ class Server:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready(port=int(self.argv[self.argv.index("--port") + 1]))
@@ -296,6 +376,16 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the bench dies, so no server outlives it (Linux)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def uvicorn_argv(app: str, port: int, app_dir: Path) -> list[str]:
@@ -392,6 +482,22 @@ class Databases:
         finally:
             self.drop(name)
 
+    def backend_pids(self, url: str) -> list[int]:
+        """PostgreSQL server processes connected to the database of `url` (none for SQLite)."""
+        from sqlalchemy.engine import make_url
+
+        name = make_url(url).database
+        if not url.startswith("postgresql") or not name:
+            return []
+        try:
+            with self._admin() as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
+                ).fetchall()
+        except Exception:
+            return []
+        return [int(r[0]) for r in rows]
+
     def drop(self, name: str) -> None:
         from psycopg import sql
 
@@ -480,7 +586,8 @@ def profiled(pid: int, duration: int, out: Path | None) -> Iterator[None]:
 def summarise_profile(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks (GIL holder only): the busiest frames, as % of samples.
 
-    `self`: where the interpreter was; `hookyard`: time spent under each hookyard function.
+    `self`: where the interpreter was; `hookyard`: time spent in and under each function of
+    hookyard (whichever line).
     """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -495,8 +602,9 @@ def summarise_profile(path: Path, top: int = 12) -> dict[str, list[tuple[str, fl
             continue
         total += count
         own[_short_frame(frames[-1])] += count
-        for frame in {f for f in frames if f" ({_PACKAGE_DIR}" in f}:
-            inclusive[_short_frame(frame)] += count
+        mine = {_short_frame(f, line=False) for f in frames if f" ({_PACKAGE_DIR}" in f}
+        for frame in mine - {"main (hookyard/cli.py)", "<module> (hookyard/cli.py)"}:
+            inclusive[frame] += count
     if not total:
         return {}
     return {
@@ -508,10 +616,15 @@ def summarise_profile(path: Path, top: int = 12) -> dict[str, list[tuple[str, fl
 _PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
 
 
-def _short_frame(frame: str) -> str:
+def _short_frame(frame: str, *, line: bool = True) -> str:
     # "function (/path/to/package/module.py:123)" -> "function (package/module.py:123)"
     name, _, where = frame.partition(" (")
-    return f"{name} ({'/'.join(where.rsplit('/', 2)[-2:])}" if where else name
+    if not where:
+        return name
+    where = "/".join(where.rstrip(")").rsplit("/", 2)[-2:])
+    if not line:
+        where = where.rpartition(":")[0] or where
+    return f"{name} ({where})"
 
 
 # -- scenarios -----------------------------------------------------------------------------
@@ -525,6 +638,7 @@ class Context:
     databases: Databases
     profile_dir: Path | None
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    round: int = 0
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -534,16 +648,18 @@ class Context:
 class Measured:
     stats: WrkStats
     acknowledged: int  # 2xx answers, warm-up included
-    cpu_pct: float | None
+    cpu: CpuUse
 
 
-def measure(ctx: Context, server: Server, scenario: str, port: int) -> Measured:
-    """Warm up, then one measured wrk run; the server's CPU use over the measured run."""
+def measure(
+    ctx: Context, server: Server, scenario: str, port: int, db_url: str | None = None
+) -> Measured:
+    """Warm up, then one measured wrk run; CPU use of the server (and PostgreSQL backends)."""
     url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     spec = ctx.spec
     acknowledged = 0
     if spec.warmup > 0:
-        warm = run_wrk(spec, url, f"{ctx.run_id}-{scenario}-warm", spec.warmup)
+        warm = run_wrk(spec, url, f"{ctx.run_id}-{scenario}-{ctx.round}w", spec.warmup)
         if warm.socket_errors or warm.non_2xx:
             print(
                 f"  warm-up: {warm.non_2xx} non-2xx, {warm.socket_errors} socket errors "
@@ -551,20 +667,20 @@ def measure(ctx: Context, server: Server, scenario: str, port: int) -> Measured:
                 flush=True,
             )
         acknowledged += warm.requests - warm.non_2xx
-    cpu_before, started = cpu_seconds(server.pid), time.monotonic()
-    profile = ctx.profile_dir / f"{scenario}.txt" if ctx.profile_dir else None
+    # Connections opened during the warm-up stay in the pools for the measured run.
+    db_pids = ctx.databases.backend_pids(db_url) if db_url else []
+    # The first round only: py-spy takes some of the server's time.
+    profile = ctx.profile_dir / f"{scenario}.txt" if ctx.profile_dir and ctx.round == 0 else None
+    meter = CpuMeter(server.pid, db_pids)
     with profiled(server.pid, spec.duration, profile):
-        stats = run_wrk(spec, url, f"{ctx.run_id}-{scenario}", spec.duration)
-    cpu_after, elapsed = cpu_seconds(server.pid), time.monotonic() - started
-    cpu_pct = None
-    if cpu_before is not None and cpu_after is not None and elapsed > 0:
-        cpu_pct = 100 * (cpu_after - cpu_before) / elapsed
+        stats = run_wrk(spec, url, f"{ctx.run_id}-{scenario}-{ctx.round}", spec.duration)
+        cpu = meter.stop()  # before py-spy is waited for: its CPU is not wrk's
     if profile is not None and profile.exists():
         for kind, frames in summarise_profile(profile).items():
             print(f"  server profile ({profile.name}), {kind} time, % of GIL samples:")
             for frame, pct in frames:
                 print(f"    {pct:5.1f}%  {frame}")
-    return Measured(stats, acknowledged + stats.requests - stats.non_2xx, cpu_pct)
+    return Measured(stats, acknowledged + stats.requests - stats.non_2xx, cpu)
 
 
 def bench_bare(ctx: Context) -> LoadResult:
@@ -573,9 +689,7 @@ def bench_bare(ctx: Context) -> LoadResult:
     load = os.getloadavg()[0]
     with Server("bare", argv, clean_env(), ctx.bench_dir, ctx.log("bare")) as server:
         m = measure(ctx, server, "bare", port)
-    return LoadResult(
-        "bare", "-", ctx.spec.connections, m.stats, m.cpu_pct, None, m.acknowledged, load
-    )
+    return LoadResult("bare", "-", ctx.spec.connections, m.stats, m.cpu, None, m.acknowledged, load)
 
 
 def bench_naive(ctx: Context, backend: str) -> LoadResult:
@@ -586,10 +700,10 @@ def bench_naive(ctx: Context, backend: str) -> LoadResult:
     with ctx.databases.fresh(backend, "naive") as url:
         env = clean_env(BENCH_DATABASE_URL=url, BENCH_TOKEN=ctx.spec.token, BENCH_PATH=WEBHOOK_PATH)
         with Server(scenario, argv, env, ctx.bench_dir, ctx.log(scenario)) as server:
-            m = measure(ctx, server, scenario, port)
+            m = measure(ctx, server, scenario, port, url)
         stored = count_rows(url, "webhook_events")
     return LoadResult(
-        scenario, backend, ctx.spec.connections, m.stats, m.cpu_pct, stored, m.acknowledged, load
+        scenario, backend, ctx.spec.connections, m.stats, m.cpu, stored, m.acknowledged, load
     )
 
 
@@ -626,10 +740,10 @@ def bench_hookyard(ctx: Context, backend: str) -> LoadResult:
             HOOKYARD_LOG_LEVEL="warning",
         )
         with Server(scenario, argv, env, ctx.workdir, ctx.log(scenario)) as server:
-            m = measure(ctx, server, scenario, port)
+            m = measure(ctx, server, scenario, port, url)
         stored = count_rows(url, "events")
     return LoadResult(
-        scenario, backend, ctx.spec.connections, m.stats, m.cpu_pct, stored, m.acknowledged, load
+        scenario, backend, ctx.spec.connections, m.stats, m.cpu, stored, m.acknowledged, load
     )
 
 
@@ -728,22 +842,30 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
 def print_load_table(results: Sequence[LoadResult]) -> None:
     header = (
-        f"{'scenario':22} {'backend':10} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'vs bare':>8} {'non-2xx':>8} {'errors':>7} {'srv CPU':>8} {'stored':>8}"
+        f"{'scenario':20} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>7} "
+        f"{'non-2xx':>7} {'errors':>6} {'CPU srv':>7} {'loop':>5} {'db':>5} {'wrk':>5} "
+        f"{'others':>6} {'stored':>7}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         s = r.stats
         ratio = "-" if r.ratio_vs_bare is None else f"{100 * r.ratio_vs_bare:.0f}%"
-        cpu = "-" if r.server_cpu_pct is None else f"{r.server_cpu_pct:.0f}%"
         print(
-            f"{r.scenario:22} {r.backend:10} {s.requests_per_s:>9,.0f} {_fmt(s.p50_ms):>7} "
-            f"{_fmt(s.p99_ms):>7} {ratio:>8} {s.non_2xx:>8} {s.socket_errors:>7} {cpu:>8} "
-            f"{'-' if r.stored_rows is None else r.stored_rows:>8}"
+            f"{r.scenario:20} {s.requests_per_s:>8,.0f} {_fmt(s.p50_ms):>7} "
+            f"{_fmt(s.p99_ms):>7} {ratio:>7} {s.non_2xx:>7} {s.socket_errors:>6} "
+            f"{_pct(r.cpu.server):>7} {_pct(r.cpu.loop):>5} {_pct(r.cpu.database):>5} "
+            f"{_pct(r.cpu.wrk):>5} {_pct(r.cpu.others):>6} "
+            f"{'-' if r.stored_rows is None else r.stored_rows:>7}"
         )
+        if len(r.runs) > 1:
+            print(f"{'':20} rounds: {', '.join(f'{v:,.0f}' for v in r.runs)} req/s")
 
 
 def print_process_table(results: Sequence[ProcessResult]) -> None:
@@ -826,6 +948,16 @@ def find_bench_dir(given: Path | None) -> Path:
     )
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return number
+
+
 def _csv(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     def parse(value: str) -> list[str]:
         items = [v.strip() for v in value.split(",") if v.strip()]
@@ -837,6 +969,54 @@ def _csv(allowed: Sequence[str]) -> Callable[[str], list[str]]:
         return items
 
     return parse
+
+
+def _median_by(results: list[Any], key: Callable[[Any], float]) -> Any:
+    ordered = sorted(results, key=key)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _run_load(
+    ctx: Context, name: str, step: Callable[[], LoadResult], failures: list[str]
+) -> LoadResult | None:
+    print(f"- {name} (round {ctx.round + 1}) ...", flush=True)
+    try:
+        result = step()
+    except BenchError as exc:
+        print(f"  {name} failed: {exc}", file=sys.stderr, flush=True)
+        failures.append(name)
+        return None
+    s = result.stats
+    print(
+        f"  {s.requests_per_s:,.0f} req/s, p50 {_fmt(s.p50_ms)} ms, p99 {_fmt(s.p99_ms)} ms, "
+        f"{s.non_2xx} non-2xx, {s.socket_errors} errors; CPU server {_pct(result.cpu.server)} "
+        f"(loop {_pct(result.cpu.loop)}), db {_pct(result.cpu.database)}, "
+        f"wrk {_pct(result.cpu.wrk)}, others {_pct(result.cpu.others)}",
+        flush=True,
+    )
+    if s.non_2xx or s.socket_errors:
+        failures.append(f"{name}: {s.non_2xx} non-2xx, {s.socket_errors} errors")
+    stored, acked = result.stored_rows, result.acknowledged
+    if stored is not None and acked is not None and stored < acked:
+        failures.append(f"{name}: {acked} acknowledged but only {stored} rows stored")
+    return result
+
+
+def _run_processing(
+    ctx: Context, backend: str, events: int, workers: int, failures: list[str]
+) -> ProcessResult | None:
+    print(f"- processing-{backend}, {events:,} events (round {ctx.round + 1}) ...", flush=True)
+    try:
+        p = bench_processing(ctx, backend, events, workers)
+    except BenchError as exc:
+        print(f"  processing-{backend} failed: {exc}", file=sys.stderr, flush=True)
+        failures.append(f"processing-{backend}")
+        return None
+    print(
+        f"  {p.events_per_s:,.0f} events/s (drain {p.drain_s:.2f}s; preload {p.preload_s:.2f}s)",
+        flush=True,
+    )
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -873,8 +1053,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"hookyard bench: {info['cpus']} CPUs, load {info['load_average'][0]:.2f}; "
         f"wrk {spec.threads} thread(s), {spec.connections} connections, "
-        f"{spec.duration}s per scenario (+{spec.warmup}s warm-up), ~{spec.body_bytes} B bodies; "
-        f"logs in {workdir}",
+        f"{spec.duration}s per scenario (+{spec.warmup}s warm-up), ~{spec.body_bytes} B bodies, "
+        f"{args.repeat} round(s); logs in {workdir}",
         flush=True,
     )
 
@@ -885,47 +1065,35 @@ def run(args: argparse.Namespace) -> int:
         if kind in args.scenarios:
             plan.extend((f"{kind}-{backend}", partial(fn, ctx, backend)) for backend in backends)
 
-    load: list[LoadResult] = []
-    processing: list[ProcessResult] = []
+    # Rounds run every scenario in turn, so that a burst of load from elsewhere on the
+    # machine hits one round of each rather than all runs of one scenario.
+    load_runs: dict[str, list[LoadResult]] = {name: [] for name, _ in plan}
+    process_runs: dict[str, list[ProcessResult]] = {b: [] for b in backends}
     try:
-        for name, step in plan:
-            print(f"- {name} ...", flush=True)
-            try:
-                result = step()
-            except BenchError as exc:
-                print(f"  {name} failed: {exc}", file=sys.stderr, flush=True)
-                failures.append(name)
-                continue
-            s = result.stats
-            print(
-                f"  {s.requests_per_s:,.0f} req/s, p50 {_fmt(s.p50_ms)} ms, "
-                f"p99 {_fmt(s.p99_ms)} ms, {s.non_2xx} non-2xx, {s.socket_errors} errors",
-                flush=True,
-            )
-            if s.non_2xx or s.socket_errors:
-                failures.append(f"{name}: {s.non_2xx} non-2xx, {s.socket_errors} errors")
-            stored, acked = result.stored_rows, result.acknowledged
-            if stored is not None and acked is not None and stored < acked:
-                failures.append(f"{name}: {acked} acknowledged but only {stored} rows stored")
-            load.append(result)
-        if "processing" in args.scenarios:
-            for backend in backends:
-                print(f"- processing-{backend} ({args.events:,} events) ...", flush=True)
-                try:
-                    p = bench_processing(ctx, backend, args.events, args.workers)
-                except BenchError as exc:
-                    print(f"  processing-{backend} failed: {exc}", file=sys.stderr, flush=True)
-                    failures.append(f"processing-{backend}")
-                    continue
-                print(
-                    f"  {p.events_per_s:,.0f} events/s ({p.drain_s:.2f}s; "
-                    f"preload {p.preload_s:.2f}s)",
-                    flush=True,
-                )
-                processing.append(p)
+        for ctx.round in range(args.repeat):
+            for name, step in plan:
+                if (result := _run_load(ctx, name, step, failures)) is not None:
+                    load_runs[name].append(result)
+            if "processing" in args.scenarios:
+                for backend in backends:
+                    p = _run_processing(ctx, backend, args.events, args.workers, failures)
+                    if p is not None:
+                        process_runs[backend].append(p)
     finally:
         databases.drop_all()
 
+    load: list[LoadResult] = []
+    for runs in load_runs.values():
+        if runs:
+            median: LoadResult = _median_by(runs, lambda r: r.stats.requests_per_s)
+            median.runs = [r.stats.requests_per_s for r in runs]
+            load.append(median)
+    processing: list[ProcessResult] = []
+    for process in process_runs.values():
+        if process:
+            chosen: ProcessResult = _median_by(process, lambda p: p.events_per_s)
+            chosen.runs = [p.events_per_s for p in process]
+            processing.append(chosen)
     bare = next((r for r in load if r.scenario == "bare"), None)
     for r in load:
         if bare is not None and bare.stats.requests_per_s:
@@ -933,7 +1101,12 @@ def run(args: argparse.Namespace) -> int:
     goals = check_goals(load, processing)
 
     print()
-    print(f"Ingest: {spec.connections} connections, ~{spec.body_bytes} B unique deliveries")
+    print(
+        f"Ingest: {spec.connections} connections, ~{spec.body_bytes} B unique deliveries, "
+        f"{spec.duration}s per run"
+        + (f", median of {args.repeat} rounds" if args.repeat > 1 else "")
+        + "; CPU in % of one core"
+    )
     print_load_table(load)
     if processing:
         print()
@@ -949,6 +1122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         report = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "argv": sys.argv,
             "machine": info,
             "config": {
                 "duration_s": spec.duration,
@@ -956,11 +1130,12 @@ def run(args: argparse.Namespace) -> int:
                 "connections": spec.connections,
                 "wrk_threads": spec.threads,
                 "body_bytes": spec.body_bytes,
+                "repeat": args.repeat,
                 "events": args.events,
                 "workers": args.workers,
                 "backends": backends,
             },
-            "load": [asdict(r) for r in load],
+            "load": [asdict(r) | {"cpu": asdict(r.cpu) | {"others": r.cpu.others}} for r in load],
             "processing": [asdict(p) for p in processing],
             "goals": [asdict(g) for g in goals],
             "failures": failures,
@@ -976,11 +1151,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--duration", type=int, default=10, help="seconds per measured run (10)")
+    p.add_argument("--duration", type=_positive, default=10, help="seconds per measured run (10)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each run (2)")
-    p.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
-    p.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
-    p.add_argument("--body-bytes", type=int, default=1024, help="request body size (1024)")
+    p.add_argument("--connections", type=_positive, default=32, help="concurrent connections (32)")
+    p.add_argument("--threads", type=_positive, default=1, help="wrk threads (1)")
+    p.add_argument("--body-bytes", type=_positive, default=1024, help="request body size (1024)")
     p.add_argument(
         "--backends",
         type=_csv(BACKENDS),
@@ -998,8 +1173,16 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=DEFAULT_PG_URL,
         help=f"PostgreSQL server to create the bench databases on ({DEFAULT_PG_URL})",
     )
-    p.add_argument("--events", type=int, default=20_000, help="events preloaded for processing")
-    p.add_argument("--workers", type=int, default=1, help="worker threads draining (1)")
+    p.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        help="rounds of every scenario; the median is shown (1)",
+    )
+    p.add_argument(
+        "--events", type=_positive, default=20_000, help="events preloaded for processing"
+    )
+    p.add_argument("--workers", type=_positive, default=1, help="worker threads draining (1)")
     p.add_argument("--output", type=Path, help="write the results as JSON to this file")
     p.add_argument("--profile", type=Path, help="py-spy each server into this directory")
     p.add_argument("--bench-dir", type=Path, help="the bench/ directory (found by default)")
@@ -1014,13 +1197,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
         help="benchmark ingest and processing against a bare and a naive endpoint",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=DESCRIPTION,
     )
     return configure_parser(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = configure_parser(argparse.ArgumentParser(prog="hookyard bench", description=__doc__))
+    p = configure_parser(argparse.ArgumentParser(prog="hookyard bench", description=DESCRIPTION))
     args = p.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     trust_proxy_headers: bool = False
     accept_timeout_seconds: float = 10.0
+    api_timeout_seconds: float = 10.0  # management API, /ready, /metrics
     max_batch_size: int = 512
     rejected_log_size: int = 1000
 
