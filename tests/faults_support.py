@@ -63,14 +63,21 @@ def post(client: httpx.Client, base: str, d: Delivery) -> Answer:
             d.url.replace("http://testserver", base), content=d.body, headers=d.headers
         )
     except httpx.HTTPError as exc:
-        return Answer(key, base, None, error=f"{type(exc).__name__}: {exc}",
-                      seconds=time.monotonic() - started, delivery=d)
+        return Answer(
+            key,
+            base,
+            None,
+            error=f"{type(exc).__name__}: {exc}",
+            seconds=time.monotonic() - started,
+            delivery=d,
+        )
     try:
         body: Any = response.json()
     except ValueError:
         body = response.text[:500]
-    return Answer(key, base, response.status_code, body, seconds=time.monotonic() - started,
-                  delivery=d)
+    return Answer(
+        key, base, response.status_code, body, seconds=time.monotonic() - started, delivery=d
+    )
 
 
 def send(client: httpx.Client, base: str, source: Source, seq: int, **data: Any) -> Answer:
@@ -304,16 +311,37 @@ class PrivatePostgres:
         return done.stdout
 
     def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "--no-sync", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
 
     def start(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1"
             f" -c unix_socket_directories={self.root} -c max_connections=60"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
-                  "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop_immediately(self) -> None:
         """Like a crash: no checkpoint, connections cut; committed work survives in the WAL."""

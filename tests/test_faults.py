@@ -87,8 +87,10 @@ def test_kill9_server_under_load_loses_no_acknowledged_event(
         assert set(rows) == {a.dedup_key for a in answers}
         assert_processed_exactly_once(engine)
         late = Counter(a.body["status"] for a in retried)
-        print(f"{len(acked)} acknowledged, {len(unanswered)} unanswered, {stored_at_crash} "
-              f"stored at the crash; retries {dict(late)}")
+        print(
+            f"{len(acked)} acknowledged, {len(unanswered)} unanswered, {stored_at_crash} "
+            f"stored at the crash; retries {dict(late)}"
+        )
     except BaseException:
         print(server.output()[-3000:])
         if restarted is not None:
@@ -125,10 +127,15 @@ def test_worker_killed_inside_handler_commits_nothing_and_another_worker_finishe
 
         def claimed_by_first() -> bool:
             with engine.connect() as conn:
-                owners = conn.execute(
-                    select(events.c.lease_owner).where(events.c.id.in_(ids),
-                                                       events.c.status == "processing")
-                ).scalars().all()
+                owners = (
+                    conn.execute(
+                        select(events.c.lease_owner).where(
+                            events.c.id.in_(ids), events.c.status == "processing"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             return len(owners) == 3 and all(o and o.startswith(owner) for o in owners)
 
         wait_for(claimed_by_first, timeout=30, interval=0.05)
@@ -198,8 +205,11 @@ def test_postgres_outage_under_load_answers_503_then_recovers(
     upgrade(db)
     test_metadata.create_all(db)
     db.dispose()
-    env = process_env(settings.model_copy(update={"database_url": url}),
-                      HOOKYARD_LEASE_SECONDS=2, HOOKYARD_ACCEPT_TIMEOUT_SECONDS=ACCEPT_TIMEOUT)
+    env = process_env(
+        settings.model_copy(update={"database_url": url}),
+        HOOKYARD_LEASE_SECONDS=2,
+        HOOKYARD_ACCEPT_TIMEOUT_SECONDS=ACCEPT_TIMEOUT,
+    )
     source = sources.by_name()["effects"]
     server, base = start_server(env, tmp_path / "serve.log")
     ready_answers: list[int] = []
@@ -262,8 +272,10 @@ def test_postgres_outage_under_load_answers_503_then_recovers(
         assert_processed_exactly_once(db)
         slowest = max((a.seconds for a in during if a.status == 503), default=0.0)
         late_commits = Counter(a.body["status"] for a in retried)
-        print(f"{outage}: statuses {dict(statuses)}, /ready {dict(Counter(ready_answers))}, "
-              f"slowest 503 {slowest:.1f}s, retries {dict(late_commits)}")
+        print(
+            f"{outage}: statuses {dict(statuses)}, /ready {dict(Counter(ready_answers))}, "
+            f"slowest 503 {slowest:.1f}s, retries {dict(late_commits)}"
+        )
     except BaseException:
         print(server.output()[-4000:])
         print(private_postgres.server_log()[-2000:])
@@ -285,9 +297,11 @@ def test_service_endpoints_answer_503_in_bounded_time_when_postgres_is_frozen(
     The pool is warmed first, so some requests reuse a connection to the frozen server
     (a fresh connect fails after connect_timeout; a reused one waits forever)."""
     url = private_postgres.create_database("hookyard")
-    env = process_env(settings.model_copy(update={"database_url": url}),
-                      HOOKYARD_ACCEPT_TIMEOUT_SECONDS=ACCEPT_TIMEOUT,
-                      HOOKYARD_API_TIMEOUT_SECONDS=ACCEPT_TIMEOUT)
+    env = process_env(
+        settings.model_copy(update={"database_url": url}),
+        HOOKYARD_ACCEPT_TIMEOUT_SECONDS=ACCEPT_TIMEOUT,
+        HOOKYARD_API_TIMEOUT_SECONDS=ACCEPT_TIMEOUT,
+    )
     server, base = start_server(env, tmp_path / "serve.log", "--no-worker")
     probes = ["/ready"] * 8 + ["/api/v1/events"] * 4
 
@@ -297,8 +311,9 @@ def test_service_endpoints_answer_503_in_bounded_time_when_postgres_is_frozen(
         def get(path: str) -> None:
             started = time.monotonic()
             try:
-                status: int | str = httpx.get(base + path, headers=ADMIN,
-                                              timeout=timeout).status_code
+                status: int | str = httpx.get(
+                    base + path, headers=ADMIN, timeout=timeout
+                ).status_code
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             results.append((path, status, round(time.monotonic() - started, 1)))
@@ -331,8 +346,9 @@ def test_service_endpoints_answer_503_in_bounded_time_when_postgres_is_frozen(
 # -- 4. one delivery, ten times at once ----------------------------------------------------
 
 
-def _race(clients: list[httpx.Client], path: str, headers: dict[str, str],
-          body: bytes) -> dict[int, httpx.Response | Exception]:
+def _race(
+    clients: list[httpx.Client], path: str, headers: dict[str, str], body: bytes
+) -> dict[int, httpx.Response | Exception]:
     """POST the same request from every client at once (released together by a barrier)."""
     barrier = threading.Barrier(len(clients))
     results: dict[int, httpx.Response | Exception] = {}
@@ -379,12 +395,16 @@ def test_concurrent_duplicates_are_stored_and_processed_once(
                 assert sorted(b["status"] for b in bodies).count("duplicate") == copies - 1
                 assert all(b["events"] == [None] for b in bodies if b["status"] == "duplicate")
                 with engine.connect() as conn:
-                    ids = conn.execute(
-                        select(events.c.id).where(
-                            events.c.source == "effects",
-                            events.c.dedup_key == f"id:{d.headers['webhook-id']}",
+                    ids = (
+                        conn.execute(
+                            select(events.c.id).where(
+                                events.c.source == "effects",
+                                events.c.dedup_key == f"id:{d.headers['webhook-id']}",
+                            )
                         )
-                    ).scalars().all()
+                        .scalars()
+                        .all()
+                    )
                 assert ids == accepted[0]["events"]
         finally:
             for client in clients:
@@ -415,8 +435,9 @@ def test_poison_event_goes_dead_without_blocking_others_and_replays(
     with TestClient(create_app(runtime, run_workers=False)) as client:
 
         def post(d):  # type: ignore[no-untyped-def]
-            response = client.post(d.url.replace("http://testserver", ""), content=d.body,
-                                   headers=d.headers)
+            response = client.post(
+                d.url.replace("http://testserver", ""), content=d.body, headers=d.headers
+            )
             assert response.status_code == 200, response.text
             [event_id] = response.json()["events"]
             return event_id

@@ -45,8 +45,13 @@ def test_two_api_processes_and_two_workers_lose_nothing_and_do_nothing_twice(
         procs.extend(workers)
 
         # Clients alternate between the two API processes; the workers drain as events come.
-        load = Load(sources.by_name()["effects"], bases, threads=CLIENTS,
-                    per_thread=EVENTS // CLIENTS, seconds=120)
+        load = Load(
+            sources.by_name()["effects"],
+            bases,
+            threads=CLIENTS,
+            per_thread=EVENTS // CLIENTS,
+            seconds=120,
+        )
         with load:
             load.join(timeout=150)
         answers = load.snapshot()
@@ -63,9 +68,7 @@ def test_two_api_processes_and_two_workers_lose_nothing_and_do_nothing_twice(
         assert len(rows) == EVENTS
         assert_processed_exactly_once(engine)
         by_pid = effect_pids(engine)
-        assert set(by_pid) == {w.popen.pid for w in workers}, (
-            f"effects by process: {dict(by_pid)}"
-        )
+        assert set(by_pid) == {w.popen.pid for w in workers}, f"effects by process: {dict(by_pid)}"
         print(f"effects by worker process: {dict(by_pid)}")
     except BaseException:
         for proc in procs:

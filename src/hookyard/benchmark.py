@@ -276,30 +276,36 @@ class CpuMeter:
         self.server_pid = server_pid
         self.db_pids = list(db_pids)
         self._start = self._read()
+        self._db_start = self._read_db()
         self._started = time.monotonic()
 
     def _read(self) -> tuple[float | None, ...]:
-        db: float | None = None
-        if self.db_pids:
-            found = [cpu_seconds(pid) for pid in self.db_pids]
-            db = sum(v for v in found if v is not None)
         pid = self.server_pid
         return (
             cpu_seconds(pid),
             cpu_seconds(pid, pid),
-            db,
             children_cpu_seconds(),
             machine_busy_seconds(),
         )
 
-    def stop(self) -> CpuUse:
-        end, elapsed = self._read(), time.monotonic() - self._started
+    def _read_db(self) -> dict[int, float]:
+        found = {pid: cpu_seconds(pid) for pid in self.db_pids}
+        return {pid: v for pid, v in found.items() if v is not None}
 
-        def pct(i: int) -> float | None:
-            a, b = self._start[i], end[i]
+    def stop(self) -> CpuUse:
+        end, db_end = self._read(), self._read_db()
+        elapsed = time.monotonic() - self._started
+
+        def pct(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None or elapsed <= 0 else 100 * (b - a) / elapsed
 
-        return CpuUse(pct(0), pct(1), pct(2), pct(3), pct(4))
+        server, loop, wrk, machine = (pct(a, b) for a, b in zip(self._start, end, strict=True))
+        database = None
+        if self.db_pids:
+            # Backends present at both ends (a pool may close a connection meanwhile).
+            used = sum(db_end[pid] - v for pid, v in self._db_start.items() if pid in db_end)
+            database = pct(0.0, used)
+        return CpuUse(server, loop, database, wrk, machine)
 
 
 class Server:
@@ -698,7 +704,12 @@ def bench_naive(ctx: Context, backend: str) -> LoadResult:
     argv = uvicorn_argv("naive_app:app", port, ctx.bench_dir)
     load = os.getloadavg()[0]
     with ctx.databases.fresh(backend, "naive") as url:
-        env = clean_env(BENCH_DATABASE_URL=url, BENCH_TOKEN=ctx.spec.token, BENCH_PATH=WEBHOOK_PATH)
+        env = clean_env(
+            BENCH_DATABASE_URL=url,
+            BENCH_TOKEN=ctx.spec.token,
+            BENCH_PATH=WEBHOOK_PATH,
+            BENCH_POOL_SIZE=str(ctx.spec.connections),
+        )
         with Server(scenario, argv, env, ctx.bench_dir, ctx.log(scenario)) as server:
             m = measure(ctx, server, scenario, port, url)
         stored = count_rows(url, "webhook_events")

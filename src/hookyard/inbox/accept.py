@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+import psycopg
+import sqlalchemy.exc
 
 from hookyard.inbox.model import NewEvent, RejectedRequest
 from hookyard.inbox.store import EventStore
@@ -20,6 +24,24 @@ from hookyard.logs import log
 
 class StorageUnavailable(RuntimeError):
     """The batch holding this request did not commit (or did not in time): answer 503."""
+
+
+class Unstorable(ValueError):
+    """The database refuses this request's events themselves (not a passing fault): 400."""
+
+
+# Failures of the storage itself. Anything else raised by a batch is about its data: then
+# the batch is retried request by request, so one bad request cannot fail its neighbours.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 @dataclass(slots=True)
@@ -92,19 +114,33 @@ class GroupCommitter:
                 self._stuck_since = loop.time()
                 timer = loop.call_later(self.timeout, self._expire, batch)
                 try:
-                    inserted = await loop.run_in_executor(
-                        self._executor, self.store.insert_batch, _flatten(batch), rejected
-                    )
-                except Exception as exc:
-                    log.warning("inbox_commit_failed", error=str(exc)[:300], requests=len(batch))
-                    _fail(batch, StorageUnavailable(str(exc)[:200]))
-                else:
-                    if inserted and self.on_commit is not None:
-                        self.on_commit()
-                    _answer(batch, inserted)
+                    await self._commit(batch, rejected)
                 finally:
                     timer.cancel()
                     self._stuck_since = None
+
+    async def _commit(self, batch: list[_Request], rejected: list[RejectedRequest]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            inserted = await loop.run_in_executor(
+                self._executor, self.store.insert_batch, _flatten(batch), rejected
+            )
+        except _UNAVAILABLE as exc:
+            log.warning("inbox_commit_failed", error=str(exc)[:300], requests=len(batch))
+            _fail(batch, StorageUnavailable(str(exc)[:200]))
+            return
+        except Exception as exc:
+            if len(batch) == 1 and not rejected:
+                log.warning("inbox_event_unstorable", error=str(exc)[:300])
+                _fail(batch, Unstorable(f"{type(exc).__name__}: {str(exc)[:200]}"))
+                return
+            log.warning("inbox_batch_split", error=str(exc)[:300], requests=len(batch))
+            for request in batch:  # the rejected log entries are dropped with the bad batch
+                await self._commit([request], [])
+            return
+        if inserted and self.on_commit is not None:
+            self.on_commit()
+        _answer(batch, inserted)
 
     def _take(self) -> list[_Request]:
         taken, count = 0, 0

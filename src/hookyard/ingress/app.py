@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from hookyard.inbox.accept import GroupCommitter, StorageUnavailable
+from hookyard.inbox.accept import GroupCommitter, StorageUnavailable, Unstorable
 from hookyard.inbox.model import NewEvent, RejectedRequest
 from hookyard.logs import log
 from hookyard.metrics import ACCEPTED, ACK_LATENCY, DUPLICATES, RECEIVED, REJECTED
@@ -155,6 +155,8 @@ class Ingress:
                 raise _Reject(
                     503, "unavailable", f"storage unavailable, retry later: {exc}"
                 ) from None
+            except Unstorable as exc:
+                raise _Reject(400, "unstorable", f"the event cannot be stored: {exc}") from None
         except _Reject as rejection:
             await self._reject(source, scope, headers, body, rejection, send)
             return
@@ -175,7 +177,7 @@ class Ingress:
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit() and len(declared) <= 18):
                 raise _Reject(400, "bad_request", "Content-Length is not a number")
             if int(declared) > self.max_body_bytes:
                 raise _Reject(413, "too_large", f"body over the {self.max_body_bytes}-byte limit")

@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
@@ -44,8 +44,41 @@ class ParseError(ValueError):
     """The body is not what this provider sends (answered 400)."""
 
 
+# Column widths of the inbox (db/schema.py): what a parsed event must fit.
+EVENT_TYPE_LENGTH = 200
+KEY_LENGTH = 300
+
+
+def _storable(value: str, limit: int) -> bool:
+    if len(value) > limit or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which no database column takes
+        return False
+    return True
+
+
+def storable_key(value: str) -> str:
+    """The key itself when a column can hold it; else a digest of it (still one per value)."""
+    if _storable(value, KEY_LENGTH):
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def storable_text(value: str, limit: int) -> str:
+    """A readable label: NUL dropped, lone surrogates escaped, cut to the column width."""
+    if not _storable(value, limit):
+        value = value.replace("\x00", "").encode("utf-8", "backslashreplace").decode("utf-8")
+    return value[:limit]
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedEvent:
+    """One event of a request, in the shape the inbox stores: every adapter's output passes
+    through here, so a provider's odd value (a 400-character id, a NUL, a lone surrogate, a
+    time no database holds) becomes a storable key or a ParseError, never a failed commit."""
+
     event_type: str
     dedup_key: str
     payload: Any
@@ -54,6 +87,20 @@ class ParsedEvent:
     # True when the payload is the whole body (one event per request): the inbox then keeps
     # only the raw body, and the payload is decoded from it when read.
     payload_is_body: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_type", storable_text(self.event_type, EVENT_TYPE_LENGTH))
+        object.__setattr__(self, "dedup_key", storable_key(self.dedup_key))
+        if self.entity_key is not None:
+            object.__setattr__(self, "entity_key", storable_key(self.entity_key))
+        if self.provider_ts is not None:
+            if self.provider_ts.tzinfo is None:
+                raise ParseError("provider timestamp without a time zone")
+            try:
+                utc = self.provider_ts.astimezone(UTC)
+            except OverflowError:
+                raise ParseError("provider timestamp out of range") from None
+            object.__setattr__(self, "provider_ts", utc)
 
 
 class Outcome(StrEnum):
@@ -145,14 +192,18 @@ class Adapter(ABC):
         return Outcome.IGNORED
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN/Infinity: no JSON column stores them
+
+
 def load_json(body: bytes) -> Any:
     try:
         # JSON on the wire is UTF-8 (RFC 8259); decoding first skips json's encoding sniffing.
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
     except UnicodeDecodeError:
         try:
-            return json.loads(body)  # UTF-16/32 with a BOM, as json.loads allows
-        except (ValueError, UnicodeDecodeError) as exc:
+            return json.loads(body, parse_constant=_no_constants)  # UTF-16/32, as json allows
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError(f"body is not valid JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"body is not valid JSON: {exc}") from None
@@ -167,4 +218,5 @@ def body_hash(*parts: bytes | str) -> str:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ASCII-only: escapes keep even a lone surrogate hashable.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -12,6 +12,7 @@ from hookyard.providers.base import (
     SourceConfig,
     Verifier,
     WebhookRequest,
+    canonical_json,
     load_json,
 )
 from hookyard.providers.verify import SharedToken
@@ -56,11 +57,12 @@ class C2SAdapter(Adapter):
             raise ParseError("C2S lead without a 'hook_action'")
         attributes = body.get("attributes")
         updated = attributes.get("updated_at") if isinstance(attributes, dict) else None
-        key = f"lead:{lead_id}:{action}:{updated}"
+        stamp = updated if isinstance(updated, str) else canonical_json(updated)
+        key = f"lead:{lead_id}:{action}:{stamp}"
         return [
             ParsedEvent(
-                action[:200],
-                key[:300],
+                action,
+                key,
                 body,
                 f"lead:{lead_id}",
                 parse_iso(updated),

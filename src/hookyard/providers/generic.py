@@ -75,17 +75,15 @@ class GenericAdapter(Adapter):
         payload = load_json(request.body) if request.body.strip() else None
         event_type = "webhook"
         if isinstance(payload, dict) and isinstance(payload.get(c.event_type_field), str):
-            event_type = payload[c.event_type_field][:200] or "webhook"
+            event_type = payload[c.event_type_field] or "webhook"
         delivery_id = request.headers.get("webhook-id") if c.scheme == "standard" else None
         if c.id_header:
             delivery_id = request.headers.get(c.id_header.lower()) or delivery_id
-        dedup_key = (
-            f"id:{delivery_id[:250]}" if delivery_id else f"sha256:{body_hash(request.body)}"
-        )
+        dedup_key = f"id:{delivery_id}" if delivery_id else f"sha256:{body_hash(request.body)}"
         provider_ts = None
         if c.scheme == "standard":
             stamp = request.headers.get("webhook-timestamp", "")
-            if stamp.isdigit():
+            if stamp.isascii() and stamp.isdigit() and len(stamp) <= 11:
                 provider_ts = datetime.fromtimestamp(int(stamp), UTC)
         return [
             ParsedEvent(

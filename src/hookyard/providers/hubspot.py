@@ -64,7 +64,7 @@ class HubSpotAdapter(Adapter):
             entity = f"{object_type}:{object_id}" if object_id is not None else None
             events.append(
                 ParsedEvent(
-                    kind[:200], f"event:{event_id}", item, entity, _millis(item.get("occurredAt"))
+                    kind, f"event:{event_id}", item, entity, _millis(item.get("occurredAt"))
                 )
             )
         return events

@@ -70,7 +70,7 @@ class MetaAdapter(Adapter):
                 # Meta has no delivery id: the change's content (with its entry) is the key,
                 # so a retry that regroups changes still deduplicates.
                 key = "sha256:" + body_hash(canonical_json(payload))
-                events.append(ParsedEvent(change["field"][:200], key, payload, entity, ts))
+                events.append(ParsedEvent(change["field"], key, payload, entity, ts))
         if not events:
             raise ParseError("no changes in the request")
         return events

@@ -67,7 +67,7 @@ class TCRAdapter(Adapter):
         key = "sha256:" + body_hash(canonical_json(body))
         return [
             ParsedEvent(
-                event_type[:200],
+                event_type,
                 key,
                 body,
                 entity,

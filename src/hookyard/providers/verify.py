@@ -22,10 +22,10 @@ def _disabled(setting: str) -> str:
 
 
 def _parse_timestamp(raw: str, *, milliseconds: bool) -> float | None:
-    try:
-        value = int(raw)
-    except ValueError:
+    # ASCII digits only (str.isdigit() also takes "¹"), and few enough to be a time.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 16):
         return None
+    value = int(raw)
     return value / 1000 if milliseconds else float(value)
 
 
@@ -45,6 +45,8 @@ class StandardWebhooks:
             key = signing.standard_webhooks_key(self.secret)
         except (binascii.Error, ValueError):
             return f"source secret is not a valid whsec_ base64 key (fix {self.setting})"
+        if not key:  # "whsec_" alone (an unset variable after it) is an empty key
+            return _disabled(self.setting)
         msg_id = request.headers.get("webhook-id")
         timestamp = request.headers.get("webhook-timestamp")
         signatures = request.headers.get("webhook-signature")
