@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import re
-import resource
 import secrets
 import shutil
 import signal
@@ -264,6 +263,8 @@ def machine_busy_seconds() -> float | None:
 
 def children_cpu_seconds() -> float:
     """CPU time of this process's finished, waited-for children (here: wrk)."""
+    import resource  # Unix only
+
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -1030,7 +1031,20 @@ def _run_processing(
     return p
 
 
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    # Unwind like Ctrl-C, so that servers are stopped and bench databases dropped.
+    raise SystemExit(128 + signum)
+
+
 def run(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     wrk = shutil.which("wrk")
     if wrk is None:
         print(f"hookyard bench: {WRK_INSTALL_HINT}", file=sys.stderr)
@@ -1041,6 +1055,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"hookyard bench: {exc}", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="hookyard-bench-", dir=args.workdir))
+    try:
+        return _run_in(args, wrk, bench_dir, workdir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) -> int:
     databases = Databases(workdir, args.pg_url)
     backends: list[str] = list(args.backends)
     failures: list[str] = []
@@ -1111,14 +1133,15 @@ def run(args: argparse.Namespace) -> int:
             r.ratio_vs_bare = r.stats.requests_per_s / bare.stats.requests_per_s
     goals = check_goals(load, processing)
 
-    print()
-    print(
-        f"Ingest: {spec.connections} connections, ~{spec.body_bytes} B unique deliveries, "
-        f"{spec.duration}s per run"
-        + (f", median of {args.repeat} rounds" if args.repeat > 1 else "")
-        + "; CPU in % of one core"
-    )
-    print_load_table(load)
+    if load:
+        print()
+        print(
+            f"Ingest: {spec.connections} connections, ~{spec.body_bytes} B unique deliveries, "
+            f"{spec.duration}s per run"
+            + (f", median of {args.repeat} rounds" if args.repeat > 1 else "")
+            + "; CPU in % of one core"
+        )
+        print_load_table(load)
     if processing:
         print()
         print("Processing: claim -> handler -> done (generic source, default handler)")
@@ -1153,8 +1176,6 @@ def run(args: argparse.Namespace) -> int:
         }
         args.output.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nresults written to {args.output}")
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
     if failures:
         print(f"\nproblems: {'; '.join(failures)}", file=sys.stderr)
         return 1
@@ -1188,7 +1209,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--repeat",
         type=_positive,
         default=1,
-        help="rounds of every scenario; the median is shown (1)",
+        help="rounds of every scenario; the median round is shown (1; use an odd number)",
     )
     p.add_argument(
         "--events", type=_positive, default=20_000, help="events preloaded for processing"

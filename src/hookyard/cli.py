@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hookyard import benchmark
 from hookyard.config import Settings
 from hookyard.sources import SourcesError, describe, load_sources
 
@@ -283,6 +284,8 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate", type=float, default=0.0, help="requests per second (0: as fast)")
     sim.add_argument("--url", default="http://127.0.0.1:8000")
     sim.set_defaults(func=cmd_simulate)
+
+    benchmark.add_parser(sub)
     return p
 
 
