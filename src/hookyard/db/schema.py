@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -35,6 +36,8 @@ metadata = MetaData(
 )
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
+
+DUE_SQL = text("status IN ('pending', 'failed')")  # Status.PENDING, Status.FAILED
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -86,6 +89,9 @@ events = Table(
     Column("processed_at", UTCDateTime(), nullable=True),
     UniqueConstraint("source", "dedup_key"),
     Index(None, "status", "next_attempt_at"),
+    # Claims: the due events in order. The predicate is literal SQL (not bound parameters)
+    # so that both planners can match the queries in inbox/store.py to it.
+    Index("ix_events_due", "next_attempt_at", "id", postgresql_where=DUE_SQL, sqlite_where=DUE_SQL),
     Index(None, "received_at"),
     Index(None, "entity_key"),
 )

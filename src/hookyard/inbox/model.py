@@ -19,7 +19,7 @@ class Status(StrEnum):
 
 
 FINISHED = (Status.DONE, Status.IGNORED, Status.SUPERSEDED)
-DUE = (Status.PENDING, Status.FAILED)
+DUE = (Status.PENDING, Status.FAILED)  # also spelled out in db/schema.py's DUE_SQL
 
 
 class Origin(StrEnum):

@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 
 from hookyard.db.engine import writer
-from hookyard.db.schema import events, rejected_requests
-from hookyard.inbox.model import DUE, FINISHED, NewEvent, RejectedRequest, Status
+from hookyard.db.schema import DUE_SQL, events, rejected_requests
+from hookyard.inbox.model import FINISHED, NewEvent, RejectedRequest, Status
 from hookyard.providers.base import StoredEvent
 
 NOTIFY_CHANNEL = "hookyard_events"
@@ -164,7 +164,7 @@ class EventStore:
         now = utcnow()
         due = (
             select(events.c.id)
-            .where(events.c.status.in_([s.value for s in DUE]), events.c.next_attempt_at <= now)
+            .where(DUE_SQL, events.c.next_attempt_at <= now)
             .order_by(events.c.next_attempt_at, events.c.id)
             .limit(limit)
         )
@@ -260,11 +260,7 @@ class EventStore:
 
     def next_due_at(self) -> datetime | None:
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.min(events.c.next_attempt_at)).where(
-                    events.c.status.in_([s.value for s in DUE])
-                )
-            ).scalar()
+            return conn.execute(select(func.min(events.c.next_attempt_at)).where(DUE_SQL)).scalar()
 
     # -- replay and retention -------------------------------------------------------------
 
@@ -379,8 +375,11 @@ def _sqlite_insert(rows: int) -> str:
     )
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per call
+
+
 def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _compact(value)
 
 
 def _pg_columns(new: Sequence[NewEvent]) -> list[list[Any]]:
@@ -398,7 +397,7 @@ def _pg_columns(new: Sequence[NewEvent]) -> list[list[Any]]:
         [e.received_at for e in new],
         [e.origin.value for e in new],
         [0] * len(new),
-        [json.dumps(e.headers, separators=(",", ":")) for e in new],
+        [_compact(e.headers) for e in new],
         [e.body for e in new],
         [_json_or_none(e.payload) for e in new],
         [e.received_at for e in new],
@@ -406,8 +405,10 @@ def _pg_columns(new: Sequence[NewEvent]) -> list[list[Any]]:
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC, microseconds).
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_row(e: NewEvent) -> tuple[Any, ...]:
@@ -425,7 +426,7 @@ def _sqlite_row(e: NewEvent) -> tuple[Any, ...]:
         received,
         e.origin.value,
         0,
-        json.dumps(e.headers, separators=(",", ":")),
+        _compact(e.headers),
         e.body,
         _json_or_none(e.payload),
         received,
