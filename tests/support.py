@@ -19,6 +19,38 @@ from hookyard.testing.simulate import Delivery, build_delivery
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# What DESIGN.md promises every event shows (API and `hookyard events list --json`).
+EVENT_FIELDS = frozenset(
+    {
+        "id",
+        "source",
+        "provider",
+        "event_type",
+        "dedup_key",
+        "status",
+        "attempts",
+        "origin",
+        "received_at",
+        "processed_at",
+        "last_error",
+    }
+)
+
+# Every header a verifier reads: fuzzers fill them with junk.
+CREDENTIAL_HEADERS = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-signature",
+    "x-hubspot-signature-v3",
+    "x-hubspot-request-timestamp",
+    "x-hubspot-signature",
+    "x-hubspot-signature-version",
+    "x-hub-signature-256",
+    "x-webhook-token",
+    "authorization",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -46,6 +46,7 @@ from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet, build_source
 from hookyard.testing.simulate import Delivery, build_delivery
 from tests.conftest import SECRETS, SOURCES_TOML
+from tests.support import CREDENTIAL_HEADERS
 from tests.test_properties import SHAPED, json_values
 
 SOURCES: dict[str, Source] = {
@@ -200,19 +201,7 @@ content_lengths = st.one_of(
     st.integers(0, 2 * MAX_BODY).map(str),
     st.integers(4000, 5000).map(lambda n: "9" * n),  # more digits than int() takes
 )
-SIGNATURE_HEADERS = [
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-signature",
-    "x-hubspot-signature-v3",
-    "x-hubspot-request-timestamp",
-    "x-hubspot-signature",
-    "x-hubspot-signature-version",
-    "x-hub-signature-256",
-    "x-webhook-token",
-    "authorization",
-]
+
 junk_values = st.one_of(
     header_text,
     st.integers().map(str),
@@ -222,7 +211,7 @@ junk_values = st.one_of(
     st.binary(max_size=48).map(lambda b: "Basic " + base64.b64encode(b).decode()),
     st.sampled_from(["v1", "v2", "v3", "V2", ""]),
 )
-junk_signatures = st.dictionaries(st.sampled_from(SIGNATURE_HEADERS), junk_values, max_size=5)
+junk_signatures = st.dictionaries(st.sampled_from(CREDENTIAL_HEADERS), junk_values, max_size=5)
 other_headers = st.dictionaries(
     st.from_regex(r"x-[a-z0-9-]{1,16}", fullmatch=True), header_text, max_size=3
 )

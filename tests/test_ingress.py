@@ -145,16 +145,14 @@ def test_hubspot_array_becomes_one_event_per_item(
 
     ts = str(int(time.time() * 1000))
     url = "http://testserver/webhooks/hubspot/company"
-    sig = signing.hubspot_v3("test-hubspot-client-secret", "POST", url, body, ts)
-    response = client.post(
-        "/webhooks/hubspot/company",
-        content=body,
-        headers={
-            "content-type": "application/json",
-            "x-hubspot-signature-v3": sig,
-            "x-hubspot-request-timestamp": ts,
-        },
-    )
+    headers = {
+        "content-type": "application/json",
+        "x-hubspot-signature-v3": signing.hubspot_v3(
+            "test-hubspot-client-secret", "POST", url, body, ts
+        ),
+        "x-hubspot-request-timestamp": ts,
+    }
+    response = client.post("/webhooks/hubspot/company", content=body, headers=headers)
     assert response.status_code == 200
     ids = response.json()["events"]
     assert len(ids) == 3 and None not in ids
@@ -163,15 +161,7 @@ def test_hubspot_array_becomes_one_event_per_item(
     assert [r["payload"]["propertyValue"] for r in stored] == ["v0", "v1", "v2"]  # type: ignore[index]
     assert {r["entity_key"] for r in stored} == {"company:7"}  # type: ignore[index]
     # HubSpot retries the same request: every item is a duplicate.
-    again = client.post(
-        "/webhooks/hubspot/company",
-        content=body,
-        headers={
-            "content-type": "application/json",
-            "x-hubspot-signature-v3": sig,
-            "x-hubspot-request-timestamp": ts,
-        },
-    )
+    again = client.post("/webhooks/hubspot/company", content=body, headers=headers)
     assert again.json() == {"status": "duplicate", "events": [None, None, None]}
 
 
