@@ -140,7 +140,13 @@ def db_url(pg_database: str | None, tmp_path: Path) -> str:
         return url
     engine = make_engine(pg_database)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE events, rejected_requests, test_effects RESTART IDENTITY"))
+        tables = conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'alembic_version'"
+            )
+        ).scalars()
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return pg_database
 

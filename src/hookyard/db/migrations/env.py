@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import hookyard.domain  # noqa: F401  (registers the domain tables on the metadata)
 from hookyard.db.schema import metadata
 
 engine = context.config.attributes["engine"]
