@@ -74,7 +74,7 @@ def test_handler_effects_and_done_commit_together(runtime: Runtime) -> None:
 
 
 def test_seed_provider_events_without_a_domain_handler_are_ignored(runtime: Runtime) -> None:
-    [event_id] = accept(runtime, "tcr-brands")
+    [event_id] = accept(runtime, "c2s")
     runtime.make_worker().drain()
     assert status_of(runtime, event_id) == Outcome.IGNORED
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
+from sqlalchemy import Connection
+
+from hookyard.domain.tendlc import service as tendlc
 from hookyard.providers.base import (
     Adapter,
+    Outcome,
     ParsedEvent,
     ParseError,
     SourceConfig,
+    StoredEvent,
     Verifier,
     WebhookRequest,
     body_hash,
@@ -75,3 +80,7 @@ class TCRAdapter(Adapter):
                 payload_is_body=True,
             )
         ]
+
+    def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
+        # Brands this source's events create belong to the source's tenant.
+        return tendlc.apply(event, tx, self.config.tenant)
