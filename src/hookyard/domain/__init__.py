@@ -1,3 +1,6 @@
 """Domain modules: each owns its tables (on `hookyard.db.schema.metadata`) and its state
 transitions. Importing this package registers every domain table, which the migrations'
 environment and the migration test rely on."""
+
+from hookyard.domain.tendlc import tables as tendlc_tables  # noqa: F401
+from hookyard.domain.whatsapp import tables as whatsapp_tables  # noqa: F401

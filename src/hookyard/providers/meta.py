@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
+
+from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.providers import signing
 from hookyard.providers.base import (
     Adapter,
+    Outcome,
     ParsedEvent,
     ParseError,
     PlainResponse,
     SourceConfig,
+    StoredEvent,
     Verifier,
     WebhookRequest,
     body_hash,
@@ -74,3 +79,7 @@ class MetaAdapter(Adapter):
         if not events:
             raise ParseError("no changes in the request")
         return events
+
+    def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
+        # Template status and quality changes; every other field is stored and ignored.
+        return whatsapp.apply(event, tx, self.config.tenant)

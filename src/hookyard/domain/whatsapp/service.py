@@ -1,0 +1,559 @@
+"""What a Meta template event does: template status and quality, their history, campaigns
+paused on a PAUSED or DISABLED template, alerts a person acknowledges.
+
+Everything runs in the caller's transaction (the worker's, which also marks the event done)
+and never commits. The event is the unit of idempotency: its id in the history makes a
+redelivered or replayed event a no-op, so no second alert or pause record appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hookyard.domain.whatsapp.tables import (
+    accounts,
+    alerts,
+    campaign_log,
+    campaigns,
+    template_history,
+    templates,
+)
+from hookyard.logs import log
+from hookyard.providers.base import Outcome, StoredEvent, storable_text
+
+STATUS_FIELD = "message_template_status_update"
+QUALITY_FIELD = "message_template_quality_update"
+
+
+class TemplateStatus(StrEnum):
+    APPROVED = "APPROVED"
+    PENDING = "PENDING"
+    REJECTED = "REJECTED"
+    DISABLED = "DISABLED"
+    PAUSED = "PAUSED"
+    FLAGGED = "FLAGGED"
+    IN_APPEAL = "IN_APPEAL"
+    PENDING_DELETION = "PENDING_DELETION"
+    DELETED = "DELETED"
+    ARCHIVED = "ARCHIVED"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+
+
+# Meta event names that are not statuses themselves: REINSTATED means the template is usable
+# again, which Meta's API then reports as APPROVED (so a later poll is not a transition).
+REINSTATED = "REINSTATED"
+STATUS_OF_EVENT: Mapping[str, str] = {REINSTATED: TemplateStatus.APPROVED}
+
+PAUSING = frozenset({TemplateStatus.PAUSED, TemplateStatus.DISABLED})
+
+
+class Quality(StrEnum):
+    GREEN = "GREEN"
+    YELLOW = "YELLOW"
+    RED = "RED"
+    UNKNOWN = "UNKNOWN"
+
+
+class HistoryKind(StrEnum):
+    STATUS = "status"
+    QUALITY = "quality"
+
+
+class HistoryOutcome(StrEnum):
+    APPLIED = "applied"
+    SUPERSEDED = "superseded"
+
+
+class SyncSource(StrEnum):
+    WEBHOOK = "webhook"
+    POLLING = "polling"
+    MANUAL = "manual"
+
+
+class CampaignStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class PauseReason(StrEnum):
+    TEMPLATE_PAUSED = "TEMPLATE_PAUSED"
+    TEMPLATE_DISABLED = "TEMPLATE_DISABLED"
+
+
+class CampaignAction(StrEnum):
+    PAUSED = "paused"
+    TEMPLATE_REINSTATED = "template_reinstated"  # noted; resuming stays a person's decision
+    RESUMED = "resumed"
+
+
+class AlertKind(StrEnum):
+    RED_QUALITY = "RED_QUALITY"
+    DISABLED = "DISABLED"
+    REJECTED = "REJECTED"
+
+
+ALERT_ON_STATUS: Mapping[str, AlertKind] = {
+    TemplateStatus.DISABLED: AlertKind.DISABLED,
+    TemplateStatus.REJECTED: AlertKind.REJECTED,
+}
+
+
+class AckResult(StrEnum):
+    ACKNOWLEDGED = "acknowledged"
+    ALREADY_ACKNOWLEDGED = "already_acknowledged"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateChange:
+    """The part of a status or quality change this module uses, checked and cut to fit."""
+
+    kind: HistoryKind
+    waba_id: str
+    meta_template_id: str
+    value: str  # the status event (APPROVED, REINSTATED…) or the new quality score
+    name: str | None = None
+    language: str | None = None
+    previous: str | None = None  # quality only: Meta's previous score
+    reason: str | None = None
+    disable_info: Any = None
+    other_info: Any = None
+
+    @classmethod
+    def from_event(cls, event: StoredEvent) -> TemplateChange | None:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        value = payload.get("value")
+        if not isinstance(value, dict):
+            return None
+        template_id = _text(value.get("message_template_id"), 64, cut=False)
+        waba_id = _text(payload.get("waba_id"), 64, cut=False)
+        if event.event_type == STATUS_FIELD:
+            kind, new, previous = HistoryKind.STATUS, _text(value.get("event"), 30), None
+        else:
+            kind = HistoryKind.QUALITY
+            new = _text(value.get("new_quality_score"), 20)
+            previous = _text(value.get("previous_quality_score"), 20)
+        if template_id is None or waba_id is None or new is None:
+            return None
+        return cls(
+            kind=kind,
+            waba_id=waba_id,
+            meta_template_id=template_id,
+            value=new,
+            name=_text(value.get("message_template_name"), 512),
+            language=_text(value.get("message_template_language"), 20),
+            previous=previous,
+            reason=_text(value.get("reason"), 2000),
+            disable_info=value.get("disable_info"),
+            other_info=value.get("other_info"),
+        )
+
+
+def _text(value: Any, limit: int, *, cut: bool = True) -> str | None:
+    """A string or number as storable text; an id (`cut=False`) too long to store is None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if not text or (len(text) > limit and not cut):
+        return None
+    return storable_text(text, limit)
+
+
+def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None) -> Outcome:
+    """Apply one Meta event inside `tx`; `default_tenant` owns a WABA seen for the first time
+    when the event itself carries no tenant."""
+    if event.event_type not in (STATUS_FIELD, QUALITY_FIELD):
+        return Outcome.IGNORED
+    change = TemplateChange.from_event(event)
+    if change is None:
+        log.warning("whatsapp_event_unusable", event_id=event.id, event_type=event.event_type)
+        return Outcome.IGNORED
+    handled = tx.execute(
+        select(template_history.c.outcome).where(template_history.c.event_id == event.id)
+    ).scalar()
+    if handled is not None:  # redelivered or replayed: its effects are already committed
+        return Outcome.SUPERSEDED if handled == HistoryOutcome.SUPERSEDED else Outcome.DONE
+    now = datetime.now(UTC)
+    tenant = event.tenant or default_tenant
+    account = _account(tx, change.waba_id, tenant, now)
+    if tenant is not None and account["tenant"] is not None and account["tenant"] != tenant:
+        # A source of one tenant must never change another tenant's templates or campaigns.
+        log.warning(
+            "whatsapp_tenant_mismatch", event_id=event.id, source=event.source, waba=change.waba_id
+        )
+        return Outcome.IGNORED
+    template = _template(tx, account, change, now)
+    if template["account_id"] != account["id"]:
+        # The template belongs to another WABA (perhaps another tenant's): not this one's.
+        log.warning(
+            "whatsapp_template_account_mismatch",
+            event_id=event.id,
+            waba=change.waba_id,
+            template=change.meta_template_id,
+        )
+        return Outcome.IGNORED
+    if change.kind is HistoryKind.STATUS:
+        return _apply_status(tx, event, change, template, now)
+    return _apply_quality(tx, event, change, template, now)
+
+
+def _apply_status(
+    tx: Connection,
+    event: StoredEvent,
+    change: TemplateChange,
+    template: RowMapping,
+    now: datetime,
+) -> Outcome:
+    old, new = template["status"], STATUS_OF_EVENT.get(change.value, change.value)
+    if _older(event.provider_ts, template["status_event_at"]):
+        _history(tx, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
+        return Outcome.SUPERSEDED
+    tx.execute(
+        update(templates)
+        .where(templates.c.id == template["id"])
+        .values(
+            status=new,
+            reason=change.reason,
+            disable_info=change.disable_info,
+            other_info=change.other_info,
+            status_event_at=event.provider_ts or template["status_event_at"],
+            **_synced(event, change, template, now),
+        )
+    )
+    _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
+    if new != old and new in PAUSING:
+        _pause_campaigns(tx, template, event, new, change.reason, now)
+    if change.value == REINSTATED:
+        _note_reinstated(tx, template, event, now)
+    if new != old and (kind := ALERT_ON_STATUS.get(new)) is not None:
+        _alert(tx, template, event, kind, change.reason, now)
+    log.info(
+        "whatsapp_template_status",
+        event_id=event.id,
+        template=change.meta_template_id,
+        old=old,
+        new=new,
+    )
+    return Outcome.DONE
+
+
+def _apply_quality(
+    tx: Connection,
+    event: StoredEvent,
+    change: TemplateChange,
+    template: RowMapping,
+    now: datetime,
+) -> Outcome:
+    old = template["quality"] if template["quality"] is not None else change.previous
+    new = change.value
+    if _older(event.provider_ts, template["quality_event_at"]):
+        _history(tx, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
+        return Outcome.SUPERSEDED
+    tx.execute(
+        update(templates)
+        .where(templates.c.id == template["id"])
+        .values(
+            quality=new,
+            quality_event_at=event.provider_ts or template["quality_event_at"],
+            **_synced(event, change, template, now),
+        )
+    )
+    _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
+    if new == Quality.RED and old != Quality.RED:
+        _alert(tx, template, event, AlertKind.RED_QUALITY, f"quality {old} -> {new}", now)
+    log.info(
+        "whatsapp_template_quality",
+        event_id=event.id,
+        template=change.meta_template_id,
+        old=old,
+        new=new,
+    )
+    return Outcome.DONE
+
+
+def _older(ts: datetime | None, applied: datetime | None) -> bool:
+    # Without a provider time there is nothing to order by: the event applies. Equal times
+    # apply too (Meta's time has one-second resolution; the later-handled one wins).
+    return ts is not None and applied is not None and ts < applied
+
+
+def _synced(
+    event: StoredEvent, change: TemplateChange, template: RowMapping, now: datetime
+) -> dict[str, Any]:
+    source = {"polling": SyncSource.POLLING, "manual": SyncSource.MANUAL}.get(
+        event.origin,
+        SyncSource.WEBHOOK,  # a replay re-runs a webhook
+    )
+    return {
+        "name": change.name or template["name"],
+        "language": change.language or template["language"],
+        "last_synced_at": now,
+        "sync_source": source.value,
+        "updated_at": now,
+    }
+
+
+def _insert_missing(tx: Connection, table: Table, keys: list[str], values: dict[str, Any]) -> None:
+    """INSERT unless a row with the same `keys` exists (another worker may insert it first)."""
+    if tx.dialect.name == "postgresql":
+        tx.execute(pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+    elif tx.dialect.name == "sqlite":
+        tx.execute(
+            sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+        )
+    else:  # pragma: no cover - hookyard runs on SQLite and PostgreSQL
+        raise NotImplementedError(f"no insert-if-missing for {tx.dialect.name}")
+
+
+def _account(tx: Connection, waba_id: str, tenant: str | None, now: datetime) -> RowMapping:
+    query = select(accounts).where(accounts.c.waba_id == waba_id)
+    row = tx.execute(query).mappings().first()
+    if row is None:
+        _insert_missing(
+            tx, accounts, ["waba_id"], {"waba_id": waba_id, "tenant": tenant, "created_at": now}
+        )
+        row = tx.execute(query).mappings().one()
+        log.info("whatsapp_account_added", waba=waba_id, tenant=tenant)
+    return row
+
+
+def _template(
+    tx: Connection, account: RowMapping, change: TemplateChange, now: datetime
+) -> RowMapping:
+    # FOR UPDATE (PostgreSQL) serialises workers handling events of one template, so the
+    # ordering check and the update see the same row; SQLite has a single writer anyway.
+    query = (
+        select(templates)
+        .where(templates.c.meta_template_id == change.meta_template_id)
+        .with_for_update()
+    )
+    row = tx.execute(query).mappings().first()
+    if row is None:
+        _insert_missing(
+            tx,
+            templates,
+            ["meta_template_id"],
+            {
+                "account_id": account["id"],
+                "tenant": account["tenant"],
+                "meta_template_id": change.meta_template_id,
+                "name": change.name or change.meta_template_id,
+                "language": change.language,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        row = tx.execute(query).mappings().one()
+    return row
+
+
+def _history(
+    tx: Connection,
+    template: RowMapping,
+    event: StoredEvent,
+    change: TemplateChange,
+    old: str | None,
+    new: str,
+    outcome: HistoryOutcome,
+    now: datetime,
+) -> None:
+    tx.execute(
+        insert(template_history).values(
+            template_id=template["id"],
+            event_id=event.id,
+            kind=change.kind.value,
+            event=change.value,
+            from_value=old,
+            to_value=new,
+            reason=change.reason,
+            outcome=outcome.value,
+            provider_ts=event.provider_ts,
+            recorded_at=now,
+        )
+    )
+
+
+def _pause_campaigns(
+    tx: Connection,
+    template: RowMapping,
+    event: StoredEvent,
+    status: str,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    active = (
+        tx.execute(
+            select(campaigns.c.id)
+            .where(
+                campaigns.c.template_id == template["id"],
+                campaigns.c.status == CampaignStatus.ACTIVE,
+            )
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    if not active:
+        return
+    why = (
+        PauseReason.TEMPLATE_DISABLED
+        if status == TemplateStatus.DISABLED
+        else PauseReason.TEMPLATE_PAUSED
+    )
+    tx.execute(
+        update(campaigns)
+        .where(campaigns.c.id.in_(active))
+        .values(
+            status=CampaignStatus.PAUSED.value,
+            paused_reason=why.value,
+            paused_at=now,
+            paused_by_event=event.id,
+            paused_by=None,
+            updated_at=now,
+        )
+    )
+    detail = f"template {template['name']} is {status}" + (f" ({reason})" if reason else "")
+    tx.execute(
+        insert(campaign_log),
+        [
+            {
+                "campaign_id": campaign_id,
+                "action": CampaignAction.PAUSED.value,
+                "event_id": event.id,
+                "detail": detail,
+                "at": now,
+            }
+            for campaign_id in active
+        ],
+    )
+    log.info("whatsapp_campaigns_paused", event_id=event.id, campaigns=len(active))
+
+
+def _note_reinstated(
+    tx: Connection, template: RowMapping, event: StoredEvent, now: datetime
+) -> None:
+    paused = (
+        tx.execute(
+            select(campaigns.c.id).where(
+                campaigns.c.template_id == template["id"],
+                campaigns.c.status == CampaignStatus.PAUSED,
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if paused:
+        tx.execute(
+            insert(campaign_log),
+            [
+                {
+                    "campaign_id": campaign_id,
+                    "action": CampaignAction.TEMPLATE_REINSTATED.value,
+                    "event_id": event.id,
+                    "detail": f"template {template['name']} reinstated; still paused",
+                    "at": now,
+                }
+                for campaign_id in paused
+            ],
+        )
+
+
+def _alert(
+    tx: Connection,
+    template: RowMapping,
+    event: StoredEvent,
+    kind: AlertKind,
+    detail: str | None,
+    now: datetime,
+) -> None:
+    _insert_missing(
+        tx,
+        alerts,
+        ["event_id", "kind"],
+        {
+            "tenant": template["tenant"],
+            "template_id": template["id"],
+            "kind": kind.value,
+            "event_id": event.id,
+            "detail": detail,
+            "created_at": now,
+        },
+    )
+    log.info("whatsapp_alert", event_id=event.id, kind=kind.value, template_id=template["id"])
+
+
+def acknowledge_alert(
+    tx: Connection, alert_id: int, by: str, *, tenant: str | None = None
+) -> AckResult:
+    """Mark an alert acknowledged by `by`; the first acknowledgement is the one kept. With
+    `tenant`, an alert of another tenant is NOT_FOUND (never revealed, never changed)."""
+    scope = alerts.c.id == alert_id
+    if tenant is not None:
+        scope = scope & (alerts.c.tenant == tenant)
+    done = tx.execute(
+        update(alerts)
+        .where(scope, alerts.c.acknowledged_at.is_(None))
+        .values(acknowledged_at=datetime.now(UTC), acknowledged_by=by)
+    )
+    if done.rowcount:
+        return AckResult.ACKNOWLEDGED
+    exists = tx.execute(select(alerts.c.id).where(scope)).first() is not None
+    return AckResult.ALREADY_ACKNOWLEDGED if exists else AckResult.NOT_FOUND
+
+
+def add_campaign(tx: Connection, template_id: int, name: str) -> int:
+    """A campaign using a template (by hookyard's template id), active, the template's tenant."""
+    tenant = tx.execute(select(templates.c.tenant).where(templates.c.id == template_id)).one()[0]
+    now = datetime.now(UTC)
+    result = tx.execute(
+        insert(campaigns)
+        .values(
+            tenant=tenant,
+            name=name,
+            template_id=template_id,
+            status=CampaignStatus.ACTIVE.value,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(campaigns.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def resume_campaign(
+    tx: Connection, campaign_id: int, by: str, *, tenant: str | None = None
+) -> bool:
+    """A person resumes a paused campaign (never done automatically); False if it was not
+    paused (or, with `tenant`, belongs to another tenant)."""
+    scope = campaigns.c.id == campaign_id
+    if tenant is not None:
+        scope = scope & (campaigns.c.tenant == tenant)
+    now = datetime.now(UTC)
+    done = tx.execute(
+        update(campaigns)
+        .where(scope, campaigns.c.status == CampaignStatus.PAUSED)
+        .values(
+            status=CampaignStatus.ACTIVE.value,
+            paused_reason=None,
+            paused_at=None,
+            paused_by_event=None,
+            paused_by=None,
+            updated_at=now,
+        )
+    )
+    if not done.rowcount:
+        return False
+    tx.execute(
+        insert(campaign_log).values(
+            campaign_id=campaign_id, action=CampaignAction.RESUMED.value, actor=by, at=now
+        )
+    )
+    return True
