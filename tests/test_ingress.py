@@ -204,10 +204,13 @@ def test_storage_failure_is_503_and_nothing_is_acknowledged(
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
-    def broken(*args: object, **kwargs: object) -> None:
+    from hookyard.inbox.accept import GroupCommitter
+
+    async def broken(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is gone"))
 
-    monkeypatch.setattr(runtime.store, "insert_batch", broken)
+    # The commit itself fails (the real outages are in test_faults.py).
+    monkeypatch.setattr(GroupCommitter, "_write", broken)
     response = post(client, delivery(sources.by_name()["demo"], 1))
     assert response.status_code == 503
     assert response.headers["retry-after"]

@@ -38,6 +38,11 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(**{WRITER_OPTION: True})
 
 
+def libpq_dsn(engine: Engine) -> str:
+    """The engine's PostgreSQL URL as psycopg's own connect() takes it."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_database_url(url)
     if url.startswith("sqlite"):

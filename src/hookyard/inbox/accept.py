@@ -18,7 +18,7 @@ import psycopg
 import sqlalchemy.exc
 
 from hookyard.inbox.model import NewEvent, RejectedRequest
-from hookyard.inbox.store import EventStore
+from hookyard.inbox.store import AsyncPostgresWriter, EventStore
 from hookyard.logs import log
 
 
@@ -63,17 +63,26 @@ class GroupCommitter:
     _wake: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
     _executor: ThreadPoolExecutor | None = None
+    _async_writer: AsyncPostgresWriter | None = None
     _stuck_since: float | None = None
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="hookyard-commit")
+        # PostgreSQL: batches are written from the event loop (an async connection); SQLite
+        # has no async driver, so its batches go to one dedicated thread.
+        self._async_writer = self.store.async_writer()
+        if self._async_writer is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="hookyard-commit")
         self._task = asyncio.create_task(self._run(), name="hookyard-group-commit")
 
     async def stop(self) -> None:
         if self._task is not None:
-            # Let queued requests get their answer before the loop goes away.
-            while self._queue or self._rejected:
+            # Let queued requests get their answer before the loop goes away (bounded: a
+            # hanging commit answers 503 after `timeout` anyway).
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            while (self._queue or self._rejected) and not self._task.done():
+                if asyncio.get_running_loop().time() > deadline:
+                    break
                 assert self._wake is not None
                 self._wake.set()
                 await asyncio.sleep(0.01)
@@ -82,6 +91,8 @@ class GroupCommitter:
                 await self._task
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=False)
+        if self._async_writer is not None:
+            await self._async_writer.close()
 
     async def accept(self, events: Sequence[NewEvent]) -> list[int | None]:
         """Store `events` durably; the id of each, or None where it was a duplicate."""
@@ -119,12 +130,19 @@ class GroupCommitter:
                     timer.cancel()
                     self._stuck_since = None
 
-    async def _commit(self, batch: list[_Request], rejected: list[RejectedRequest]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            inserted = await loop.run_in_executor(
-                self._executor, self.store.insert_batch, _flatten(batch), rejected
+    async def _write(
+        self, new: list[NewEvent], rejected: list[RejectedRequest]
+    ) -> dict[tuple[str, str], int]:
+        if self._async_writer is not None:
+            return await asyncio.wait_for(
+                self._async_writer.insert_batch(new, rejected), self.timeout
             )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.store.insert_batch, new, rejected)
+
+    async def _commit(self, batch: list[_Request], rejected: list[RejectedRequest]) -> None:
+        try:
+            inserted = await self._write(_flatten(batch), rejected)
         except _UNAVAILABLE as exc:
             log.warning("inbox_commit_failed", error=str(exc)[:300], requests=len(batch))
             _fail(batch, StorageUnavailable(str(exc)[:200]))

@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 
-from hookyard.db.engine import writer
+from hookyard.db.engine import libpq_dsn, writer
 from hookyard.db.schema import DUE_SQL, events, rejected_requests
 from hookyard.inbox.model import FINISHED, NewEvent, RejectedRequest, Status
 from hookyard.providers.base import StoredEvent
@@ -160,6 +160,10 @@ class EventStore:
         finally:
             conn.close()
         return {(row[1], row[2]): row[0] for row in rows}
+
+    def async_writer(self) -> AsyncPostgresWriter | None:
+        """PostgreSQL: a writer on the event loop itself (see AsyncPostgresWriter)."""
+        return AsyncPostgresWriter(libpq_dsn(self.engine)) if self.is_postgres else None
 
     def trim_rejected(self, keep: int) -> int:
         with self.writer.begin() as tx:
@@ -420,6 +424,50 @@ def _rejected_row(r: RejectedRequest, *, sqlite: bool = False) -> tuple[Any, ...
         r.body_excerpt,
         received,
     )
+
+
+class AsyncPostgresWriter:
+    """The inbox's batch insert on one asyncio psycopg connection, owned by the committer.
+
+    Waiting for PostgreSQL then costs the event loop nothing, and no thread has to win the
+    GIL back from a busy loop after every round trip (which, under load, doubled the time a
+    batch took on the thread path). Same statements as `EventStore.insert_batch`.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def insert_batch(
+        self, new: Sequence[NewEvent], rejected: Sequence[RejectedRequest] = ()
+    ) -> dict[tuple[str, str], int]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._dsn, connect_timeout=3)
+        conn = self._conn
+        rows: Sequence[Any] = ()
+        try:
+            async with conn.cursor() as cursor:
+                if new:
+                    await cursor.execute(_PG_INSERT, _pg_columns(new), prepare=True)
+                    rows = await cursor.fetchall()
+                if rejected:
+                    await cursor.executemany(_PG_REJECTED, [_rejected_row(r) for r in rejected])
+            await conn.commit()
+        except BaseException as exc:
+            # Cancelled (the deadline) or broken: the connection's state is unknown; drop it.
+            if _is_disconnect(exc) or not isinstance(exc, Exception):
+                await self.close()
+            else:
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+            raise
+        return {(row[1], row[2]): row[0] for row in rows}
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ import threading
 import psycopg
 from sqlalchemy import Engine
 
+from hookyard.db.engine import libpq_dsn
 from hookyard.inbox.store import NOTIFY_CHANNEL
 from hookyard.logs import log
 
@@ -29,7 +30,7 @@ class PostgresListener(threading.Thread):
 
     def __init__(self, engine: Engine, wakeup: Wakeup) -> None:
         super().__init__(name="hookyard-listen", daemon=True)
-        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = libpq_dsn(engine)
         self._wakeup = wakeup
         self._stop = threading.Event()
 
