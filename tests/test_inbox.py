@@ -38,9 +38,9 @@ def test_concurrent_requests_share_one_commit(
     batches: list[int] = []
     write = GroupCommitter._write
 
-    async def counting(self, new, rejected):  # type: ignore[no-untyped-def]
+    async def counting(self, new, rejected, writer):  # type: ignore[no-untyped-def]
         batches.append(len(new))
-        return await write(self, new, rejected)
+        return await write(self, new, rejected, writer)
 
     monkeypatch.setattr(GroupCommitter, "_write", counting)
     answers = run(runtime, *[[event(f"k{i}")] for i in range(50)])

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     accept_timeout_seconds: float = 10.0
     api_timeout_seconds: float = 10.0  # management API, /ready, /metrics
     max_batch_size: int = 512
+    commit_concurrency: int = 2  # PostgreSQL: group commits in flight at once
     rejected_log_size: int = 1000
 
     # Workers.

@@ -40,6 +40,7 @@ class Runtime:
         return GroupCommitter(
             self.store,
             max_batch=s.max_batch_size,
+            concurrency=s.commit_concurrency,
             timeout=s.accept_timeout_seconds,
             rejected_capacity=s.rejected_log_size,
             on_commit=on_commit or self.wakeup.signal,

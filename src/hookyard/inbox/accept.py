@@ -58,30 +58,37 @@ class GroupCommitter:
     rejected_capacity: int = 1000
     on_commit: Callable[[], None] | None = None  # wakes in-process workers
 
+    concurrency: int = 2  # PostgreSQL: batches committing at once (SQLite: always one)
+
     _queue: list[_Request] = field(default_factory=list)
     _rejected: list[RejectedRequest] = field(default_factory=list)
     _wake: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
     _executor: ThreadPoolExecutor | None = None
-    _async_writer: AsyncPostgresWriter | None = None
-    _stuck_since: float | None = None
+    _idle_writers: list[AsyncPostgresWriter] = field(default_factory=list)
+    _slots: asyncio.Semaphore | None = None
+    _in_flight: dict[asyncio.Task[None], float] = field(default_factory=dict)
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
-        # PostgreSQL: batches are written from the event loop (an async connection); SQLite
-        # has no async driver, so its batches go to one dedicated thread.
-        self._async_writer = self.store.async_writer()
-        if self._async_writer is None:
+        # PostgreSQL: batches are written from the event loop on async connections, several
+        # at once (PostgreSQL overlaps their commits); SQLite has one writer and no async
+        # driver, so its batches go one at a time to a dedicated thread.
+        if self.store.is_postgres:
+            self._idle_writers = [self.store.async_writer() for _ in range(self.concurrency)]
+        else:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="hookyard-commit")
+        self._slots = asyncio.Semaphore(len(self._idle_writers) or 1)
         self._task = asyncio.create_task(self._run(), name="hookyard-group-commit")
 
     async def stop(self) -> None:
         if self._task is not None:
             # Let queued requests get their answer before the loop goes away (bounded: a
             # hanging commit answers 503 after `timeout` anyway).
-            deadline = asyncio.get_running_loop().time() + self.timeout
-            while (self._queue or self._rejected) and not self._task.done():
-                if asyncio.get_running_loop().time() > deadline:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.timeout
+            while (self._queue or self._rejected or self._in_flight) and not self._task.done():
+                if loop.time() > deadline:
                     break
                 assert self._wake is not None
                 self._wake.set()
@@ -91,13 +98,13 @@ class GroupCommitter:
                 await self._task
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=False)
-        if self._async_writer is not None:
-            await self._async_writer.close()
+        for writer in self._idle_writers:
+            await writer.close()
 
     async def accept(self, events: Sequence[NewEvent]) -> list[int | None]:
         """Store `events` durably; the id of each, or None where it was a duplicate."""
         loop = asyncio.get_running_loop()
-        if self._stuck_since is not None and loop.time() - self._stuck_since > self.timeout:
+        if self._in_flight and loop.time() - min(self._in_flight.values()) > self.timeout:
             raise StorageUnavailable("storage has not answered in time")
         if self._wake is None:
             raise StorageUnavailable("inbox is not running")
@@ -114,35 +121,57 @@ class GroupCommitter:
                 self._wake.set()
 
     async def _run(self) -> None:
-        assert self._wake is not None
+        assert self._wake is not None and self._slots is not None
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue or self._rejected:
+                # Requests arriving while every slot is committing form the next batch.
+                await self._slots.acquire()
+                if not (self._queue or self._rejected):
+                    self._slots.release()
+                    break
                 batch = self._take()
                 rejected, self._rejected = self._rejected, []
-                self._stuck_since = loop.time()
-                timer = loop.call_later(self.timeout, self._expire, batch)
-                try:
-                    await self._commit(batch, rejected)
-                finally:
-                    timer.cancel()
-                    self._stuck_since = None
+                task = loop.create_task(self._flush(batch, rejected))
+                self._in_flight[task] = loop.time()
+
+    async def _flush(self, batch: list[_Request], rejected: list[RejectedRequest]) -> None:
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.timeout, self._expire, batch)
+        writer = self._idle_writers.pop() if self._idle_writers else None
+        try:
+            await self._commit(batch, rejected, writer)
+        finally:
+            timer.cancel()
+            if writer is not None:
+                self._idle_writers.append(writer)
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.pop(task, None)
+            self._slots.release()
 
     async def _write(
-        self, new: list[NewEvent], rejected: list[RejectedRequest]
+        self,
+        new: list[NewEvent],
+        rejected: list[RejectedRequest],
+        writer: AsyncPostgresWriter | None,
     ) -> dict[tuple[str, str], int]:
-        if self._async_writer is not None:
-            return await asyncio.wait_for(
-                self._async_writer.insert_batch(new, rejected), self.timeout
-            )
+        if writer is not None:
+            return await asyncio.wait_for(writer.insert_batch(new, rejected), self.timeout)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.store.insert_batch, new, rejected)
 
-    async def _commit(self, batch: list[_Request], rejected: list[RejectedRequest]) -> None:
+    async def _commit(
+        self,
+        batch: list[_Request],
+        rejected: list[RejectedRequest],
+        writer: AsyncPostgresWriter | None = None,
+    ) -> None:
         try:
-            inserted = await self._write(_flatten(batch), rejected)
+            inserted = await self._write(_flatten(batch), rejected, writer)
         except _UNAVAILABLE as exc:
             log.warning("inbox_commit_failed", error=str(exc)[:300], requests=len(batch))
             _fail(batch, StorageUnavailable(str(exc)[:200]))
@@ -154,7 +183,7 @@ class GroupCommitter:
                 return
             log.warning("inbox_batch_split", error=str(exc)[:300], requests=len(batch))
             for request in batch:  # the rejected log entries are dropped with the bad batch
-                await self._commit([request], [])
+                await self._commit([request], [], writer)
             return
         if inserted and self.on_commit is not None:
             self.on_commit()

@@ -161,9 +161,9 @@ class EventStore:
             conn.close()
         return {(row[1], row[2]): row[0] for row in rows}
 
-    def async_writer(self) -> AsyncPostgresWriter | None:
+    def async_writer(self) -> AsyncPostgresWriter:
         """PostgreSQL: a writer on the event loop itself (see AsyncPostgresWriter)."""
-        return AsyncPostgresWriter(libpq_dsn(self.engine)) if self.is_postgres else None
+        return AsyncPostgresWriter(libpq_dsn(self.engine))
 
     def trim_rejected(self, keep: int) -> int:
         with self.writer.begin() as tx:
