@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, select, update
 
+from hookyard.domain.common import SyncSource, insert_missing, locked
 from hookyard.domain.tendlc.catalogue import CATALOGUE, Action, EventKind
 from hookyard.domain.tendlc.states import (
     BRAND_STATUS_OF_IDENTITY,
@@ -28,7 +28,6 @@ from hookyard.domain.tendlc.states import (
     CampaignStatus,
     CarrierStatus,
     IdentityStatus,
-    SyncSource,
     VettingKind,
 )
 from hookyard.domain.tendlc.tables import (
@@ -129,10 +128,10 @@ def _brand_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
 def _brand(ctx: _Context, brand_id: str) -> RowMapping:
     """The brand's row, locked; created (owned by the source's tenant) when unknown."""
     where = brands.c.brand_id == brand_id
-    row = _locked(ctx.tx, brands, where)
+    row = locked(ctx.tx, brands, where)
     if row is None:
         _ensure_brand(ctx, brand_id)
-        row = _locked(ctx.tx, brands, where)
+        row = locked(ctx.tx, brands, where)
         assert row is not None
     if ctx.tenant is not None and row["tenant"] != ctx.tenant:
         if row["tenant"] is None:
@@ -150,7 +149,7 @@ def _brand(ctx: _Context, brand_id: str) -> RowMapping:
 
 
 def _ensure_brand(ctx: _Context, brand_id: str) -> None:
-    _insert_missing(
+    insert_missing(
         ctx.tx,
         brands,
         {"brand_id": brand_id, "tenant": ctx.tenant, "created_at": ctx.now} | ctx.sync(),
@@ -198,9 +197,9 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
         where = and_(
             campaign_carriers.c.campaign_id == campaign_id, campaign_carriers.c.mno_id == mno_id
         )
-        row = _locked(ctx.tx, campaign_carriers, where)
+        row = locked(ctx.tx, campaign_carriers, where)
         if row is None:
-            _insert_missing(
+            insert_missing(
                 ctx.tx,
                 campaign_carriers,
                 {"campaign_id": campaign_id, "mno_id": mno_id, "status": status}
@@ -208,7 +207,7 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
                 | ctx.sync(),
                 ["campaign_id", "mno_id"],
             )
-            row = _locked(ctx.tx, campaign_carriers, where)
+            row = locked(ctx.tx, campaign_carriers, where)
             assert row is not None
         if ctx.is_older(row):
             superseded += 1
@@ -268,13 +267,13 @@ def _campaign(ctx: _Context, campaign_id: str, payload: Mapping[str, Any]) -> Ro
     """The campaign's row, locked; created (and its brand, when named) when unknown."""
     brand_id = _tcr_id(payload.get("brandId"))
     where = campaigns.c.campaign_id == campaign_id
-    row = _locked(ctx.tx, campaigns, where)
+    row = locked(ctx.tx, campaigns, where)
     if row is not None and (brand_id is None or row["brand_id"] is not None):
         return row
     if brand_id is not None:
         _ensure_brand(ctx, brand_id)
     if row is None:
-        _insert_missing(
+        insert_missing(
             ctx.tx,
             campaigns,
             {"campaign_id": campaign_id, "brand_id": brand_id, "created_at": ctx.now} | ctx.sync(),
@@ -282,7 +281,7 @@ def _campaign(ctx: _Context, campaign_id: str, payload: Mapping[str, Any]) -> Ro
         )
     else:  # known without its brand (share events name only the campaign): now we know
         _update(ctx, campaigns, where, {"brand_id": brand_id})
-    row = _locked(ctx.tx, campaigns, where)
+    row = locked(ctx.tx, campaigns, where)
     assert row is not None
     return row
 
@@ -303,9 +302,9 @@ def _apply_vetting(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
         vettings.c.kind == kind.vetting,
         vettings.c.vetting_key == vetting_key,
     )
-    row = _locked(ctx.tx, vettings, where)
+    row = locked(ctx.tx, vettings, where)
     if row is None:
-        _insert_missing(
+        insert_missing(
             ctx.tx,
             vettings,
             {"brand_id": brand_id, "kind": kind.vetting, "vetting_key": vetting_key}
@@ -313,7 +312,7 @@ def _apply_vetting(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
             | ctx.sync(),
             ["brand_id", "kind", "vetting_key"],
         )
-        row = _locked(ctx.tx, vettings, where)
+        row = locked(ctx.tx, vettings, where)
         assert row is not None
     if ctx.is_older(row):
         return Outcome.SUPERSEDED
@@ -357,27 +356,6 @@ _ACTIONS = {
 
 
 # -- SQL helpers ----------------------------------------------------------------------------
-
-
-def _locked(tx: Connection, table: Table, where: ColumnElement[bool]) -> RowMapping | None:
-    # FOR UPDATE on PostgreSQL; SQLite has one writer at a time and SQLAlchemy omits it.
-    return tx.execute(select(table).where(where).with_for_update()).mappings().first()
-
-
-def _insert_missing(
-    tx: Connection, table: Table, values: Mapping[str, Any], keys: Sequence[str]
-) -> None:
-    """Insert the row unless one with the same `keys` exists (a concurrent insert waits)."""
-    if tx.dialect.name == "postgresql":
-        tx.execute(
-            postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
-        )
-    elif tx.dialect.name == "sqlite":
-        tx.execute(sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=keys))
-    else:  # pragma: no cover - another engine: its transaction isolation has to do
-        where = and_(*(table.c[k] == values[k] for k in keys))
-        if tx.execute(select(table.c.id).where(where)).first() is None:
-            tx.execute(insert(table).values(values))
 
 
 def _update(

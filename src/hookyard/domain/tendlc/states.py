@@ -80,18 +80,3 @@ class VettingStatus(StrEnum):
     IMPORTED = "IMPORTED"
     SCORED = "SCORED"
     UNSCORED = "UNSCORED"
-
-
-class SyncSource(StrEnum):
-    WEBHOOK = "webhook"
-    POLLING = "polling"
-    MANUAL = "manual"
-
-    @classmethod
-    def of_origin(cls, origin: str) -> SyncSource:
-        # A replay re-applies what was received, so it keeps the delivery's kind: events
-        # replayed from the inbox were webhooks unless they say otherwise.
-        try:
-            return cls(origin)
-        except ValueError:
-            return cls.WEBHOOK

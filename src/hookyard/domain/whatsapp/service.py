@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
+from hookyard.domain.common import SyncSource, insert_missing
 from hookyard.domain.whatsapp.tables import (
     accounts,
     alerts,
@@ -70,12 +69,6 @@ class HistoryKind(StrEnum):
 class HistoryOutcome(StrEnum):
     APPLIED = "applied"
     SUPERSEDED = "superseded"
-
-
-class SyncSource(StrEnum):
-    WEBHOOK = "webhook"
-    POLLING = "polling"
-    MANUAL = "manual"
 
 
 class CampaignStatus(StrEnum):
@@ -288,10 +281,7 @@ def _older(ts: datetime | None, applied: datetime | None) -> bool:
 def _synced(
     event: StoredEvent, change: TemplateChange, template: RowMapping, now: datetime
 ) -> dict[str, Any]:
-    source = {"polling": SyncSource.POLLING, "manual": SyncSource.MANUAL}.get(
-        event.origin,
-        SyncSource.WEBHOOK,  # a replay re-runs a webhook
-    )
+    source = SyncSource.of_origin(event.origin)
     return {
         "name": change.name or template["name"],
         "language": change.language or template["language"],
@@ -301,24 +291,12 @@ def _synced(
     }
 
 
-def _insert_missing(tx: Connection, table: Table, keys: list[str], values: dict[str, Any]) -> None:
-    """INSERT unless a row with the same `keys` exists (another worker may insert it first)."""
-    if tx.dialect.name == "postgresql":
-        tx.execute(pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
-    elif tx.dialect.name == "sqlite":
-        tx.execute(
-            sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
-    else:  # pragma: no cover - hookyard runs on SQLite and PostgreSQL
-        raise NotImplementedError(f"no insert-if-missing for {tx.dialect.name}")
-
-
 def _account(tx: Connection, waba_id: str, tenant: str | None, now: datetime) -> RowMapping:
     query = select(accounts).where(accounts.c.waba_id == waba_id)
     row = tx.execute(query).mappings().first()
     if row is None:
-        _insert_missing(
-            tx, accounts, ["waba_id"], {"waba_id": waba_id, "tenant": tenant, "created_at": now}
+        insert_missing(
+            tx, accounts, {"waba_id": waba_id, "tenant": tenant, "created_at": now}, ["waba_id"]
         )
         row = tx.execute(query).mappings().one()
         log.info("whatsapp_account_added", waba=waba_id, tenant=tenant)
@@ -337,11 +315,11 @@ def _template(
     )
     row = tx.execute(query).mappings().first()
     if row is None:
-        _insert_missing(
+        insert_missing(
             tx,
             templates,
-            ["meta_template_id"],
-            {
+            keys=["meta_template_id"],
+            values={
                 "account_id": account["id"],
                 "tenant": account["tenant"],
                 "meta_template_id": change.meta_template_id,
@@ -474,11 +452,11 @@ def _alert(
     detail: str | None,
     now: datetime,
 ) -> None:
-    _insert_missing(
+    insert_missing(
         tx,
         alerts,
-        ["event_id", "kind"],
-        {
+        keys=["event_id", "kind"],
+        values={
             "tenant": template["tenant"],
             "template_id": template["id"],
             "kind": kind.value,
