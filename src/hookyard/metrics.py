@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -47,7 +46,3 @@ class QueueCollector(Collector):
         age.add_metric([], (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
         yield depth
         yield age
-
-
-def monotonic() -> float:
-    return time.perf_counter()
