@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import Connection
+
+from hookyard.domain.leads import service as leads
 from hookyard.providers.base import (
     Adapter,
+    Outcome,
     ParsedEvent,
     ParseError,
     SourceConfig,
+    StoredEvent,
     Verifier,
     WebhookRequest,
     canonical_json,
@@ -69,3 +74,7 @@ class C2SAdapter(Adapter):
                 payload_is_body=True,
             )
         ]
+
+    def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
+        # on_create_lead, on_update_lead, on_close_lead; any other action is stored and ignored.
+        return leads.apply(event, tx, self.config.tenant)

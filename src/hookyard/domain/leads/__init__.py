@@ -1,0 +1,2 @@
+"""Contact2Sale (C2S) leads: validated contact data, lead status, closures to notify and the
+enrichment state."""

@@ -1,0 +1,199 @@
+"""What a C2S lead event does: create, update or close a lead, validating its contact data.
+
+Everything runs in the caller's transaction (the worker's, which also marks the event done)
+and never commits. Events of one lead order by C2S's `updated_at`: an event older than the
+one applied is SUPERSEDED (equal times apply; the later-handled one wins). Replays are safe:
+re-applying the same data changes nothing, and a close is recorded once per event.
+
+Enrichment is not run here (it calls other services): an event only marks the lead
+`enrichment_status = pending` when its normalised e-mail or phone changed, and a separate
+pipeline picks pending leads up outside the event's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, update
+
+from hookyard.domain.common import SyncSource, insert_missing, locked
+from hookyard.domain.leads.tables import lead_closures, leads
+from hookyard.domain.leads.validation import (
+    mask_email,
+    mask_phone,
+    validate_email,
+    validate_phone,
+)
+from hookyard.logs import log
+from hookyard.providers.base import Outcome, StoredEvent, storable_key, storable_text
+
+CREATE = "on_create_lead"
+UPDATE = "on_update_lead"
+CLOSE = "on_close_lead"
+ACTIONS = frozenset({CREATE, UPDATE, CLOSE})
+CONTACT_FIELDS = ("email", "phone")
+
+
+class LeadStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class EnrichmentStatus(StrEnum):
+    NOT_NEEDED = "not_needed"  # no valid e-mail or phone to look anyone up by
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class LeadChange:
+    """The part of a C2S event this module uses. `fields` holds only what the event carries
+    (a close without `customer` keeps the stored contact); each as the raw value."""
+
+    lead_id: str
+    action: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: StoredEvent) -> LeadChange | None:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        lead_id = payload.get("id")
+        if isinstance(lead_id, bool) or not isinstance(lead_id, str | int) or not str(lead_id):
+            return None
+        attributes = payload.get("attributes")
+        customer = attributes.get("customer") if isinstance(attributes, dict) else None
+        fields: dict[str, Any] = {}
+        if isinstance(customer, dict):
+            fields = {k: customer[k] for k in ("name", *CONTACT_FIELDS) if k in customer}
+        return cls(storable_key(str(lead_id)), event.event_type, fields)
+
+
+def contact_hash(email: str | None, phone: str | None) -> str:
+    return hashlib.sha256(f"{email or ''}\x00{phone or ''}".encode()).hexdigest()
+
+
+def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None) -> Outcome:
+    """Apply one C2S event inside `tx`; `default_tenant` owns a lead seen for the first time
+    when the event itself carries no tenant."""
+    if event.event_type not in ACTIONS:
+        return Outcome.IGNORED
+    change = LeadChange.from_event(event)
+    if change is None:
+        log.warning("c2s_event_unusable", event_id=event.id, event_type=event.event_type)
+        return Outcome.IGNORED
+    now = datetime.now(UTC)
+    tenant = event.tenant or default_tenant
+    lead = _lead(tx, change, tenant, now)
+    if tenant is not None and lead["tenant"] is not None and lead["tenant"] != tenant:
+        # A source of one tenant must never change another tenant's leads.
+        log.warning("c2s_tenant_mismatch", event_id=event.id, source=event.source)
+        return Outcome.IGNORED
+    applied = lead["c2s_updated_at"]
+    if event.provider_ts is not None and applied is not None and event.provider_ts < applied:
+        log.info("c2s_lead_superseded", event_id=event.id, lead=change.lead_id)
+        return Outcome.SUPERSEDED
+    values = _contact(lead, change.fields)
+    new_hash = contact_hash(values["email"], values["phone"])
+    if new_hash != lead["contact_hash"] or lead["last_event_id"] is None:
+        # New contact data (or a new lead): enrich again when there is someone to look up.
+        if values["email"] or values["phone"]:
+            values.update(
+                enrichment_status=EnrichmentStatus.PENDING.value,
+                enrichment_requested_at=now,
+                enrichment_error=None,
+            )
+        else:
+            values["enrichment_status"] = EnrichmentStatus.NOT_NEEDED.value
+    closing = change.action == CLOSE and lead["status"] != LeadStatus.CLOSED
+    if closing:
+        values.update(status=LeadStatus.CLOSED.value, closed_at=event.provider_ts or now)
+    tx.execute(
+        update(leads)
+        .where(leads.c.id == lead["id"])
+        .values(
+            contact_hash=new_hash,
+            c2s_updated_at=event.provider_ts or applied,
+            last_event_id=event.id,
+            last_synced_at=now,
+            sync_source=SyncSource.of_origin(event.origin).value,
+            updated_at=now,
+            **values,
+        )
+    )
+    if closing:
+        insert_missing(
+            tx,
+            lead_closures,
+            keys=["event_id"],
+            values={
+                "lead_id": lead["id"],
+                "event_id": event.id,
+                "closed_at": event.provider_ts or now,
+                "recorded_at": now,
+            },
+        )
+    log.info(
+        "c2s_lead_applied",
+        event_id=event.id,
+        lead=change.lead_id,
+        action=change.action,
+        email=mask_email(values["email"]),
+        phone=mask_phone(values["phone"]),
+        errors=sorted(values["validation_errors"] or {}),
+        enrichment=values.get("enrichment_status", lead["enrichment_status"]),
+        closed=closing,
+    )
+    return Outcome.DONE
+
+
+def _contact(lead: RowMapping, fields: dict[str, Any]) -> dict[str, Any]:
+    """Name, e-mail, phone and their validation errors after this event: a field the event
+    carries replaces the stored one (an invalid value clears it and records the error)."""
+    errors: dict[str, str] = dict(lead["validation_errors"] or {})
+    values: dict[str, Any] = {"name": lead["name"], "email": lead["email"], "phone": lead["phone"]}
+    if "name" in fields:
+        name = fields["name"]
+        values["name"] = storable_text(name, 300) if isinstance(name, str) and name else None
+    for key, validate in (("email", validate_email), ("phone", validate_phone)):
+        if key not in fields:
+            continue
+        normalised, error = validate(fields[key])
+        values[key] = normalised
+        if error is None:
+            errors.pop(key, None)
+        else:
+            errors[key] = storable_text(error, 500)
+    values["validation_errors"] = errors or None
+    return values
+
+
+def _lead(tx: Connection, change: LeadChange, tenant: str | None, now: datetime) -> RowMapping:
+    # Locked (FOR UPDATE on PostgreSQL): workers handling events of one lead serialise, so the
+    # ordering check and the update see the same row.
+    where = leads.c.c2s_lead_id == change.lead_id
+    row = locked(tx, leads, where)
+    if row is None:
+        insert_missing(
+            tx,
+            leads,
+            keys=["c2s_lead_id"],
+            values={
+                "tenant": tenant,
+                "c2s_lead_id": change.lead_id,
+                "status": LeadStatus.OPEN.value,
+                "contact_hash": contact_hash(None, None),
+                "enrichment_status": EnrichmentStatus.NOT_NEEDED.value,
+                "enrichment_attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        row = locked(tx, leads, where)
+        assert row is not None
+        log.info("c2s_lead_added", lead=change.lead_id, tenant=tenant)
+    return row
