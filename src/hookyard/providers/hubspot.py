@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
+
+from hookyard.domain.crm import service as crm
 from hookyard.providers.base import (
     Adapter,
+    Outcome,
     ParsedEvent,
     ParseError,
     SourceConfig,
+    StoredEvent,
     Verifier,
     WebhookRequest,
     load_json,
@@ -68,3 +73,7 @@ class HubSpotAdapter(Adapter):
                 )
             )
         return events
+
+    def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
+        # Company property changes and deletions, by the CRM field rules; others are ignored.
+        return crm.apply(event, tx, self.config.tenant)

@@ -1,0 +1,1 @@
+"""HubSpot CRM: customers, field-level sync state and conflicts for a person to resolve."""
