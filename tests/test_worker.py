@@ -12,7 +12,6 @@ from sqlalchemy import func, select, update
 from hookyard.db.schema import events
 from hookyard.inbox.model import NewEvent
 from hookyard.inbox.store import EventFilter, LeaseLost
-from hookyard.providers.base import Outcome
 from hookyard.runtime import Runtime
 from tests.handlers import effects
 from tests.support import delivery
@@ -71,12 +70,6 @@ def test_handler_effects_and_done_commit_together(runtime: Runtime) -> None:
         assert row is not None
         assert row["status"] == "done" and row["attempts"] == 1 and row["processed_at"] is not None
         assert row["lease_owner"] is None
-
-
-def test_seed_provider_events_without_a_domain_handler_are_ignored(runtime: Runtime) -> None:
-    [event_id] = accept(runtime, "c2s")
-    runtime.make_worker().drain()
-    assert status_of(runtime, event_id) == Outcome.IGNORED
 
 
 def test_a_poison_event_fails_alone_and_the_rest_of_its_batch_is_done(runtime: Runtime) -> None:
