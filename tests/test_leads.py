@@ -111,7 +111,11 @@ def test_masks_keep_only_a_hint() -> None:
     assert mask_email(None) is None and mask_phone("12") == "***"
 
 
-@given(st.lists(st.sampled_from(["999999", "111111", "000000", "123456789"]), min_size=1))
+# At most 7 parts: 63 characters, within the 64 an e-mail local part may have (a longer one
+# is answered "too long" before the fake check).
+@given(
+    st.lists(st.sampled_from(["999999", "111111", "000000", "123456789"]), min_size=1, max_size=7)
+)
 def test_any_mix_of_the_seed_sequences_is_fake(parts: list[str]) -> None:
     assert is_fake_local(".".join(parts))
     assert validate_email("".join(parts) + "@example.com") == (None, "fake")
