@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
 from hookyard.config import Settings
@@ -20,6 +21,12 @@ from hookyard.db.migrate import upgrade
 from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet, load_sources_file
 from tests.handlers import test_metadata
+
+# Hypothesis: no per-example deadline (this is a shared 2-core machine, timings are noise),
+# and in CI a derandomised run, so a build's result depends on the code, not on the draw.
+hypothesis_settings.register_profile("default", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 PG_ADMIN_URL = os.environ.get("HOOKYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKEND = os.environ.get("HOOKYARD_TEST_DATABASE", "sqlite")
