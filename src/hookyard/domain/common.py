@@ -4,6 +4,7 @@ run inside the worker's transaction."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +25,13 @@ class SyncSource(StrEnum):
             return cls(origin)
         except ValueError:
             return cls.WEBHOOK
+
+
+def is_older(ts: datetime | None, applied: datetime | None) -> bool:
+    """Guarantee 4: an event older than the state it would change is superseded. Without a
+    provider time there is nothing to order by, so the event applies; equal times apply too
+    (providers' clocks have coarse resolution; the later-handled one wins)."""
+    return ts is not None and applied is not None and ts < applied
 
 
 def locked(tx: Connection, table: Table, where: ColumnElement[bool]) -> RowMapping | None:

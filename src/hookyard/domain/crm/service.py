@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
-from hookyard.domain.common import SyncSource, insert_missing, locked
+from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     BY_PROPERTY,
@@ -208,7 +208,7 @@ def _property_change(
         log.warning("crm_value_unusable", event_id=event.id, field=rule.field, reason=str(exc))
         return Outcome.IGNORED
     state = _state(tx, customer["id"], rule.field)
-    if state["their_changed_at"] is not None and ts < state["their_changed_at"]:
+    if is_older(ts, state["their_changed_at"]):
         return Outcome.SUPERSEDED
     tx.execute(
         update(field_state)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, update
 
-from hookyard.domain.common import SyncSource, insert_missing, locked
+from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
 from hookyard.domain.leads.tables import lead_closures, leads
 from hookyard.domain.leads.validation import (
     mask_email,
@@ -94,7 +94,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
         log.warning("c2s_tenant_mismatch", event_id=event.id, source=event.source)
         return Outcome.IGNORED
     applied = lead["c2s_updated_at"]
-    if event.provider_ts is not None and applied is not None and event.provider_ts < applied:
+    if is_older(event.provider_ts, applied):
         log.info("c2s_lead_superseded", event_id=event.id, lead=change.lead_id)
         return Outcome.SUPERSEDED
     values = _contact(lead, change.fields)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, select, update
 
-from hookyard.domain.common import SyncSource, insert_missing, locked
+from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
 from hookyard.domain.tendlc.catalogue import CATALOGUE, Action, EventKind
 from hookyard.domain.tendlc.states import (
     BRAND_STATUS_OF_IDENTITY,
@@ -61,8 +61,7 @@ class _Context:
         return values
 
     def is_older(self, row: RowMapping) -> bool:
-        ts, last = self.event.provider_ts, row["last_event_at"]
-        return ts is not None and last is not None and ts < last
+        return is_older(self.event.provider_ts, row["last_event_at"])
 
 
 def apply(event: StoredEvent, tx: Connection, default_tenant: str | None) -> Outcome:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
-from hookyard.domain.common import SyncSource, insert_missing
+from hookyard.domain.common import SyncSource, insert_missing, is_older
 from hookyard.domain.whatsapp.tables import (
     accounts,
     alerts,
@@ -206,7 +206,7 @@ def _apply_status(
     now: datetime,
 ) -> Outcome:
     old, new = template["status"], STATUS_OF_EVENT.get(change.value, change.value)
-    if _older(event.provider_ts, template["status_event_at"]):
+    if is_older(event.provider_ts, template["status_event_at"]):
         _history(tx, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
         return Outcome.SUPERSEDED
     tx.execute(
@@ -247,7 +247,7 @@ def _apply_quality(
 ) -> Outcome:
     old = template["quality"] if template["quality"] is not None else change.previous
     new = change.value
-    if _older(event.provider_ts, template["quality_event_at"]):
+    if is_older(event.provider_ts, template["quality_event_at"]):
         _history(tx, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
         return Outcome.SUPERSEDED
     tx.execute(
@@ -270,12 +270,6 @@ def _apply_quality(
         new=new,
     )
     return Outcome.DONE
-
-
-def _older(ts: datetime | None, applied: datetime | None) -> bool:
-    # Without a provider time there is nothing to order by: the event applies. Equal times
-    # apply too (Meta's time has one-second resolution; the later-handled one wins).
-    return ts is not None and applied is not None and ts < applied
 
 
 def _synced(
