@@ -40,6 +40,11 @@ name = "tcr-globex"
 provider = "tcr"
 path = "/webhooks/tcr/campaigns"
 tenant = "globex"
+
+[[source]]
+name = "tcr-shared"
+provider = "tcr"
+path = "/webhooks/tcr/vetting"
 """
 
 
@@ -484,6 +489,20 @@ def test_out_of_order_in_one_worker_batch(tenant_runtime: Runtime) -> None:
     assert brand(rt.engine)["status"] == "VERIFIED"
     assert brand(rt.engine)["tenant"] == "acme"
     assert brand(rt.engine, "BGLOBEX")["tenant"] == "globex"
+
+
+def test_an_event_belongs_to_the_tenant_that_owns_its_brand(tenant_runtime: Runtime) -> None:
+    # The brand is acme's; a delivery through a source without a tenant (one TCR account
+    # subscribed for everyone) and one through globex's source both name it.
+    rt = tenant_runtime
+    owned = _enqueue(rt, "tcr-acme", identity("VERIFIED", timestamp=at(1)))
+    shared = _enqueue(rt, "tcr-shared", approved(timestamp=at(2)))
+    foreign = _enqueue(rt, "tcr-globex", identity("UNVERIFIED", timestamp=at(3)))
+    unknown = _enqueue(rt, "tcr-shared", identity(brandId="BNOBODY", timestamp=at(3)))
+    assert rt.make_worker().drain() == 4
+    tenants = {i: (rt.store.get(i) or {}).get("tenant") for i in (owned, shared, foreign, unknown)}
+    assert tenants == {owned: "acme", shared: "acme", foreign: "acme", unknown: None}
+    assert brand(rt.engine)["tenant"] == "acme"
 
 
 def test_a_replayed_event_applies_again_idempotently(tenant_runtime: Runtime) -> None:

@@ -8,8 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, insert, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+
+from hookyard.db.schema import events
+from hookyard.providers.base import StoredEvent
 
 
 class SyncSource(StrEnum):
@@ -54,3 +57,11 @@ def insert_missing(
         where = and_(*(table.c[k] == values[k] for k in keys))
         if tx.execute(select(table).where(where)).first() is None:
             tx.execute(insert(table).values(values))
+
+
+def attribute_event(tx: Connection, event: StoredEvent, owner: str | None) -> None:
+    """The event belongs to the tenant that owns the entity it names (a TCR brand's owner, a
+    WABA's, a lead's, a customer's), whatever the receiving source said: written in the
+    handler's transaction, so the event's tenant and its effects commit together."""
+    if owner is not None and owner != event.tenant:
+        tx.execute(update(events).where(events.c.id == event.id).values(tenant=owner))

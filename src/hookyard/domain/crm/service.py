@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
-from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
+from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older, locked
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     BY_PROPERTY,
@@ -171,6 +171,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
     if tenant is not None and customer["tenant"] is not None and customer["tenant"] != tenant:
         log.warning("crm_tenant_mismatch", event_id=event.id, source=event.source)
         return Outcome.IGNORED
+    attribute_event(tx, event, customer["tenant"])
     now = datetime.now(UTC)
     ts = event.provider_ts or now
     source = SyncSource.of_origin(event.origin)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, update
 
-from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
+from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older, locked
 from hookyard.domain.leads.tables import lead_closures, leads
 from hookyard.domain.leads.validation import (
     mask_email,
@@ -93,6 +93,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
         # A source of one tenant must never change another tenant's leads.
         log.warning("c2s_tenant_mismatch", event_id=event.id, source=event.source)
         return Outcome.IGNORED
+    attribute_event(tx, event, lead["tenant"])
     applied = lead["c2s_updated_at"]
     if is_older(event.provider_ts, applied):
         log.info("c2s_lead_superseded", event_id=event.id, lead=change.lead_id)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, select, update
 
-from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
+from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older, locked
 from hookyard.domain.tendlc.catalogue import CATALOGUE, Action, EventKind
 from hookyard.domain.tendlc.states import (
     BRAND_STATUS_OF_IDENTITY,
@@ -72,6 +72,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None) -> Out
     payload = event.payload if isinstance(event.payload, Mapping) else {}
     ctx = _Context(event, tx, default_tenant, datetime.now(UTC), SyncSource.of_origin(event.origin))
     outcome = _ACTIONS[kind.action](ctx, kind, payload)
+    attribute_event(tx, event, _owner(ctx, payload))
     if outcome is not Outcome.DONE:
         log.info(
             "tcr_event_" + outcome.value,
@@ -80,6 +81,21 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None) -> Out
             entity=event.entity_key,
         )
     return outcome
+
+
+def _owner(ctx: _Context, payload: Mapping[str, Any]) -> str | None:
+    """The tenant of the brand the event names, directly or through its campaign."""
+    brand_id = _tcr_id(payload.get("brandId"))
+    if brand_id is None and (campaign_id := _tcr_id(payload.get("campaignId"))) is not None:
+        brand_id = ctx.tx.execute(
+            select(campaigns.c.brand_id).where(campaigns.c.campaign_id == campaign_id)
+        ).scalar()
+    if brand_id is None:
+        return None
+    owner: str | None = ctx.tx.execute(
+        select(brands.c.tenant).where(brands.c.brand_id == brand_id)
+    ).scalar()
+    return owner
 
 
 # -- brands ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
-from hookyard.domain.common import SyncSource, insert_missing, is_older
+from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older
 from hookyard.domain.whatsapp.tables import (
     accounts,
     alerts,
@@ -183,6 +183,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
             "whatsapp_tenant_mismatch", event_id=event.id, source=event.source, waba=change.waba_id
         )
         return Outcome.IGNORED
+    attribute_event(tx, event, account["tenant"])
     template = _template(tx, account, change, now)
     if template["account_id"] != account["id"]:
         # The template belongs to another WABA (perhaps another tenant's): not this one's.
