@@ -53,6 +53,22 @@ class Settings(BaseSettings):
     retention_days: int = 30
     retention_interval_seconds: float = 3600.0
 
+    # C2S lead enrichment (docs/providers/c2s.md). Off while none of the URLs is set.
+    enrichment_steps: str = "identity,person,message"  # in order; a name or "module:factory"
+    enrichment_identity_url: str | None = None
+    enrichment_identity_token: str | None = None
+    enrichment_person_url: str | None = None
+    enrichment_person_token: str | None = None
+    c2s_api_url: str | None = None  # e.g. https://api.contact2sale.com
+    c2s_api_token: str | None = None
+    c2s_message_path: str = "/integration/leads/{lead_id}/create_message"  # not confirmed
+    enrichment_timeout_seconds: float = 10.0  # per HTTP call (connect, read, write, pool)
+    enrichment_max_attempts: int = 5
+    enrichment_retry_base_seconds: float = 30.0
+    enrichment_retry_max_seconds: float = 3600.0
+    enrichment_lease_seconds: float = 120.0  # a run not finished by then is taken back
+    enrichment_batch_size: int = 20  # leads per worker loop pass
+
     log_level: str = "info"
     log_format: str = "console"
 

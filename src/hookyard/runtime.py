@@ -10,11 +10,12 @@ from sqlalchemy import Engine
 
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
+from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
 from hookyard.sources import SourceSet, load_sources
 from hookyard.worker.retry import RetryPolicy
-from hookyard.worker.runner import Worker
+from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import PostgresListener, Wakeup
 
 
@@ -26,6 +27,7 @@ class Runtime:
     store: EventStore
     wakeup: Wakeup = field(default_factory=Wakeup)
     workers: list[Worker] = field(default_factory=list)
+    jobs: list[BackgroundJob] = field(default_factory=list)  # every worker runs them
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _listener: PostgresListener | None = None
@@ -33,7 +35,10 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, sources: SourceSet | None = None) -> Runtime:
         engine = make_engine(settings.sqlalchemy_url, pool_size=max(5, settings.worker_threads + 4))
-        return cls(settings, sources or load_sources(settings), engine, EventStore(engine))
+        sources = sources or load_sources(settings)
+        enrichment = EnrichmentPipeline.from_settings(settings, engine)
+        jobs: list[BackgroundJob] = [enrichment] if enrichment is not None else []
+        return cls(settings, sources, engine, EventStore(engine), jobs=jobs)
 
     def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
         s = self.settings
@@ -58,6 +63,7 @@ class Runtime:
             retention_days=s.retention_days,
             retention_interval=s.retention_interval_seconds,
             rejected_log_size=s.rejected_log_size,
+            jobs=self.jobs,
         )
 
     def start_workers(self, count: int | None = None) -> None:
@@ -83,4 +89,6 @@ class Runtime:
 
     def close(self) -> None:
         self.stop_workers()
+        for job in self.jobs:
+            job.close()
         self.engine.dispose()

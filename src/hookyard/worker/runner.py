@@ -3,6 +3,10 @@
 A claimed batch is handled in one transaction (one commit for many events). If anything in
 it fails, that transaction rolls back and the batch is redone one event per transaction, so a
 poison event fails alone and never holds the others back.
+
+Beside the inbox, each loop runs one pass of every background job (lead enrichment, and any
+other work that claims its own rows): outside the events' transactions, one job's failure
+logged and never stopping the loop.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from hookyard.inbox.store import EventStore, LeaseLost, utcnow
 from hookyard.logs import log
@@ -27,6 +32,27 @@ from hookyard.worker.wakeup import Wakeup
 
 class UnknownSource(LookupError):
     pass
+
+
+class BackgroundJob(Protocol):
+    """Work every worker loop does after the due events, one bounded pass at a time. A job
+    claims its own rows (with a lease, so several workers share it) and runs outside any
+    event's transaction."""
+
+    name: str
+
+    def run_pass(self, worker: str) -> int:
+        """Handle what is due now, at most a bounded batch; how many items were handled (0:
+        nothing was due). `worker` names the calling worker, for leases and logs."""
+        ...
+
+    def next_due_at(self) -> datetime | None:
+        """When the job next has work, so an idle worker wakes for it (None: nothing known)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the job holds (connections); called once when the process stops."""
+        ...
 
 
 @dataclass
@@ -42,9 +68,11 @@ class Worker:
     retention_interval: float = 3600.0
     rejected_log_size: int = 1000  # rows kept in rejected_requests
     name: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    jobs: Sequence[BackgroundJob] = ()
 
     _next_housekeeping: float = 0.0
     _next_retention: float = 0.0
+    _failed_jobs: set[str] = field(default_factory=set, init=False)  # failed in the last pass
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker_started", worker=self.name)
@@ -60,18 +88,37 @@ class Worker:
         log.info("worker_stopped", worker=self.name)
 
     def run_once(self) -> int:
+        """One loop pass: the due events, then each job's pass; how many items were handled."""
+        events = self._run_events()
+        return events + self._run_jobs()
+
+    def drain(self) -> int:
+        """Process until nothing is due, events and jobs (tests and `hookyard worker --once`);
+        the number of events processed."""
+        total = 0
+        while True:
+            events = self._run_events()
+            total += events
+            if events + self._run_jobs() == 0:
+                return total
+
+    def _run_events(self) -> int:
         self._housekeeping()
         claimed = self.store.claim(self.name, self.batch_size, self.lease_seconds)
         if claimed:
             self.process(claimed)
         return len(claimed)
 
-    def drain(self) -> int:
-        """Process until nothing is due (tests and `hookyard worker --once`)."""
-        total = 0
-        while n := self.run_once():
-            total += n
-        return total
+    def _run_jobs(self) -> int:
+        handled = 0
+        self._failed_jobs.clear()
+        for job in self.jobs:
+            try:
+                handled += job.run_pass(self.name)
+            except Exception as exc:  # database down, or a bug: the next pass tries again
+                self._failed_jobs.add(job.name)
+                log.warning("job_failed", job=job.name, worker=self.name, error=str(exc)[:300])
+        return handled
 
     def process(self, claimed: list[StoredEvent]) -> None:
         if len(claimed) > 1:
@@ -154,8 +201,18 @@ class Worker:
                 log.info("retention_purged", events=purged, days=self.retention_days)
 
     def _sleep_for(self) -> float:
-        next_due = self.store.next_due_at()
+        due = [self.store.next_due_at(), *(self._job_due(job) for job in self.jobs)]
         limit = min(self.idle_seconds, max(1.0, self.lease_seconds / 4))
+        next_due = min((d for d in due if d is not None), default=None)
         if next_due is None:
             return limit
         return min(limit, max(0.0, (next_due - utcnow()).total_seconds()) + 0.01)
+
+    def _job_due(self, job: BackgroundJob) -> datetime | None:
+        if job.name in self._failed_jobs:
+            return None  # its work may be due now but failing: wait the idle time, no spin
+        try:
+            return job.next_due_at()
+        except Exception as exc:
+            log.warning("job_failed", job=job.name, worker=self.name, error=str(exc)[:300])
+            return None

@@ -6,8 +6,10 @@ one applied is SUPERSEDED (equal times apply; the later-handled one wins). Repla
 re-applying the same data changes nothing, and a close is recorded once per event.
 
 Enrichment is not run here (it calls other services): an event only marks the lead
-`enrichment_status = pending` when its normalised e-mail or phone changed, and a separate
-pipeline picks pending leads up outside the event's transaction.
+`enrichment_status = pending` when its normalised e-mail or phone changed, and the pipeline
+(`enrichment.py`) picks pending leads up outside the event's transaction. A change of contact
+also ends the previous enrichment: its document and data described the old contact, and a run
+still in flight for it finds the lead changed and discards its result.
 """
 
 from __future__ import annotations
@@ -45,9 +47,25 @@ class LeadStatus(StrEnum):
 
 class EnrichmentStatus(StrEnum):
     NOT_NEEDED = "not_needed"  # no valid e-mail or phone to look anyone up by
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
+    PENDING = "pending"  # waiting for its first run, or for a retry (enrichment_next_attempt_at)
+    RUNNING = "running"  # a pipeline run holds the lease
+    DONE = "done"  # e-mail and phone resolve to one document: the same person, enriched
+    UNMATCHED = "unmatched"  # only one of them, or neither, resolves to a document
+    NOT_SAME_PERSON = "not_same_person"  # they resolve to different documents
+    FAILED = "failed"  # a definitive error, or the attempts ran out (enrichment_error)
+
+
+# What a change of contact resets: the previous run's outcome and its retry state.
+ENRICHMENT_RESET: dict[str, Any] = {
+    "document": None,
+    "enrichment_data": None,
+    "enrichment_error": None,
+    "enrichment_reason": None,
+    "enrichment_attempts": 0,
+    "enrichment_next_attempt_at": None,
+    "enrichment_lease_owner": None,
+    "enrichment_lease_until": None,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +120,11 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
     new_hash = contact_hash(values["email"], values["phone"])
     if new_hash != lead["contact_hash"] or lead["last_event_id"] is None:
         # New contact data (or a new lead): enrich again when there is someone to look up.
+        values.update(ENRICHMENT_RESET)
         if values["email"] or values["phone"]:
             values.update(
                 enrichment_status=EnrichmentStatus.PENDING.value,
                 enrichment_requested_at=now,
-                enrichment_error=None,
             )
         else:
             values["enrichment_status"] = EnrichmentStatus.NOT_NEEDED.value

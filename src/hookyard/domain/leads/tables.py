@@ -1,6 +1,7 @@
 """C2S leads and the closures recorded for notification.
 
-Migration 0006 creates exactly these tables (`tests/test_migrations.py` compares them).
+Migrations 0006 and 0008 (the enrichment pipeline's lease, retry and timing columns) create
+exactly these tables (`tests/test_migrations.py` compares them).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ leads = Table(
     Column("status", String(20), nullable=False),  # open, closed
     # sha256 of the normalised e-mail and phone: enrichment runs again only when it changes.
     Column("contact_hash", String(64), nullable=False),
-    Column("enrichment_status", String(20), nullable=False),  # not_needed, pending, done, failed
+    # not_needed, pending, running, done, unmatched, not_same_person, failed (EnrichmentStatus)
+    Column("enrichment_status", String(20), nullable=False),
     Column("document", String(32), nullable=True),  # the document number enrichment found
     Column("enrichment_data", JSON(none_as_null=True), nullable=True),
     Column("enrichment_error", Text, nullable=True),
@@ -41,6 +43,15 @@ leads = Table(
     Column("enrichment_requested_at", UTCDateTime(), nullable=True),
     Column("enrichment_started_at", UTCDateTime(), nullable=True),
     Column("enrichment_finished_at", UTCDateTime(), nullable=True),
+    # Why a finished run matched nobody (unmatched, not_same_person) or found no person data.
+    Column("enrichment_reason", String(300), nullable=True),
+    # A pending lead is due from this time on (None: at once); set by a retry's backoff.
+    Column("enrichment_next_attempt_at", UTCDateTime(), nullable=True),
+    # A running lead's lease: whose run it is, and until when; expired, it is taken back.
+    Column("enrichment_lease_owner", String(100), nullable=True),
+    Column("enrichment_lease_until", UTCDateTime(), nullable=True),
+    # The last run's steps: [{"step": "identity", "ms": 12.3, "ok": true}, ...].
+    Column("enrichment_steps", JSON(none_as_null=True), nullable=True),
     Column("closed_at", UTCDateTime(), nullable=True),
     Column("c2s_updated_at", UTCDateTime(), nullable=True),  # C2S's updated_at: the ordering
     Column("last_event_id", Id, nullable=True),

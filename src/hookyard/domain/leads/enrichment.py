@@ -1,0 +1,376 @@
+"""The lead enrichment pipeline: pending leads through the steps (`steps.py`), outside any
+event's transaction.
+
+One lead at a time, in three phases, so no HTTP call ever runs inside a transaction:
+
+1. **claim** (a short transaction): the first due lead, `pending` and past its
+   `enrichment_next_attempt_at`, becomes `running` with a lease (`enrichment_lease_owner`,
+   `enrichment_lease_until`) and one more attempt. PostgreSQL skips rows another worker has
+   locked (`FOR UPDATE SKIP LOCKED`), so two workers never take the same lead; SQLite has one
+   writer. A running lead whose lease expired (its worker died, or the run overran the
+   lease) is first made pending again, or `failed` once its attempts are used.
+2. **run**: the steps, with the pipeline's HTTP client (timeouts). Before each step after the
+   first, a read checks that the lead is still this run's: a webhook that changed the contact
+   meanwhile made it pending again, and the run stops there (no message about an old contact).
+3. **record** (a short transaction): the outcome is written only where the lead is still
+   `running` under this run's lease *and* has the contact this run enriched. Otherwise the
+   result is stale and dropped; the lead, pending again, is enriched with its new contact.
+
+Failures: a transient one (no connection, a timeout, 429, 5xx, an unexpected exception in a
+step) makes the lead pending again after an exponential backoff with jitter, no sooner than a
+429's or 5xx's Retry-After; once `HOOKYARD_ENRICHMENT_MAX_ATTEMPTS` are used it is `failed`.
+A definitive answer (another 4xx, a malformed answer) fails the lead at once. The error stays
+in `enrichment_error`. A step may run again on a retry: the message step sends an
+idempotency key, and a posted message is not taken back when the result is dropped later.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, update
+
+from hookyard import __version__
+from hookyard.config import Settings
+from hookyard.db.engine import writer
+from hookyard.domain.leads.service import EnrichmentStatus
+from hookyard.domain.leads.steps import (
+    Lead,
+    Result,
+    Step,
+    StepError,
+    is_configured,
+    load_steps,
+)
+from hookyard.domain.leads.tables import leads
+from hookyard.domain.leads.validation import mask_email, mask_phone
+from hookyard.inbox.store import utcnow
+from hookyard.logs import log
+from hookyard.worker.retry import RetryPolicy
+
+LEASE_EXPIRED = (
+    "lease expired: the run stopped, or took longer than HOOKYARD_ENRICHMENT_LEASE_SECONDS"
+)
+
+c = leads.c
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    lead: Lead
+    owner: str  # this run's lease token
+
+
+@dataclass(slots=True)
+class Run:
+    """What running the steps gave: a result, or the failure that ended it; `stale` when the
+    lead changed under the run and it stopped."""
+
+    result: Result = field(default_factory=Result)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    failure: StepError | None = None
+    stale: bool = False
+
+
+@dataclass
+class EnrichmentPipeline:
+    """A worker background job (see `hookyard.worker.runner.BackgroundJob`): each worker loop
+    enriches up to `batch_size` due leads. One instance serves every worker thread."""
+
+    engine: Engine
+    steps: Sequence[Step]
+    http: httpx.Client
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(5, 30.0, 3600.0))
+    lease_seconds: float = 120.0
+    batch_size: int = 20
+    name: str = "lead_enrichment"
+
+    def __post_init__(self) -> None:
+        self._writer = writer(self.engine)
+        self._postgres = self.engine.dialect.name == "postgresql"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine) -> EnrichmentPipeline | None:
+        """The configured pipeline, or None when enrichment is off (no step URL set): then
+        pending leads stay pending until it is configured."""
+        if not is_configured(settings):
+            log.info("lead_enrichment_off", reason="no enrichment URL is set")
+            return None
+        http = httpx.Client(
+            timeout=settings.enrichment_timeout_seconds,
+            headers={"user-agent": f"hookyard/{__version__}"},
+        )
+        try:
+            steps = load_steps(settings, http)
+        except BaseException:
+            http.close()
+            raise
+        log.info("lead_enrichment_on", steps=[step.name for step in steps])
+        return cls(
+            engine,
+            steps,
+            http,
+            RetryPolicy(
+                settings.enrichment_max_attempts,
+                settings.enrichment_retry_base_seconds,
+                settings.enrichment_retry_max_seconds,
+            ),
+            settings.enrichment_lease_seconds,
+            settings.enrichment_batch_size,
+        )
+
+    # -- the background job --------------------------------------------------------------
+
+    def run_pass(self, worker: str) -> int:
+        """Enrich due leads, at most `batch_size`; how many were run."""
+        handled = 0
+        while handled < self.batch_size and self._anything_due():
+            claim = self.claim(worker)
+            if claim is None:  # another worker took it
+                break
+            self.record(claim, self.run(claim))
+            handled += 1
+        return handled
+
+    def next_due_at(self) -> datetime | None:
+        """When a lead is next due: the earliest retry, or the earliest lease to expire."""
+        with self.engine.connect() as conn:
+            pending = c.enrichment_status == EnrichmentStatus.PENDING.value
+            if conn.execute(
+                select(c.id).where(pending, c.enrichment_next_attempt_at.is_(None)).limit(1)
+            ).first():
+                return utcnow()
+            times = [
+                conn.execute(
+                    select(func.min(c.enrichment_next_attempt_at)).where(pending)
+                ).scalar(),
+                conn.execute(
+                    select(func.min(c.enrichment_lease_until)).where(
+                        c.enrichment_status == EnrichmentStatus.RUNNING.value
+                    )
+                ).scalar(),
+            ]
+        return min((t for t in times if t is not None), default=None)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- the three phases ----------------------------------------------------------------
+
+    def claim(self, worker: str) -> Claim | None:
+        now = utcnow()
+        owner = f"{worker[:90]}/{secrets.token_hex(4)}"
+        due = select(c.id).where(_due(now)).order_by(c.id).limit(1)
+        if self._postgres:
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(leads)
+            .where(c.id.in_(due.scalar_subquery()))
+            .values(
+                enrichment_status=EnrichmentStatus.RUNNING.value,
+                enrichment_attempts=c.enrichment_attempts + 1,
+                enrichment_started_at=now,
+                enrichment_finished_at=None,
+                enrichment_lease_owner=owner,
+                enrichment_lease_until=now + timedelta(seconds=self.lease_seconds),
+            )
+            .returning(
+                c.id, c.c2s_lead_id, c.tenant, c.name, c.email, c.phone, c.contact_hash,
+                c.enrichment_attempts,
+            )
+        )  # fmt: skip
+        with self._writer.begin() as tx:
+            self._recover_expired(tx, now)
+            row = tx.execute(stmt).mappings().first()
+        if row is None:
+            return None
+        lead = Lead(
+            row["id"],
+            row["c2s_lead_id"],
+            row["tenant"],
+            row["name"],
+            row["email"],
+            row["phone"],
+            row["contact_hash"],
+            row["enrichment_attempts"],
+        )
+        log.info(
+            "lead_enrichment_started",
+            lead=lead.c2s_lead_id,
+            attempt=lead.attempt,
+            email=mask_email(lead.email),
+            phone=mask_phone(lead.phone),
+        )
+        return Claim(lead, owner)
+
+    def run(self, claim: Claim) -> Run:
+        run = Run()
+        for index, step in enumerate(self.steps):
+            if run.result.stopped:
+                break
+            if index > 0 and not self._still_ours(claim):
+                run.stale = True
+                break
+            started = time.perf_counter()
+            try:
+                step.run(claim.lead, run.result)
+            except StepError as exc:
+                run.failure = exc
+            except Exception as exc:  # a bug or an unforeseen answer: retried, within attempts
+                run.failure = StepError(
+                    f"{step.name}: unexpected {type(exc).__name__}",
+                    transient=True,
+                    detail=str(exc)[:500],
+                )
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            run.timings.append({"step": step.name, "ms": elapsed, "ok": run.failure is None})
+            if run.failure is not None:
+                break
+        return run
+
+    def record(self, claim: Claim, run: Run) -> bool:
+        """Write the run's outcome if the lead is still this run's; False when it was stale."""
+        lead = claim.lead
+        if run.stale:
+            log.info("lead_enrichment_stale", lead=lead.c2s_lead_id, attempt=lead.attempt)
+            return False
+        now = utcnow()
+        values: dict[str, Any] = {
+            "enrichment_lease_owner": None,
+            "enrichment_lease_until": None,
+            "enrichment_steps": run.timings,
+            "updated_at": now,
+        }
+        retry_at: datetime | None = None
+        failure = run.failure
+        if failure is None:
+            result = run.result
+            matched = result.status == EnrichmentStatus.DONE
+            values.update(
+                enrichment_status=result.status.value,
+                document=result.document if matched else None,
+                enrichment_data=result.data if matched else None,
+                enrichment_reason=result.reason,
+                enrichment_error=None,
+                enrichment_next_attempt_at=None,
+                enrichment_finished_at=now,
+            )
+        else:
+            if failure.transient:
+                retry_at = self.retry.next_attempt(lead.attempt, now)
+            if retry_at is not None and failure.retry_after is not None:
+                retry_at = max(retry_at, now + timedelta(seconds=failure.retry_after))
+            values["enrichment_error"] = failure.stored[:2000]
+            if retry_at is None:
+                values.update(
+                    enrichment_status=EnrichmentStatus.FAILED.value,
+                    enrichment_next_attempt_at=None,
+                    enrichment_finished_at=now,
+                )
+            else:
+                values.update(
+                    enrichment_status=EnrichmentStatus.PENDING.value,
+                    enrichment_next_attempt_at=retry_at,
+                )
+        with self._writer.begin() as tx:
+            written = tx.execute(update(leads).where(_ours(claim)).values(**values)).rowcount
+        if written != 1:
+            log.info("lead_enrichment_stale", lead=lead.c2s_lead_id, attempt=lead.attempt)
+            return False
+        ms = sum(float(t["ms"]) for t in run.timings)
+        if failure is None:
+            log.info(
+                "lead_enrichment_finished",
+                lead=lead.c2s_lead_id,
+                status=values["enrichment_status"],
+                reason=run.result.reason,
+                attempt=lead.attempt,
+                ms=round(ms, 1),
+            )
+        elif retry_at is None:
+            log.warning(
+                "lead_enrichment_failed",
+                lead=lead.c2s_lead_id,
+                attempt=lead.attempt,
+                error=failure.message,
+            )
+        else:
+            log.info(
+                "lead_enrichment_retry",
+                lead=lead.c2s_lead_id,
+                attempt=lead.attempt,
+                retry_at=retry_at.isoformat(),
+                error=failure.message,
+            )
+        return True
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _anything_due(self) -> bool:
+        # A read first: an idle pass takes no write lock (SQLite has one writer).
+        now = utcnow()
+        with self.engine.connect() as conn:
+            expired = and_(
+                c.enrichment_status == EnrichmentStatus.RUNNING.value,
+                c.enrichment_lease_until < now,
+            )
+            return (
+                conn.execute(select(c.id).where(or_(_due(now), expired)).limit(1)).first()
+                is not None
+            )
+
+    def _still_ours(self, claim: Claim) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(c.id).where(_ours(claim))).first() is not None
+
+    def _recover_expired(self, tx: Connection, now: datetime) -> None:
+        expired = and_(
+            c.enrichment_status == EnrichmentStatus.RUNNING.value,
+            c.enrichment_lease_until < now,
+        )
+        released = {"enrichment_lease_owner": None, "enrichment_lease_until": None}
+        failed = tx.execute(
+            update(leads)
+            .where(expired, c.enrichment_attempts >= self.retry.max_attempts)
+            .values(
+                enrichment_status=EnrichmentStatus.FAILED.value,
+                enrichment_error=LEASE_EXPIRED,
+                enrichment_finished_at=now,
+                **released,
+            )
+        ).rowcount
+        retried = tx.execute(
+            update(leads)
+            .where(expired)
+            .values(
+                enrichment_status=EnrichmentStatus.PENDING.value,
+                enrichment_error=LEASE_EXPIRED,
+                enrichment_next_attempt_at=now,
+                **released,
+            )
+        ).rowcount
+        if failed or retried:
+            log.warning("lead_enrichment_leases_expired", retried=retried, failed=failed)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        c.enrichment_status == EnrichmentStatus.PENDING.value,
+        or_(c.enrichment_next_attempt_at.is_(None), c.enrichment_next_attempt_at <= now),
+    )
+
+
+def _ours(claim: Claim) -> ColumnElement[bool]:
+    """Still this run's lead: running under its lease, with the contact it enriches."""
+    return and_(
+        c.id == claim.lead.id,
+        c.enrichment_status == EnrichmentStatus.RUNNING.value,
+        c.enrichment_lease_owner == claim.owner,
+        c.contact_hash == claim.lead.contact_hash,
+    )

@@ -1,0 +1,426 @@
+"""Enrichment steps: the seam of the pipeline, and the three built-in ones.
+
+A step has a `name` and `run(lead, result)`. It reads the lead's contact and adds to the
+result; it can end the run with an outcome (`result.stop`), or raise `StepError`: transient
+(retried later, no sooner than `retry_after`) or definitive (the lead fails at once). Steps
+never touch the database: the pipeline claims the lead before and records the result after,
+each in its own short transaction.
+
+The built-in steps are HTTP clients, each configured by a base URL and a bearer token:
+
+- ``identity`` looks the e-mail and the phone up *separately*. The lead is the same person
+  only when both resolve to the same document; different documents end the run
+  `not_same_person`, only one (or none) `unmatched`.
+- ``person`` fetches the person's data by that document.
+- ``message`` posts a message with the result to the lead through the C2S API.
+
+`HOOKYARD_ENRICHMENT_STEPS` lists them in order; an entry `package.module:factory` adds a
+custom step: `factory(settings, http)` is called once at start with the settings and the
+pipeline's HTTP client (timeouts set) and returns the step.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
+
+import httpx
+
+from hookyard.config import Settings
+from hookyard.domain.leads.service import EnrichmentStatus
+from hookyard.sources import SourcesError
+
+STEPS_SETTING = "HOOKYARD_ENRICHMENT_STEPS"
+
+
+class EnrichmentConfigError(SourcesError):
+    """The enrichment settings cannot work; the message names the setting to change. (A
+    SourcesError, so the CLI reports it like any other configuration error.)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """What a step sees of a lead: its normalised contact, as claimed."""
+
+    id: int
+    c2s_lead_id: str
+    tenant: str | None
+    name: str | None
+    email: str | None
+    phone: str | None
+    contact_hash: str
+    attempt: int  # 1 on the first run
+
+
+@dataclass(slots=True)
+class Result:
+    """What the steps found so far. Stays `done` unless a step stops the run."""
+
+    document: str | None = None
+    data: dict[str, Any] | None = None
+    status: EnrichmentStatus = EnrichmentStatus.DONE
+    reason: str | None = None
+    stopped: bool = False
+
+    def stop(self, status: EnrichmentStatus, reason: str) -> None:
+        """End the run with this outcome; the later steps do not run."""
+        self.status, self.reason, self.stopped = status, reason, True
+
+
+class StepError(Exception):
+    """A step could not finish. `message` is logged, so it never carries personal data or
+    credentials; `detail` (an unexpected exception's text) is only stored on the lead."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.retry_after = retry_after  # seconds; the earliest next attempt (Retry-After)
+        self.detail = detail
+
+    @property
+    def stored(self) -> str:
+        return f"{self.message}: {self.detail}" if self.detail else self.message
+
+
+@runtime_checkable
+class Step(Protocol):
+    name: str
+
+    def run(self, lead: Lead, result: Result) -> None: ...
+
+
+StepFactory = Callable[[Settings, httpx.Client], Step]
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def env_name(setting: str) -> str:
+    return "HOOKYARD_" + setting.upper()
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds from now: delay-seconds or an HTTP date; None if unusable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A service a built-in step calls; the setting names make its errors say what to fix."""
+
+    step: str
+    base_url: str
+    token: str | None
+    url_setting: str
+    token_setting: str
+
+    def post(
+        self,
+        http: httpx.Client,
+        path: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The JSON answer of a POST; StepError for anything else. Transient: no connection,
+        a timeout, 429 or 5xx. Definitive: any other status that is not 2xx."""
+        sent = {"accept": "application/json", **(headers or {})}
+        if self.token:
+            sent["authorization"] = f"Bearer {self.token}"
+        try:
+            response = http.post(self.base_url.rstrip("/") + path, json=body, headers=sent)
+        except httpx.UnsupportedProtocol as exc:
+            raise StepError(
+                f"{self.step}: not an http(s) URL: check {env_name(self.url_setting)}",
+                transient=False,
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise StepError(
+                f"{self.step}: timed out ({type(exc).__name__})", transient=True
+            ) from exc
+        except httpx.TransportError as exc:
+            message = f"{self.step}: {type(exc).__name__}: {exc}"[:300]
+            raise StepError(message, transient=True) from exc
+        code = response.status_code
+        answered = f"{self.step}: answered {code} {response.reason_phrase}".rstrip()
+        if code == 429 or code >= 500:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise StepError(answered, transient=True, retry_after=retry_after)
+        if code in (401, 403):
+            raise StepError(f"{answered}: check {env_name(self.token_setting)}", transient=False)
+        if not 200 <= code < 300:
+            raise StepError(answered, transient=False)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise StepError(f"{answered} without a JSON body", transient=False) from exc
+
+
+def _setting(settings: Settings, name: str) -> str | None:
+    value = getattr(settings, name)
+    # An empty value is unset: an empty token must never be sent as a credential.
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def endpoint(
+    settings: Settings, step: str, url_setting: str, token_setting: str, *, token_required: bool
+) -> Endpoint:
+    url = _setting(settings, url_setting)
+    if url is None:
+        raise EnrichmentConfigError(
+            f"enrichment step {step!r} needs {env_name(url_setting)} "
+            f"(or leave {step!r} out of {STEPS_SETTING})"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise EnrichmentConfigError(f"{env_name(url_setting)} must be an http(s) URL")
+    token = _setting(settings, token_setting)
+    if token is None and token_required:
+        raise EnrichmentConfigError(f"enrichment step {step!r} needs {env_name(token_setting)}")
+    return Endpoint(step, url, token, url_setting, token_setting)
+
+
+# --- the built-in steps ---------------------------------------------------------------------
+
+DOCUMENT_SEPARATORS = re.compile(r"[\s./-]")
+
+
+def _needs_document(step: str, result: Result) -> str:
+    if result.document is None:
+        raise StepError(
+            f"{step}: no document to work with: list 'identity' before {step!r} in {STEPS_SETTING}",
+            transient=False,
+        )
+    return result.document
+
+
+class IdentityLookup:
+    """`POST {url}/v1/identity/lookup` with `{"email": …}`, then with `{"phone": …}`; each
+    answers `{"document": "…"}` or `{"document": null}`."""
+
+    name = "identity"
+
+    def __init__(self, endpoint: Endpoint, http: httpx.Client) -> None:
+        self.endpoint = endpoint
+        self.http = http
+
+    @classmethod
+    def build(cls, settings: Settings, http: httpx.Client) -> IdentityLookup:
+        found = endpoint(
+            settings,
+            cls.name,
+            "enrichment_identity_url",
+            "enrichment_identity_token",
+            token_required=False,
+        )
+        return cls(found, http)
+
+    def run(self, lead: Lead, result: Result) -> None:
+        by_email = self._document("email", lead.email)
+        by_phone = self._document("phone", lead.phone)
+        if by_email is not None and by_email == by_phone:
+            result.document = by_email
+        elif by_email is not None and by_phone is not None:
+            result.stop(
+                EnrichmentStatus.NOT_SAME_PERSON,
+                "the e-mail and the phone resolve to different documents",
+            )
+        else:
+            email = _found("e-mail", lead.email, by_email)
+            phone = _found("phone", lead.phone, by_phone)
+            result.stop(EnrichmentStatus.UNMATCHED, f"{email}; {phone}")
+
+    def _document(self, kind: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        answer = self.endpoint.post(self.http, "/v1/identity/lookup", {kind: value})
+        if not isinstance(answer, dict) or "document" not in answer:
+            raise StepError(f"{self.name}: answered without a 'document'", transient=False)
+        document = answer["document"]
+        if document is None:
+            return None
+        normalised = DOCUMENT_SEPARATORS.sub("", document) if isinstance(document, str) else ""
+        if not 0 < len(normalised) <= 32:
+            raise StepError(f"{self.name}: answered a 'document' that is not one", transient=False)
+        return normalised
+
+
+def _found(label: str, value: str | None, document: str | None) -> str:
+    if value is None:
+        return f"no valid {label} to look up"
+    return f"the {label} resolves to a document" if document else f"the {label} resolves to none"
+
+
+class PersonEnrichment:
+    """`POST {url}/v1/people/lookup` with `{"document": …}`; answers `{"person": {…}}` or
+    `{"person": null}` (then the lead is still `done`, without data, and says why)."""
+
+    name = "person"
+
+    def __init__(self, endpoint: Endpoint, http: httpx.Client) -> None:
+        self.endpoint = endpoint
+        self.http = http
+
+    @classmethod
+    def build(cls, settings: Settings, http: httpx.Client) -> PersonEnrichment:
+        found = endpoint(
+            settings,
+            cls.name,
+            "enrichment_person_url",
+            "enrichment_person_token",
+            token_required=False,
+        )
+        return cls(found, http)
+
+    def run(self, lead: Lead, result: Result) -> None:
+        document = _needs_document(self.name, result)
+        answer = self.endpoint.post(self.http, "/v1/people/lookup", {"document": document})
+        if not isinstance(answer, dict) or "person" not in answer:
+            raise StepError(f"{self.name}: answered without a 'person'", transient=False)
+        person = answer["person"]
+        if isinstance(person, dict):
+            result.data = person
+        elif person is None:
+            result.reason = "the person service has no data for the document"
+        else:
+            raise StepError(
+                f"{self.name}: answered a 'person' that is not an object", transient=False
+            )
+
+
+class LeadMessage:
+    """Posts the result to the lead through the C2S API (bearer token). The path is a setting
+    (`HOOKYARD_C2S_MESSAGE_PATH`): C2S's message endpoint is not confirmed publicly. The
+    `Idempotency-Key` is the same for every retry of one contact, for an API that honours it."""
+
+    name = "message"
+
+    def __init__(self, endpoint: Endpoint, path: str, http: httpx.Client) -> None:
+        self.endpoint = endpoint
+        self.path = path
+        self.http = http
+
+    @classmethod
+    def build(cls, settings: Settings, http: httpx.Client) -> LeadMessage:
+        found = endpoint(settings, cls.name, "c2s_api_url", "c2s_api_token", token_required=True)
+        path = settings.c2s_message_path
+        try:
+            ok = path.startswith("/") and path.format(lead_id="x") != path.format(lead_id="y")
+        except (KeyError, IndexError, ValueError):
+            ok = False
+        if not ok:
+            raise EnrichmentConfigError(
+                f"{env_name('c2s_message_path')} must start with / and contain {{lead_id}}, "
+                "and nothing else in braces"
+            )
+        return cls(found, path, http)
+
+    def run(self, lead: Lead, result: Result) -> None:
+        document = _needs_document(self.name, result)
+        self.endpoint.post(
+            self.http,
+            self.path.format(lead_id=quote(lead.c2s_lead_id, safe="")),
+            {"message": message_text(document, result.data)},
+            headers={"idempotency-key": f"hookyard-enrichment-{lead.id}-{lead.contact_hash[:16]}"},
+        )
+
+
+def message_text(document: str, data: Mapping[str, Any] | None, max_fields: int = 20) -> str:
+    """The message a seller reads on the lead: the document and the person's plain fields."""
+    lines = [
+        "Hookyard enrichment: the lead's e-mail and phone belong to the same person.",
+        f"Document: {document}",
+    ]
+    fields = [
+        (key, value)
+        for key, value in (data or {}).items()
+        if key != "document" and isinstance(value, str | int | float | bool)
+    ]
+    for key, value in fields[:max_fields]:
+        lines.append(f"{key.replace('_', ' ').capitalize()}: {value}")
+    return "\n".join(lines)
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltIn:
+    build: StepFactory
+    url_setting: str
+
+
+BUILT_IN: dict[str, BuiltIn] = {
+    IdentityLookup.name: BuiltIn(IdentityLookup.build, "enrichment_identity_url"),
+    PersonEnrichment.name: BuiltIn(PersonEnrichment.build, "enrichment_person_url"),
+    LeadMessage.name: BuiltIn(LeadMessage.build, "c2s_api_url"),
+}
+
+
+def step_names(settings: Settings) -> list[str]:
+    return [name.strip() for name in settings.enrichment_steps.split(",") if name.strip()]
+
+
+def is_configured(settings: Settings) -> bool:
+    """Enrichment is on once a listed step could run: a custom step, or a built-in one whose
+    URL is set. (Off by default: no URL is set.)"""
+    return any(
+        name not in BUILT_IN or _setting(settings, BUILT_IN[name].url_setting) is not None
+        for name in step_names(settings)
+    )
+
+
+def load_steps(settings: Settings, http: httpx.Client) -> list[Step]:
+    steps = [load_step(name, settings, http) for name in step_names(settings)]
+    if not steps:
+        raise EnrichmentConfigError(f"{STEPS_SETTING} lists no step")
+    return steps
+
+
+def load_step(name: str, settings: Settings, http: httpx.Client) -> Step:
+    if name in BUILT_IN:
+        return BUILT_IN[name].build(settings, http)
+    module_name, colon, attribute = name.partition(":")
+    if not colon or not module_name or not attribute:
+        raise EnrichmentConfigError(
+            f"unknown enrichment step {name!r} in {STEPS_SETTING}: use "
+            f"{', '.join(BUILT_IN)} or 'package.module:factory'"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise EnrichmentConfigError(
+            f"cannot load enrichment step {name!r} from {STEPS_SETTING}: {exc}"
+        ) from exc
+    step = factory(settings, http)
+    if not isinstance(step, Step):
+        raise EnrichmentConfigError(
+            f"{name!r} in {STEPS_SETTING} did not return a step (a `name` and `run(lead, result)`)"
+        )
+    return step
