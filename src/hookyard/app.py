@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,12 +15,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hookyard import __version__
 from hookyard.api.events import router as events_router
+from hookyard.api.sync import router as sync_router
 from hookyard.deadline import Deadline
 from hookyard.ingress.app import ASGIApp, Ingress
 from hookyard.logs import log
 from hookyard.metrics import QueueCollector
 from hookyard.runtime import Runtime
 from hookyard.sources import admin_token
+from hookyard.sync.tcr import subscribe_all
 
 _collector: QueueCollector | None = None
 
@@ -41,6 +44,13 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         await committer.start()
         if run_workers:
             runtime.start_workers()
+        sync = runtime.sync
+        if sync is not None and sync.tcr is not None and runtime.settings.tcr_subscribe_url:
+            # Idempotent; a failure is logged and the gateway starts anyway (webhooks still
+            # land wherever TCR already sends them, and reconciliation covers the rest).
+            await asyncio.to_thread(
+                subscribe_all, sync.tcr, runtime.settings.tcr_subscribe_url, runtime.sources.sources
+            )
         log.info(
             "gateway_started",
             sources=len(runtime.sources.sources),
@@ -58,7 +68,9 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     api.state.sources = runtime.sources.sources
     api.state.wakeup = runtime.wakeup
     api.state.admin_token = admin_token(runtime.settings)
+    api.state.sync = runtime.sync
     api.include_router(events_router)
+    api.include_router(sync_router)
     _register_queue_metrics(runtime)
 
     @api.exception_handler(SQLAlchemyError)

@@ -69,6 +69,31 @@ class Settings(BaseSettings):
     enrichment_lease_seconds: float = 120.0  # a run not finished by then is taken back
     enrichment_batch_size: int = 20  # leads per worker loop pass
 
+    # Provider APIs: reconciliation, HubSpot outbound sync, TCR subscriptions (docs/sync.md).
+    # Each provider's part is off until its credentials are set.
+    tcr_api_url: str = "https://csp-api.campaignregistry.com"
+    tcr_api_key: str | None = None
+    tcr_api_secret: str | None = None
+    # hookyard's public base URL (https://hooks.example.com): with it, TCR's BRAND, CAMPAIGN
+    # and VETTING categories are subscribed to hookyard's TCR sources at start-up.
+    tcr_subscribe_url: str | None = None
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_access_token: str | None = None
+    meta_api_url: str = "https://graph.facebook.com/v21.0"
+    meta_access_token: str | None = None
+    provider_timeout_seconds: float = 10.0
+    provider_max_attempts: int = 3  # within one call, for connection errors, 429 and 5xx
+    provider_backoff_seconds: float = 0.5
+    provider_rate_per_second: float = 10.0  # per provider and process (HubSpot: 100 / 10 s)
+    scheduler_enabled: bool = True
+    schedule_tcr_review_seconds: float = 300.0  # campaigns in REVIEW (or PENDING)
+    schedule_tcr_brands_seconds: float = 900.0  # brands PENDING, REGISTERED or UNVERIFIED
+    schedule_tcr_active_seconds: float = 86400.0  # ACTIVE campaigns
+    schedule_hubspot_seconds: float = 86400.0  # full HubSpot reconciliation
+    schedule_meta_seconds: float = 3600.0  # templates not in a final state
+    sync_max_attempts: int = 4  # HubSpot outbox: the first send and three retries
+    sync_backoff_seconds: float = 30.0  # doubled per retry; Retry-After when longer
+
     log_level: str = "info"
     log_format: str = "console"
 

@@ -20,6 +20,15 @@ PROCESSED = Counter(
 )
 FAILED = Counter("hookyard_events_failed_total", "Failed handler attempts", ["source"])
 DEAD = Counter("hookyard_events_dead_total", "Events moved to dead", ["source"])
+CRM_SYNC_FAILED = Counter(
+    "hookyard_crm_sync_failed_total", "HubSpot outbox rows that failed for good (retries used)"
+)
+RECONCILE_RUNS = Counter(
+    "hookyard_reconcile_runs_total", "Reconciliation runs, by job and result", ["job", "result"]
+)
+RECONCILE_DRIFT = Counter(
+    "hookyard_reconcile_drift_total", "Differences reconciliation found, by job", ["job"]
+)
 ACK_LATENCY = Histogram(
     "hookyard_ack_latency_seconds",
     "From request start to the 2xx answer (includes the durable commit)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +16,8 @@ from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
 from hookyard.sources import SourceSet, load_sources
+from hookyard.sync.scheduler import Scheduler
+from hookyard.sync.services import OutboxJob, SchedulerThread, SyncServices
 from hookyard.worker.retry import RetryPolicy
 from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import PostgresListener, Wakeup
@@ -28,6 +32,8 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     workers: list[Worker] = field(default_factory=list)
     jobs: list[BackgroundJob] = field(default_factory=list)  # every worker runs them
+    sync: SyncServices | None = None  # provider API clients, reconcilers, scheduled jobs
+    _scheduler: SchedulerThread | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _listener: PostgresListener | None = None
@@ -36,9 +42,14 @@ class Runtime:
     def build(cls, settings: Settings, sources: SourceSet | None = None) -> Runtime:
         engine = make_engine(settings.sqlalchemy_url, pool_size=max(5, settings.worker_threads + 4))
         sources = sources or load_sources(settings)
+        store = EventStore(engine)
+        wakeup = Wakeup()
         enrichment = EnrichmentPipeline.from_settings(settings, engine)
         jobs: list[BackgroundJob] = [enrichment] if enrichment is not None else []
-        return cls(settings, sources, engine, EventStore(engine), jobs=jobs)
+        sync = SyncServices(settings, store, sources.sources, on_fed=wakeup.signal)
+        if (sender := sync.outbox()) is not None:
+            jobs.append(OutboxJob(sender))
+        return cls(settings, sources, engine, store, wakeup, jobs=jobs, sync=sync)
 
     def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
         s = self.settings
@@ -78,9 +89,23 @@ class Runtime:
             self.workers.append(worker)
             self._threads.append(thread)
             thread.start()
+        self.start_scheduler()
+
+    def start_scheduler(self) -> None:
+        """Reconciliation on the seed schedules (each job run by one process at a time)."""
+        if self.sync is None or not self.settings.scheduler_enabled or self._scheduler:
+            return
+        jobs = self.sync.jobs()
+        if not jobs:
+            return
+        owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._scheduler = SchedulerThread(Scheduler(self.engine, jobs, owner), self._stop)
+        self._scheduler.start()
 
     def stop_workers(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout)
         self.wakeup.signal()
         if self._listener is not None:
             self._listener.stop()
@@ -91,4 +116,6 @@ class Runtime:
         self.stop_workers()
         for job in self.jobs:
             job.close()
+        if self.sync is not None:
+            self.sync.close()
         self.engine.dispose()

@@ -5,6 +5,8 @@
 - otherwise HubSpot's value and time are recorded in field_state (their side), then
   - unknown property, unusable value → IGNORED;
   - direction `out` → IGNORED (recorded only: we publish that field);
+  - our own change coming back (the value we last pushed, changed through the API) →
+    IGNORED: no sync loop;
   - their value equals ours → DONE (in agreement; open conflicts of the field are closed);
   - authority `theirs` → applied (DONE);
   - authority `latest` → applied when the change is newer than our side's last change, else
@@ -218,6 +220,11 @@ def _property_change(
     )
     if not rule.inbound:
         return Outcome.IGNORED
+    if _is_echo(payload, state, theirs):
+        log.info(
+            "crm_echo_ignored", event_id=event.id, customer_id=customer["id"], field=rule.field
+        )
+        return Outcome.IGNORED
     ours = rule.current(customer)
     if theirs == ours:
         _close_open(tx, customer["id"], rule.field, event.id, now)
@@ -235,6 +242,21 @@ def _property_change(
     _set_ours(tx, customer, rule, theirs, ts, source, now)
     log.info("crm_field_applied", event_id=event.id, customer_id=customer["id"], field=rule.field)
     return Outcome.DONE
+
+
+# Who changed a property, as HubSpot reports it: a change by an app through the API (ours
+# among them) as opposed to a person in HubSpot or an import.
+_API_SOURCES = frozenset({"INTEGRATION", "API"})
+
+
+def _is_echo(payload: Mapping[str, Any], state: RowMapping, theirs: str | None) -> bool:
+    """HubSpot telling us about our own change: the value we last pushed for the field,
+    changed through the API. Applying it would undo a newer change of ours waiting in the
+    outbox, or raise a conflict with ourselves."""
+    if state["pushed_at"] is None or theirs != state["pushed_value"]:
+        return False
+    source = payload.get("changeSource")
+    return source is None or source in _API_SOURCES
 
 
 def _company_id(value: Any) -> str | None:

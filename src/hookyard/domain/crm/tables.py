@@ -8,11 +8,13 @@ Money is kept in integer cents (exact on every engine; SQLite has no decimal typ
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -65,6 +67,10 @@ field_state = Table(
     Column("their_value", Text, nullable=True),
     Column("their_changed_at", UTCDateTime(), nullable=True),
     Column("their_event_id", Id, nullable=True),
+    # What we last sent HubSpot for the field, and when: the webhook HubSpot sends back for
+    # our own change (the echo) carries this value and is recognised by it.
+    Column("pushed_value", Text, nullable=True),
+    Column("pushed_at", UTCDateTime(), nullable=True),
     UniqueConstraint("customer_id", "field"),
 )
 
@@ -92,4 +98,51 @@ sync_conflicts = Table(
     UniqueConstraint("event_id", "field"),
     Index(None, "tenant", "resolved_at"),
     Index(None, "customer_id", "field"),
+)
+
+# Our changes on their way to HubSpot. One open row per customer (`pending`, `sending`):
+# later changes join it, and what is sent is the customer's values at sending time. `failed`
+# rows stay for a person to see (and retry); `done` rows are the record of what went out.
+outbox = Table(
+    "crm_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=True),
+    Column(
+        "customer_id",
+        Id,
+        ForeignKey("crm_customers.id", name="fk_crm_outbox_customer_id"),
+        nullable=False,
+    ),
+    Column("operation", String(10), nullable=False),  # create, update
+    Column("fields", JSON, nullable=False),  # the rule fields to send
+    Column("status", String(20), nullable=False),  # pending, sending, done, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "customer_id", "status"),
+)
+
+# Every exchange with HubSpot about a customer, both ways: what was sent or received, and
+# how it ended. Kept when a refused creation removes the customer (no foreign key).
+sync_log = Table(
+    "crm_sync_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=True),
+    Column("customer_id", Id, nullable=True),
+    Column("ban", String(11), nullable=True),
+    Column("direction", String(3), nullable=False),  # out, in
+    Column("operation", String(20), nullable=False),  # create, update, reconcile, echo
+    Column("properties", JSON(none_as_null=True), nullable=True),
+    Column("result", String(20), nullable=False),  # ok, refused, retry, failed, ignored
+    Column("detail", Text, nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "customer_id", "at"),
+    Index(None, "at"),
 )
