@@ -10,7 +10,7 @@ from pathlib import Path
 from hookyard.config import Settings
 from hookyard.runtime import Runtime
 from tests.conftest import process_env
-from tests.support import EVENT_FIELDS, start_server, wait_for
+from tests.support import EVENT_FIELDS, free_port, start_server, wait_for
 from tests.test_worker import accept
 
 
@@ -113,5 +113,51 @@ def test_serve_with_demo_sources_and_simulate_every_provider(
     try:
         assert "Generated demo secrets" not in server.output()
         assert hookyard(env, "simulate", "generic", "--url", base).returncode == 0
+    finally:
+        server.stop()
+
+
+def test_serve_with_demo_platforms_repairs_a_lost_webhook(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`scripts/serve`: the fake platforms run beside the gateway, subscribed to it; a change
+    whose webhook is lost is found and applied by reconciliation."""
+    import httpx
+
+    env = process_env(settings)
+    del env["HOOKYARD_SOURCES"]
+    port = free_port()
+    server, base = start_server(env, tmp_path / "demo.log", "--demo-platforms", port=port)
+    fakes = f"http://127.0.0.1:{port + 100}"
+    admin = {"Authorization": f"Bearer {env['HOOKYARD_ADMIN_TOKEN']}"}
+    try:
+        wait_for(lambda: "seeded TCR brand BDEMO01" in server.output())
+        out = server.output()
+        assert "handshake ok" in out and "TCR CAMPAIGN webhooks -> /webhooks/tcr/campaigns" in out
+        lost = httpx.put(
+            fakes + "/tcr/_fake/campaigns/CDEMO01/operationStatus/10035",
+            json={"status": "APPROVED", "deliver": False},
+        )
+        assert lost.status_code == 200
+        runs = httpx.post(base + "/api/v1/reconciliations/tcr", headers=admin, timeout=30).json()
+        drift = {(d["entity"], d["theirs"]) for r in runs["runs"] for d in r["drift"]}
+        assert ("campaign:CDEMO01/mno:10035", "APPROVED") in drift
+
+        def applied() -> bool:
+            events = httpx.get(
+                base + "/api/v1/events", headers=admin, params={"source": "tcr-campaigns"}
+            ).json()["items"]
+            return any(
+                e["origin"] == "polling"
+                and e["event_type"] == "MNO_CAMPAIGN_OPERATION_APPROVED"
+                and e["status"] == "done"
+                for e in events
+            )
+
+        wait_for(applied)
+        created = httpx.post(
+            base + "/api/v1/customers", headers=admin, json={"company_name": "Ringer"}
+        ).json()
+        assert created["sync"] == "synced"  # pushed to the fake HubSpot
     finally:
         server.stop()

@@ -43,7 +43,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure(settings.log_level, settings.log_format)
-    runtime = Runtime.build(settings)
+    platforms = None
+    if args.demo_platforms:
+        from hookyard.testing.fakes.demo import DemoPlatforms
+
+        demo_sources = load_sources(settings)
+        platforms = DemoPlatforms(demo_sources.sources, args.port + 100)
+        platforms.start()
+        settings = settings.model_copy(update=platforms.settings())
+        runtime = Runtime.build(settings, demo_sources)
+    else:
+        runtime = Runtime.build(settings)
     upgrade(runtime.engine)
     if runtime.sources.generated:
         print(f"Generated demo secrets (kept in {settings.demo_secrets_file}, shown once):")
@@ -55,6 +65,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for source in runtime.sources.sources:
         print(f"  {source.config.provider:8} {source.path}  ({source.name})")
+    if platforms is not None:
+        print(
+            f"fake provider platforms on {platforms.base_url}"
+            " (/tcr /hubspot /meta /c2s /enrichment, credentials: the fakes' own)"
+        )
+        threading.Thread(
+            target=lambda: print("\n".join("  demo: " + line for line in platforms.connect(
+                f"http://{args.host}:{args.port}")), flush=True),
+            daemon=True,
+        ).start()  # fmt: skip
     sys.stdout.flush()
     app = create_app(runtime, run_workers=not args.no_worker)
     uvicorn.run(
@@ -68,6 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     runtime.engine.dispose()
+    if platforms is not None:
+        platforms.stop()
     return 0
 
 
@@ -314,6 +336,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.add_argument(
+        "--demo-platforms",
+        action="store_true",
+        help="also run fake TCR/HubSpot/Meta/C2S platforms on PORT+100, wired to this gateway",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="process events (no HTTP)")

@@ -478,7 +478,7 @@ class CompanyReconciler:
                 push.append(rule.field)
         bodies = (json.dumps(inbound).encode(),) if inbound else ()
         repair = _queue(customer, push) if push else None
-        return Finding(entity, customer["tenant"], tuple(drift), bodies, repair)
+        return Finding(entity, customer["tenant"], tuple(drift), bodies, repair=repair)
 
 
 def _queue(customer: RowMapping, fields: Sequence[str]) -> Any:

@@ -56,6 +56,9 @@ class Finding:
     drift: tuple[Drift, ...] = ()
     # The webhook bodies that repair the drift, fed through the provider's adapter.
     bodies: tuple[bytes, ...] = ()
+    # Prefer the provider's source whose path holds this word (TCR: a campaign's events are
+    # stored under the campaigns source, as its webhooks would have been).
+    source_hint: str | None = None
     # A repair that is not an inbound event (a value of ours to publish again): run in a
     # transaction, returns how many changes it queued.
     repair: Callable[[Connection], int] | None = None
@@ -85,10 +88,15 @@ class RunResult:
         return self.error is None
 
 
-def pick_source(sources: Sequence[Source], provider: str, tenant: str | None) -> Source | None:
+def pick_source(
+    sources: Sequence[Source], provider: str, tenant: str | None, hint: str | None = None
+) -> Source | None:
     """The source a synthesised event is stored under: the tenant's own source of that
-    provider, else one without a tenant, else any of that provider."""
+    provider, else one without a tenant, else any of that provider (among those whose path
+    holds `hint`, when there are any)."""
     mine = [s for s in sources if s.config.provider == provider]
+    if hint is not None:
+        mine = [s for s in mine if hint in s.path.lower()] or mine
     for wanted in (tenant, None):
         for source in mine:
             if source.config.tenant == wanted:
@@ -178,7 +186,7 @@ def _repair(
             fed += finding.repair(tx)
     if not finding.bodies:
         return fed
-    source = pick_source(sources, provider, finding.tenant)
+    source = pick_source(sources, provider, finding.tenant, finding.source_hint)
     if source is None:
         raise LookupError(f"no {provider} source is configured to feed polled events into")
     now = datetime.now(UTC)

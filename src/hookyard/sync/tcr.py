@@ -104,7 +104,7 @@ class BrandReconciler:
         for key in ("displayName", "companyName", "entityType", "vertical"):
             if isinstance(remote.get(key), str):
                 payload[key] = remote[key]
-        return Finding(entity, row["tenant"], tuple(drift), (_body(payload),))
+        return Finding(entity, row["tenant"], tuple(drift), (_body(payload),), source_hint="brand")
 
 
 @dataclass
@@ -169,7 +169,7 @@ class CampaignReconciler:
             except ValueError:
                 event_type = "MNO_CAMPAIGN_OPERATION_REVIEW"  # an unknown word: kept as sent
             bodies.append(_body({"eventType": event_type, **base, "mnoStatuses": statuses}))
-        return Finding(entity, row["tenant"], tuple(drift), tuple(bodies))
+        return Finding(entity, row["tenant"], tuple(drift), tuple(bodies), source_hint="campaign")
 
 
 def reconcilers(engine: Engine, client: TCRClient, scope: str = "all") -> list[Any]:
@@ -219,12 +219,19 @@ def subscribe_all(
     return results
 
 
+def category_of(path: str) -> str | None:
+    """The TCR category a source's path names (…/brands, …/campaigns, …/vetting)."""
+    for word, category in (("brand", "BRAND"), ("campaign", "CAMPAIGN"), ("vetting", "VETTING")):
+        if word in path.lower():
+            return category
+    return None
+
+
 def _source_for(category: str, sources: Iterable[Source]) -> Source:
-    """The TCR source whose path names the category (…/brands, …/campaigns, …/vetting)."""
+    """The TCR source for the category; the first TCR source when none names it."""
     listed = list(sources)
-    word = {"BRAND": "brand", "CAMPAIGN": "campaign", "VETTING": "vetting"}[category]
     for source in listed:
-        if word in source.path.lower():
+        if category_of(source.path) == category:
             return source
     return listed[0]
 
