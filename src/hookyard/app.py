@@ -14,14 +14,19 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from hookyard import __version__
+from hookyard.api.accounts import router as accounts_router
+from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
+from hookyard.api.leads import router as leads_router
+from hookyard.api.messaging import router as messaging_router
 from hookyard.api.sync import router as sync_router
+from hookyard.api.whatsapp import router as whatsapp_router
 from hookyard.deadline import Deadline
 from hookyard.ingress.app import ASGIApp, Ingress
 from hookyard.logs import log
 from hookyard.metrics import QueueCollector
 from hookyard.runtime import Runtime
-from hookyard.sources import admin_token
+from hookyard.sources import admin_token, session_secret
 from hookyard.sync.tcr import subscribe_all
 
 _collector: QueueCollector | None = None
@@ -68,9 +73,20 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     api.state.sources = runtime.sources.sources
     api.state.wakeup = runtime.wakeup
     api.state.admin_token = admin_token(runtime.settings)
+    api.state.engine = runtime.engine
+    api.state.session_secret = session_secret(runtime.settings)
+    api.state.session_minutes = runtime.settings.session_minutes
     api.state.sync = runtime.sync
-    api.include_router(events_router)
-    api.include_router(sync_router)
+    for router in (
+        accounts_router,
+        events_router,
+        customers_router,
+        messaging_router,
+        whatsapp_router,
+        leads_router,
+        sync_router,
+    ):
+        api.include_router(router)
     _register_queue_metrics(runtime)
 
     @api.exception_handler(SQLAlchemyError)

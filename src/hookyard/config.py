@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     tcr_token: str | None = None
     generic_secret: str | None = None
     admin_token: str | None = None
+    # Signs dashboard sessions (HS256); generated with the demo secrets when unset.
+    session_secret: str | None = None
+    session_minutes: float = 15.0
 
     # Ingress.
     max_body_bytes: int = 1024 * 1024

@@ -102,6 +102,7 @@ DEMO_SECRETS: tuple[tuple[str, str, str], ...] = (
     ("c2s_webhook_token", "HOOKYARD_C2S_WEBHOOK_TOKEN", "token"),
     ("generic_secret", "HOOKYARD_GENERIC_SECRET", "whsec"),
     ("admin_token", "HOOKYARD_ADMIN_TOKEN", "token"),
+    ("session_secret", "HOOKYARD_SESSION_SECRET", "token"),
 )
 
 
@@ -199,6 +200,13 @@ def admin_token(settings: Settings) -> str | None:
     if settings.admin_token is not None:
         return settings.admin_token
     return read_env_file(settings.demo_secrets_file).get("HOOKYARD_ADMIN_TOKEN")
+
+
+def session_secret(settings: Settings) -> str | None:
+    """What signs session tokens: the variable, else the demo secrets file."""
+    if settings.session_secret is not None:
+        return settings.session_secret
+    return read_env_file(settings.demo_secrets_file).get("HOOKYARD_SESSION_SECRET")
 
 
 def describe(sources: Iterable[Source]) -> list[dict[str, str | None]]:

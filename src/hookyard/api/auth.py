@@ -1,22 +1,120 @@
-"""Bearer-token guard for the management API (`HOOKYARD_ADMIN_TOKEN`)."""
+"""Authentication and authorisation of the management API.
+
+Every route depends on one of the scope dependencies below, which
+1. identify the caller from `Authorization: Bearer …`: the operator's `HOOKYARD_ADMIN_TOKEN`
+   (a superadmin), an API key (`hk_…`) or a session token from `POST /api/v1/auth/login`
+   (401 otherwise);
+2. check the route's minimum role: viewer < member < admin < superadmin (403 otherwise);
+3. fix the tenant the request acts for: a superadmin picks one with `X-Customer-ID` (a
+   tenant id or its BAN) or sees every tenant without it; everyone else is scoped to their
+   own tenant, and naming another one is refused (403).
+
+A route then filters every query with `scope.where(table.c.tenant)`, and answers 404 for a
+row of another tenant: an id guessed across tenants looks exactly like a missing one.
+"""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import ColumnElement, Engine, true
+
+from hookyard.api.identity import (
+    AuthError,
+    KeyKind,
+    Principal,
+    Role,
+    authenticate_key,
+    find_tenant,
+    kind_of,
+    read_session,
+)
 from hookyard.providers.signing import constant_time_equal
 
+CUSTOMER_HEADER = "x-customer-id"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
-def require_admin(request: Request) -> None:
-    expected: str | None = request.app.state.admin_token
-    if not expected:
-        raise HTTPException(401, "the management API is disabled: set HOOKYARD_ADMIN_TOKEN")
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    principal: Principal
+    tenant: str | None  # None: every tenant (a superadmin who picked none)
+
+    def where(self, column: Any) -> ColumnElement[bool]:
+        """The filter for a `tenant` column: this tenant's rows (or every row)."""
+        return true() if self.tenant is None else column == self.tenant
+
+    def allows(self, tenant: str | None) -> bool:
+        return self.tenant is None or tenant == self.tenant
+
+    def require_tenant(self) -> str:
+        """The tenant a new row belongs to: a superadmin must pick one first."""
+        if self.tenant is None:
+            raise HTTPException(400, "pick the tenant this is for with the X-Customer-ID header")
+        return self.tenant
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def authenticate(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(
-            401,
-            "send Authorization: Bearer <HOOKYARD_ADMIN_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
+            401, "send Authorization: Bearer <API key, session or admin token>", headers=_CHALLENGE
         )
-    if not constant_time_equal(token, expected):
-        raise HTTPException(401, "wrong admin token", headers={"WWW-Authenticate": "Bearer"})
+    state = request.app.state
+    kind = kind_of(token)
+    try:
+        if kind is KeyKind.API_KEY:
+            return authenticate_key(state.engine, token)
+        if kind is KeyKind.SESSION:
+            if not state.session_secret:
+                raise AuthError("sessions are disabled: set HOOKYARD_SESSION_SECRET")
+            return read_session(state.engine, token, state.session_secret)
+    except AuthError as exc:
+        raise HTTPException(401, str(exc), headers=_CHALLENGE) from None
+    expected: str | None = state.admin_token
+    if expected and constant_time_equal(token, expected):
+        return Principal("admin-token", Role.SUPERADMIN, None, None, KeyKind.ADMIN_TOKEN.value)
+    raise HTTPException(401, "unknown token", headers=_CHALLENGE)
+
+
+def scoped(minimum: Role) -> Callable[[Request], Scope]:
+    def dependency(request: Request) -> Scope:
+        principal = authenticate(request)
+        if not principal.at_least(minimum):
+            raise HTTPException(403, f"this needs the {minimum.value} role")
+        asked = request.headers.get(CUSTOMER_HEADER, "").strip()
+        if principal.role is Role.SUPERADMIN:
+            if not asked:
+                return Scope(principal, None)
+            with engine_of(request).connect() as conn:
+                tenant = find_tenant(conn, asked)
+            if tenant is None:
+                raise HTTPException(404, f"no tenant {asked!r} (X-Customer-ID: a tenant id or BAN)")
+            return Scope(principal, tenant)
+        if asked:
+            with engine_of(request).connect() as conn:
+                tenant = find_tenant(conn, asked)
+            if tenant != principal.tenant:
+                raise HTTPException(403, "X-Customer-ID names another tenant: superadmins only")
+        return Scope(principal, principal.tenant)
+
+    return dependency
+
+
+ViewerScope = Annotated[Scope, Depends(scoped(Role.VIEWER))]
+MemberScope = Annotated[Scope, Depends(scoped(Role.MEMBER))]
+AdminScope = Annotated[Scope, Depends(scoped(Role.ADMIN))]
+SuperadminScope = Annotated[Scope, Depends(scoped(Role.SUPERADMIN))]
+
+
+def require_admin(request: Request) -> None:
+    """Routes not yet tenant-aware: admins and superadmins only."""
+    scoped(Role.ADMIN)(request)
