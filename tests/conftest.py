@@ -31,6 +31,9 @@ hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 PG_ADMIN_URL = os.environ.get("HOOKYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKEND = os.environ.get("HOOKYARD_TEST_DATABASE", "sqlite")
 
+# The fixtures of tests/people.py (people, api) are available to every test module.
+pytest_plugins = ["tests.people"]
+
 SECRETS = {
     "generic": "whsec_" + "dGVzdC1zZWNyZXQtbm90LXJlYWwtMTIzNA==",  # base64 of a fake key
     "hmac": "test-hmac-secret",
@@ -41,6 +44,7 @@ SECRETS = {
     "c2s": "test-c2s-token",
     "tcr": "test-tcr-token",
     "admin": "test-admin-token",
+    "session": "test-session-secret-not-real-0123456789",
 }
 
 SOURCES_TOML = f"""
@@ -171,6 +175,7 @@ def settings(db_url: str, sources_file: Path, tmp_path: Path) -> Settings:
         database_url=db_url,
         sources=sources_file,
         admin_token=SECRETS["admin"],
+        session_secret=SECRETS["session"],
         demo_secrets_file=tmp_path / "demo-secrets.env",
         max_attempts=3,
         retry_base_seconds=0.05,

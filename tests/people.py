@@ -10,12 +10,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from hookyard.api import identity
 from hookyard.api.identity import Role
 from hookyard.app import create_app
 from hookyard.runtime import Runtime
+
+# Cheap argon2id parameters for the tests' many users (the stored hashes are still argon2id;
+# production keeps argon2-cffi's defaults).
+identity._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 TENANTS = {"acme": "AC000000001", "globex": "GX000000002"}  # tenant -> its BAN
 ROLES = ("admin", "member", "viewer")

@@ -161,3 +161,28 @@ def test_serve_with_demo_platforms_repairs_a_lost_webhook(
         assert created["sync"] == "synced"  # pushed to the fake HubSpot
     finally:
         server.stop()
+
+
+def test_an_operator_bootstraps_tenants_users_and_keys(
+    settings: Settings, runtime: Runtime
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from hookyard.app import create_app
+
+    env = process_env(settings)
+    assert hookyard(env, "tenants", "create", "acme", "--ban", "AC000000001").returncode == 0
+    assert hookyard(env, "tenants", "create", "acme").returncode == 1  # exists
+    made = hookyard(
+        env, "users", "create", "ops@acme.example.com", "--role", "admin", "--tenant", "acme",
+        "--api-key", "ops",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.split("API key (shown once): ")[1].strip()
+    wrong = hookyard(env, "users", "create", "root@example.com", "--role", "superadmin",
+                     "--tenant", "acme")  # fmt: skip
+    assert wrong.returncode == 2 and "a superadmin belongs to no tenant" in wrong.stderr
+    assert "ops@acme.example.com" in hookyard(env, "users", "list").stdout
+    with TestClient(create_app(runtime, run_workers=False)) as api:
+        me = api.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"}).json()
+    assert (me["role"], me["tenant"], me["via"]) == ("admin", "acme", "api_key")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hookyard import __version__
 from hookyard.api.accounts import router as accounts_router
+from hookyard.api.auth import ERRORS
 from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
 from hookyard.api.leads import router as leads_router
@@ -86,7 +87,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         leads_router,
         sync_router,
     ):
-        api.include_router(router)
+        api.include_router(router, responses=ERRORS)
     _register_queue_metrics(runtime)
 
     @api.exception_handler(SQLAlchemyError)

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     generic_secret: str | None = None
     admin_token: str | None = None
     # Signs dashboard sessions (HS256); generated with the demo secrets when unset.
-    session_secret: str | None = None
+    session_secret: str | None = Field(default=None, min_length=32)
     session_minutes: float = 15.0
 
     # Ingress.

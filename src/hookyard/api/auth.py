@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Engine, true
 
 from hookyard.api.identity import (
@@ -35,6 +36,22 @@ from hookyard.api.identity import (
 from hookyard.providers.signing import constant_time_equal
 
 CUSTOMER_HEADER = "x-customer-id"
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+# Answers every management route may give besides its own: declared once, on every router
+# (app.py), so the OpenAPI document tells clients (and schemathesis) the truth.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a request the route cannot take"},
+    401: {"model": ErrorBody, "description": "no or unknown credentials"},
+    403: {"model": ErrorBody, "description": "the role is not enough, or another tenant"},
+    404: {"model": ErrorBody, "description": "no such row (in this tenant)"},
+    409: {"model": ErrorBody, "description": "in conflict with the current state"},
+    503: {"model": ErrorBody, "description": "storage or a provider unavailable; retry"},
+}
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
