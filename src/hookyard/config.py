@@ -97,6 +97,27 @@ class Settings(BaseSettings):
     sync_max_attempts: int = 4  # HubSpot outbox: the first send and three retries
     sync_backoff_seconds: float = 30.0  # doubled per retry; Retry-After when longer
 
+    # E-mail notifications (docs/notifications.md). Off while smtp_host is unset: changes are
+    # still recorded, and sent once it is set (unless older than notify_max_age_hours).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True  # upgrade with STARTTLS, required (port 587)
+    smtp_tls: bool = False  # implicit TLS from the first byte (port 465); wins over STARTTLS
+    smtp_from: str | None = None  # required with smtp_host: "hookyard <alerts@example.com>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)  # connect and each command
+    notify_max_attempts: int = Field(default=6, ge=1)  # sends of one e-mail before `failed`
+    notify_backoff_seconds: float = Field(default=60.0, ge=0)  # doubled per retry, jittered
+    notify_backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    notify_lease_seconds: float = Field(default=120.0, gt=0)  # a send not finished is retaken
+    notify_batch_size: int = Field(default=50, ge=1)  # e-mails per worker loop pass
+    notify_digest_hour: int = Field(default=8, ge=0, le=23)  # UTC hour of the daily digest
+    notify_max_age_hours: float = Field(default=72.0, gt=0)  # older unsent news is dropped
+    # Where a C2S lead names its manager (dotted paths into the webhook body, first valid
+    # e-mail wins; not confirmed publicly). None found: the tenant's admins are told.
+    notify_lead_manager_fields: str = "attributes.seller.email,attributes.manager.email"
+
     log_level: str = "info"
     log_format: str = "console"
 

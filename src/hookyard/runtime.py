@@ -15,6 +15,7 @@ from hookyard.db.engine import make_engine
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
+from hookyard.notify.job import EmailJob
 from hookyard.sources import SourceSet, load_sources
 from hookyard.sync.scheduler import Scheduler
 from hookyard.sync.services import OutboxJob, SchedulerThread, SyncServices
@@ -49,6 +50,8 @@ class Runtime:
         sync = SyncServices(settings, store, sources.sources, on_fed=wakeup.signal)
         if (sender := sync.outbox()) is not None:
             jobs.append(OutboxJob(sender))
+        if (mailer := EmailJob.from_settings(settings, engine)) is not None:
+            jobs.append(mailer)
         return cls(settings, sources, engine, store, wakeup, jobs=jobs, sync=sync)
 
     def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:

@@ -37,6 +37,8 @@ from hookyard.domain.crm.rules import (
 from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
 from hookyard.logs import log
 from hookyard.metrics import CRM_SYNC_FAILED
+from hookyard.notify.kinds import EntityType, Kind
+from hookyard.notify.record import record
 from hookyard.sync.client import ApiError
 from hookyard.sync.hubspot_api import HubSpotClient, field_errors
 from hookyard.sync.reconcile import Drift, Finding
@@ -349,6 +351,7 @@ class OutboxSender:
         errors = field_errors(exc)
         detail = str(exc) + (f" fields: {json.dumps(errors)}" if errors else "")
         with self.engine.begin() as tx:
+            before = locked(tx, outbox, outbox.c.id == row_id)
             tx.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id)
@@ -360,6 +363,25 @@ class OutboxSender:
                 )
             )
             _log(tx, customer, "update", "failed", detail=detail)
+            if before is not None and before["status"] != OutboxStatus.FAILED:
+                # The e-mail to the tenant's people, once per failure (a person's retry that
+                # fails again is a new one: the row's last change tells them apart).
+                record(
+                    tx,
+                    Kind.SYNC_FAILED,
+                    tenant=customer["tenant"],
+                    entity_type=EntityType.CRM_CUSTOMER,
+                    entity_id=customer["id"],
+                    change=f"outbox:{row_id}:{before['updated_at'].isoformat()}",
+                    data={
+                        "customer_id": customer["id"],
+                        "ban": customer["ban"],
+                        "company_name": customer["company_name"],
+                        "outbox_id": row_id,
+                        "attempts": before["attempts"],
+                        "error": detail[:500],
+                    },
+                )
         CRM_SYNC_FAILED.inc()
         log.error("crm_sync_failed", customer_id=customer["id"], error=detail[:300])
 

@@ -14,7 +14,8 @@
   - authority `ours` → a conflict a person resolves (DONE); one per event and field, so a
     redelivered or replayed event adds none. A newer conflict of the same field closes older
     open ones (resolution `superseded`): only the latest disagreement is worth deciding.
-An unlinked company creates no customer (IGNORED; linking customers is issue 4's).
+An unlinked company creates no customer (IGNORED; sync/hubspot.py links customers: when it
+pushes them, and when reconciliation finds a company carrying one of our BANs).
 `company.creation` → IGNORED (no customer to link yet). `company.deletion` → the customer
 keeps its row and is flagged (`hubspot_deleted_at`).
 

@@ -1,7 +1,8 @@
 """HubSpot CRM: customers, the last value and time of each field on each side, and the
 conflicts a person resolves.
 
-Migration 0007 creates exactly these tables (`tests/test_migrations.py` compares them).
+Migration 0007 creates exactly these tables, 0011 the customers' `last_notification_sent_at`
+(`tests/test_migrations.py` compares them).
 Money is kept in integer cents (exact on every engine; SQLite has no decimal type).
 """
 
@@ -42,6 +43,8 @@ customers = Table(
     Column("hubspot_deleted_at", UTCDateTime(), nullable=True),
     Column("last_synced_at", UTCDateTime(), nullable=True),
     Column("sync_source", String(20), nullable=True),  # webhook, polling, manual
+    # When an e-mail notification about this row was last sent (hookyard.notify).
+    Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("ban"),

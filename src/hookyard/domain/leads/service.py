@@ -31,6 +31,8 @@ from hookyard.domain.leads.validation import (
     validate_phone,
 )
 from hookyard.logs import log
+from hookyard.notify.kinds import EntityType, Kind
+from hookyard.notify.record import record
 from hookyard.providers.base import Outcome, StoredEvent, storable_key, storable_text
 
 CREATE = "on_create_lead"
@@ -156,6 +158,21 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
                 "recorded_at": now,
             },
         )
+        # The e-mail to the lead's manager (found in this event's body when it is sent).
+        record(
+            tx,
+            Kind.LEAD_CLOSED,
+            tenant=lead["tenant"],
+            entity_type=EntityType.LEAD,
+            entity_id=lead["id"],
+            change=f"event:{event.id}",
+            event_id=event.id,
+            data={
+                "c2s_lead_id": change.lead_id,
+                "lead_name": values["name"] or change.lead_id,
+                "closed_at": event.provider_ts or now,
+            },
+        )
     log.info(
         "c2s_lead_applied",
         event_id=event.id,
@@ -168,6 +185,41 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
         closed=closing,
     )
     return Outcome.DONE
+
+
+class ReEnrich(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"  # a run holds the lease: it finishes first
+    NOTHING_TO_LOOK_UP = "nothing_to_look_up"  # no valid e-mail or phone
+    NOT_FOUND = "not_found"
+
+
+def request_enrichment(tx: Connection, lead_id: int, tenant: str | None) -> ReEnrich:
+    """A person asks to enrich the lead again (its contact unchanged): a fresh set of
+    attempts, due now. With `tenant`, another tenant's lead is NOT_FOUND."""
+    where = leads.c.id == lead_id
+    if tenant is not None:
+        where = where & (leads.c.tenant == tenant)
+    lead = locked(tx, leads, where)
+    if lead is None:
+        return ReEnrich.NOT_FOUND
+    if lead["enrichment_status"] == EnrichmentStatus.RUNNING:
+        return ReEnrich.RUNNING
+    if not (lead["email"] or lead["phone"]):
+        return ReEnrich.NOTHING_TO_LOOK_UP
+    now = datetime.now(UTC)
+    tx.execute(
+        update(leads)
+        .where(leads.c.id == lead_id)
+        .values(
+            **ENRICHMENT_RESET,
+            enrichment_status=EnrichmentStatus.PENDING.value,
+            enrichment_requested_at=now,
+            updated_at=now,
+        )
+    )
+    log.info("c2s_lead_enrichment_requested", lead_id=lead_id)
+    return ReEnrich.QUEUED
 
 
 def _contact(lead: RowMapping, fields: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """C2S leads and the closures recorded for notification.
 
-Migrations 0006 and 0008 (the enrichment pipeline's lease, retry and timing columns) create
-exactly these tables (`tests/test_migrations.py` compares them).
+Migrations 0006, 0008 (the enrichment pipeline's lease, retry and timing columns) and 0011
+(`last_notification_sent_at`) create exactly these tables (`tests/test_migrations.py`
+compares them).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ leads = Table(
     Column("last_event_id", Id, nullable=True),
     Column("last_synced_at", UTCDateTime(), nullable=True),
     Column("sync_source", String(20), nullable=True),  # webhook, polling, manual
+    # When an e-mail notification about this row was last sent (hookyard.notify).
+    Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("c2s_lead_id"),
@@ -64,7 +67,7 @@ leads = Table(
     Index(None, "enrichment_status"),
 )
 
-# One row per close of a lead: what a later notifier sends (and marks `notified_at`). The
+# One row per close of a lead: the e-mail notifier (hookyard.notify) marks `notified_at`. The
 # unique event id makes a redelivered or replayed close a no-op.
 lead_closures = Table(
     "lead_closures",

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, RowMapping, Table, and_, select, update
 
 from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older, locked
+from hookyard.domain.tendlc.carriers import carrier_name
 from hookyard.domain.tendlc.catalogue import CATALOGUE, Action, EventKind
 from hookyard.domain.tendlc.states import (
     BRAND_STATUS_OF_IDENTITY,
@@ -29,6 +30,7 @@ from hookyard.domain.tendlc.states import (
     CarrierStatus,
     IdentityStatus,
     VettingKind,
+    VettingStatus,
 )
 from hookyard.domain.tendlc.tables import (
     TCR_ID_LENGTH,
@@ -38,9 +40,24 @@ from hookyard.domain.tendlc.tables import (
     vettings,
 )
 from hookyard.logs import log
+from hookyard.notify.kinds import EntityType, Kind
+from hookyard.notify.record import record
 from hookyard.providers.base import Outcome, StoredEvent, storable_text
 
 _INT_LIMIT = 2**31 - 1
+
+# Transitions people are e-mailed about (hookyard.notify): into these brand statuses, these
+# carrier decisions, and these results of the two vetting processes (EVP and Authentication+;
+# their sub-steps, 2FA, domain and OTP checks, are not news of their own).
+VERIFIED_BRAND = frozenset({BrandStatus.VERIFIED, BrandStatus.VETTED_VERIFIED})
+CARRIER_NEWS = {CarrierStatus.APPROVED: Kind.CAMPAIGN_APPROVED,
+                CarrierStatus.REJECTED: Kind.CAMPAIGN_REJECTED}  # fmt: skip
+VETTING_DONE = {
+    VettingKind.EVP: frozenset(
+        {VettingStatus.SCORED, VettingStatus.UNSCORED, VettingStatus.FAILED, VettingStatus.IMPORTED}
+    ),
+    VettingKind.AUTHPLUS: frozenset({VettingStatus.VERIFIED, VettingStatus.FAILED}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +129,23 @@ def _apply_brand(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -> 
     if kind.status is not None and not (kind.initial and row["status"] is not None):
         values["status"] = kind.status
     _update(ctx, brands, brands.c.brand_id == brand_id, values | ctx.sync(kind))
+    new = values.get("status")
+    if new in VERIFIED_BRAND and row["status"] not in VERIFIED_BRAND:
+        _notify(
+            ctx,
+            Kind.BRAND_VERIFIED,
+            EntityType.TENDLC_BRAND,
+            row["id"],
+            _tenant(ctx, row),
+            f"event:{ctx.event.id}",
+            {
+                "brand_id": brand_id,
+                "brand_name": values.get("display_name") or row["display_name"] or brand_id,
+                "status": new,
+                "previous_status": row["status"],
+                "trust_score": values.get("trust_score", row["trust_score"]),
+            },
+        )
     return Outcome.DONE
 
 
@@ -207,12 +241,14 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
     if not statuses:
         log.warning("tcr_event_without_carrier", event_id=ctx.event.id, campaign_id=campaign_id)
     applied = superseded = 0
+    news: list[tuple[str, str, str | None]] = []  # carriers newly approving or rejecting
     # One lock order (by MNO id) for every event, so two workers never deadlock here.
     for mno_id, status in sorted(statuses.items()):
         where = and_(
             campaign_carriers.c.campaign_id == campaign_id, campaign_carriers.c.mno_id == mno_id
         )
         row = locked(ctx.tx, campaign_carriers, where)
+        previous = None if row is None else row["status"]
         if row is None:
             insert_missing(
                 ctx.tx,
@@ -229,6 +265,8 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
             continue
         _update(ctx, campaign_carriers, where, {"status": status} | ctx.sync(kind))
         applied += 1
+        if status != previous and status in CARRIER_NEWS:
+            news.append((mno_id, status, previous))
     if superseded and not applied:
         return Outcome.SUPERSEDED
     values = ctx.sync()
@@ -237,6 +275,28 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
     if applied and (reason := _text(payload, ("rejectionReason",), 4000)) is not None:
         values["rejection_reason"] = reason
     _update(ctx, campaigns, campaigns.c.campaign_id == campaign_id, values)
+    if news:
+        brand = _brand_of(ctx, campaign_id)
+        for mno_id, status, previous in news:
+            _notify(
+                ctx,
+                CARRIER_NEWS[CarrierStatus(status)],
+                EntityType.TENDLC_CAMPAIGN,
+                campaign["id"],
+                _tenant(ctx, brand),
+                f"{mno_id}:event:{ctx.event.id}",
+                {
+                    "campaign_id": campaign_id,
+                    "brand_id": brand["brand_id"] if brand else None,
+                    "brand_name": _brand_name(brand),
+                    "mno_id": mno_id,
+                    "carrier": carrier_name(mno_id),
+                    "carrier_status": status,
+                    "previous_status": previous,
+                    "campaign_status": values.get("status", campaign["status"]),
+                    "rejection_reason": values.get("rejection_reason"),
+                },
+            )
     return Outcome.DONE
 
 
@@ -342,6 +402,26 @@ def _apply_vetting(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
     if status is not None:
         values["status"] = status.upper()
     _update(ctx, vettings, where, values | ctx.sync(kind))
+    new = values.get("status")
+    if new != row["status"] and new in VETTING_DONE.get(kind.vetting, ()):
+        brand = ctx.tx.execute(select(brands).where(brands.c.brand_id == brand_id)).mappings().one()
+        _notify(
+            ctx,
+            Kind.VETTING_COMPLETE,
+            EntityType.TENDLC_VETTING,
+            row["id"],
+            _tenant(ctx, brand),
+            f"event:{ctx.event.id}",
+            {
+                "brand_id": brand_id,
+                "brand_name": _brand_name(brand),
+                "vetting_kind": kind.vetting.value,
+                "status": new,
+                "score": values.get("score", row["score"]),
+                "vetting_class": values.get("vetting_class", row["vetting_class"]),
+                "evp_id": values.get("evp_id", row["evp_id"]),
+            },
+        )
     return Outcome.DONE
 
 
@@ -368,6 +448,59 @@ _ACTIONS = {
     Action.VETTING: _apply_vetting,
     Action.RECORD: _apply_record,
 }
+
+
+# -- notifications --------------------------------------------------------------------------
+
+
+def _notify(
+    ctx: _Context,
+    kind: Kind,
+    entity_type: EntityType,
+    entity_id: int,
+    tenant: str | None,
+    change: str,
+    data: Mapping[str, Any],
+) -> None:
+    """Record an e-mail notification in this event's transaction (once per event)."""
+    record(
+        ctx.tx,
+        kind,
+        tenant=tenant,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        change=change,
+        data=data,
+        event_id=ctx.event.id,
+    )
+
+
+def _brand_of(ctx: _Context, campaign_id: str) -> RowMapping | None:
+    return (
+        ctx.tx.execute(
+            select(brands)
+            .join(campaigns, campaigns.c.brand_id == brands.c.brand_id)
+            .where(campaigns.c.campaign_id == campaign_id)
+        )
+        .mappings()
+        .first()
+    )
+
+
+def _tenant(ctx: _Context, brand: RowMapping | None) -> str | None:
+    """Whose people hear of a change: the brand's owner; a brand owned by nobody yet is the
+    receiving source's tenant's (as the event is)."""
+    if brand is not None and brand["tenant"] is not None:
+        owner: str = brand["tenant"]
+        return owner
+    return ctx.tenant
+
+
+def _brand_name(brand: RowMapping | None) -> str | None:
+    if brand is None:
+        return None
+    name: str = brand["display_name"] or brand["company_name"] or brand["brand_id"]
+    return name
 
 
 # -- SQL helpers ----------------------------------------------------------------------------

@@ -49,6 +49,8 @@ brands = Table(
     Column("trust_score", Integer, nullable=True),
     Column("feedback", Text, nullable=True),
     *_sync_columns(),
+    # When an e-mail notification about this row was last sent (hookyard.notify).
+    Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     UniqueConstraint("brand_id"),
     Index(None, "tenant"),
 )
@@ -65,6 +67,8 @@ campaigns = Table(
     Column("share_status", String(20), nullable=True),  # ShareStatus
     Column("rejection_reason", Text, nullable=True),
     *_sync_columns(),
+    # When an e-mail notification about this row was last sent (hookyard.notify).
+    Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     UniqueConstraint("campaign_id"),
     Index(None, "brand_id"),
 )
@@ -98,5 +102,7 @@ vettings = Table(
     Column("status", String(30), nullable=True),  # VettingStatus, or TCR's word as sent
     Column("score", Integer, nullable=True),
     *_sync_columns(),
+    # When an e-mail notification about this row was last sent (hookyard.notify).
+    Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     UniqueConstraint("brand_id", "kind", "vetting_key"),
 )

@@ -26,6 +26,8 @@ from hookyard.domain.whatsapp.tables import (
     templates,
 )
 from hookyard.logs import log
+from hookyard.notify.kinds import EntityType, Kind
+from hookyard.notify.record import record
 from hookyard.providers.base import Outcome, StoredEvent, storable_text
 
 STATUS_FIELD = "message_template_status_update"
@@ -96,6 +98,13 @@ class AlertKind(StrEnum):
 ALERT_ON_STATUS: Mapping[str, AlertKind] = {
     TemplateStatus.DISABLED: AlertKind.DISABLED,
     TemplateStatus.REJECTED: AlertKind.REJECTED,
+}
+
+
+# Status transitions people are e-mailed about (hookyard.notify); RED quality as well.
+NOTIFY_ON_STATUS: Mapping[str, Kind] = {
+    TemplateStatus.DISABLED: Kind.TEMPLATE_DISABLED,
+    TemplateStatus.PAUSED: Kind.TEMPLATE_PAUSED,
 }
 
 
@@ -223,12 +232,17 @@ def _apply_status(
         )
     )
     _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
+    paused = 0
     if new != old and new in PAUSING:
-        _pause_campaigns(tx, template, event, new, change.reason, now)
+        paused = _pause_campaigns(tx, template, event, new, change.reason, now)
     if change.value == REINSTATED:
         _note_reinstated(tx, template, event, now)
     if new != old and (kind := ALERT_ON_STATUS.get(new)) is not None:
         _alert(tx, template, event, kind, change.reason, now)
+    if new != old and (news := NOTIFY_ON_STATUS.get(new)) is not None:
+        _notify(tx, template, event, change, news,
+                {"status": new, "previous_status": old, "reason": change.reason,
+                 "campaigns_paused": paused})  # fmt: skip
     log.info(
         "whatsapp_template_status",
         event_id=event.id,
@@ -263,6 +277,8 @@ def _apply_quality(
     _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
     if new == Quality.RED and old != Quality.RED:
         _alert(tx, template, event, AlertKind.RED_QUALITY, f"quality {old} -> {new}", now)
+        _notify(tx, template, event, change, Kind.TEMPLATE_RED_QUALITY,
+                {"quality": new, "previous_quality": old})  # fmt: skip
     log.info(
         "whatsapp_template_quality",
         event_id=event.id,
@@ -361,7 +377,8 @@ def _pause_campaigns(
     status: str,
     reason: str | None,
     now: datetime,
-) -> None:
+) -> int:
+    """Pause the template's active campaigns; how many were paused."""
     active = (
         tx.execute(
             select(campaigns.c.id)
@@ -375,7 +392,7 @@ def _pause_campaigns(
         .all()
     )
     if not active:
-        return
+        return 0
     why = (
         PauseReason.TEMPLATE_DISABLED
         if status == TemplateStatus.DISABLED
@@ -408,6 +425,7 @@ def _pause_campaigns(
         ],
     )
     log.info("whatsapp_campaigns_paused", event_id=event.id, campaigns=len(active))
+    return len(active)
 
 
 def _note_reinstated(
@@ -461,6 +479,32 @@ def _alert(
         },
     )
     log.info("whatsapp_alert", event_id=event.id, kind=kind.value, template_id=template["id"])
+
+
+def _notify(
+    tx: Connection,
+    template: RowMapping,
+    event: StoredEvent,
+    change: TemplateChange,
+    kind: Kind,
+    data: Mapping[str, Any],
+) -> None:
+    """Record an e-mail notification in this event's transaction (once per event)."""
+    record(
+        tx,
+        kind,
+        tenant=template["tenant"],
+        entity_type=EntityType.WHATSAPP_TEMPLATE,
+        entity_id=template["id"],
+        change=f"event:{event.id}",
+        event_id=event.id,
+        data={
+            "meta_template_id": template["meta_template_id"],
+            "template_name": change.name or template["name"],
+            "language": change.language or template["language"],
+            **data,
+        },
+    )
 
 
 def acknowledge_alert(

@@ -1,6 +1,7 @@
 """WhatsApp templates: business accounts, templates, their history, campaigns and alerts.
 
-Migration 0005 creates exactly these tables (`tests/test_migrations.py` compares them).
+Migration 0005 creates exactly these tables, 0011 the templates' `last_notification_sent_at`
+(`tests/test_migrations.py` compares them).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ templates = Table(
     Column("quality_event_at", UTCDateTime(), nullable=True),
     Column("last_synced_at", UTCDateTime(), nullable=True),
     Column("sync_source", String(20), nullable=True),  # webhook, polling, manual
+    # When an e-mail notification about this row was last sent (hookyard.notify).
+    Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("meta_template_id"),

@@ -1,0 +1,192 @@
+"""Read-only queries of the WhatsApp tables for the management API.
+
+`tenant` is the tenant whose rows a query may return; None means every tenant (a superadmin
+who picked none). Templates, campaigns and alerts carry their tenant; a template's history
+reaches it through the template. Lists are newest first; `before_id` continues after a page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Connection, Select, func, or_, select, true
+
+from hookyard.domain.whatsapp.service import Quality, TemplateStatus
+from hookyard.domain.whatsapp.tables import (
+    accounts,
+    alerts,
+    campaign_log,
+    campaigns,
+    template_history,
+    templates,
+)
+
+# A template needs a person's attention in these states (besides RED quality): it cannot be
+# sent (paused, disabled, rejected) or is about to be (flagged).
+CRITICAL_STATUSES = frozenset(
+    {
+        TemplateStatus.PAUSED,
+        TemplateStatus.DISABLED,
+        TemplateStatus.REJECTED,
+        TemplateStatus.FLAGGED,
+    }
+)
+
+
+def _owned(column: Column[Any], tenant: str | None) -> ColumnElement[bool]:
+    return true() if tenant is None else column == tenant
+
+
+def _page(query: Select[Any], id_column: Any, limit: int, before_id: int | None) -> Select[Any]:
+    if before_id is not None:
+        query = query.where(id_column < before_id)
+    return query.order_by(id_column.desc()).limit(limit)
+
+
+def _all(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# -- templates ------------------------------------------------------------------------------
+
+_TEMPLATE = select(templates, accounts.c.waba_id).select_from(
+    templates.join(accounts, accounts.c.id == templates.c.account_id)
+)
+
+
+def is_critical() -> ColumnElement[bool]:
+    return or_(templates.c.quality == Quality.RED, templates.c.status.in_(CRITICAL_STATUSES))
+
+
+def list_templates(
+    conn: Connection,
+    tenant: str | None,
+    *,
+    status: str | None = None,
+    quality: str | None = None,
+    critical: bool = False,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    query = _TEMPLATE.where(_owned(templates.c.tenant, tenant))
+    if status is not None:
+        query = query.where(templates.c.status == status)
+    if quality is not None:
+        query = query.where(templates.c.quality == quality)
+    if critical:
+        query = query.where(is_critical())
+    return _all(conn, _page(query, templates.c.id, limit, before_id))
+
+
+def find_template(conn: Connection, tenant: str | None, template_id: int) -> dict[str, Any] | None:
+    query = _TEMPLATE.where(templates.c.id == template_id, _owned(templates.c.tenant, tenant))
+    row = conn.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def quality_summary(
+    conn: Connection, tenant: str | None
+) -> tuple[dict[str | None, int], dict[str | None, int]]:
+    """How many of the tenant's templates have each quality, and each status (None: not
+    known yet)."""
+    owned = _owned(templates.c.tenant, tenant)
+    counts = []
+    for column in (templates.c.quality, templates.c.status):
+        query = select(column, func.count()).where(owned).group_by(column)
+        counts.append({value: int(n) for value, n in conn.execute(query)})
+    return counts[0], counts[1]
+
+
+def template_history_of(
+    conn: Connection,
+    template_id: int,
+    *,
+    kind: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The template's status and quality changes (the caller checked the template's tenant)."""
+    query = select(template_history).where(template_history.c.template_id == template_id)
+    if kind is not None:
+        query = query.where(template_history.c.kind == kind)
+    return _all(conn, _page(query, template_history.c.id, limit, before_id))
+
+
+# -- alerts ---------------------------------------------------------------------------------
+
+_ALERT = select(
+    alerts, templates.c.name.label("template_name"), templates.c.meta_template_id
+).select_from(alerts.join(templates, templates.c.id == alerts.c.template_id))
+
+
+def list_alerts(
+    conn: Connection,
+    tenant: str | None,
+    *,
+    open_only: bool = True,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    query = _ALERT.where(_owned(alerts.c.tenant, tenant))
+    if open_only:
+        query = query.where(alerts.c.acknowledged_at.is_(None))
+    return _all(conn, _page(query, alerts.c.id, limit, before_id))
+
+
+def open_alerts_of(
+    conn: Connection, tenant: str | None, template_ids: Iterable[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Unacknowledged alerts of these templates, oldest first, by template id."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    ids = list(template_ids)
+    if not ids:
+        return found
+    query = _ALERT.where(
+        alerts.c.template_id.in_(ids),
+        alerts.c.acknowledged_at.is_(None),
+        _owned(alerts.c.tenant, tenant),
+    ).order_by(alerts.c.id)
+    for row in _all(conn, query):
+        found.setdefault(row["template_id"], []).append(row)
+    return found
+
+
+def alerts_by_id(conn: Connection, alert_ids: Iterable[int]) -> list[dict[str, Any]]:
+    ids = list(alert_ids)
+    if not ids:
+        return []
+    return _all(conn, _ALERT.where(alerts.c.id.in_(ids)).order_by(alerts.c.id))
+
+
+# -- campaigns ------------------------------------------------------------------------------
+
+_CAMPAIGN = select(
+    campaigns, templates.c.name.label("template_name"), templates.c.meta_template_id
+).select_from(campaigns.join(templates, templates.c.id == campaigns.c.template_id))
+
+
+def list_campaigns(
+    conn: Connection,
+    tenant: str | None,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    query = _CAMPAIGN.where(_owned(campaigns.c.tenant, tenant))
+    if status is not None:
+        query = query.where(campaigns.c.status == status)
+    return _all(conn, _page(query, campaigns.c.id, limit, before_id))
+
+
+def find_campaign(conn: Connection, tenant: str | None, campaign_id: int) -> dict[str, Any] | None:
+    query = _CAMPAIGN.where(campaigns.c.id == campaign_id, _owned(campaigns.c.tenant, tenant))
+    row = conn.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def campaign_log_of(conn: Connection, campaign_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """What happened to the campaign, newest first (the caller checked the tenant)."""
+    query = select(campaign_log).where(campaign_log.c.campaign_id == campaign_id)
+    return _all(conn, query.order_by(campaign_log.c.id.desc()).limit(limit))

@@ -1,0 +1,447 @@
+"""The e-mail sender: a worker background job (`hookyard.worker.runner.BackgroundJob`).
+
+Each pass, outside any event's transaction:
+
+1. **fan out**: notifications recorded since the last pass get one delivery row per
+   recipient (recipients.py), in one transaction with the notification's `queued`, so a
+   notification is fanned out once whichever worker takes it (`FOR UPDATE SKIP LOCKED` on
+   PostgreSQL; SQLite has one writer). One older than `HOOKYARD_NOTIFY_MAX_AGE_HOURS` (e-mail
+   was off when it was recorded) is `expired` instead: old news is not sent days later.
+2. **immediate**: due deliveries are claimed with a lease (`sending`, one more attempt),
+   rendered and sent over one SMTP connection; then each is marked in a short transaction,
+   only while this pass still holds its lease: `sent`, or `pending` again after an
+   exponential backoff with jitter (a transient failure), or `failed` with the error kept
+   (a permanent refusal, or `HOOKYARD_NOTIFY_MAX_ATTEMPTS` used).
+3. **digests**: a person's digest rows wait for their next digest time (the daily
+   `HOOKYARD_NOTIFY_DIGEST_HOUR`, UTC); when due, all of them are claimed together and go out
+   as one e-mail, retried like the others.
+
+A delivery whose person was disabled, or moved to another tenant, since it was queued is
+`skipped`: an e-mail never shows one tenant's data to another tenant's person. A sent
+delivery sets `last_notification_sent_at` on the row the notification is about (and a lead
+closure's `notified_at`). No network call runs inside a transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import Connection, Engine, RowMapping, Table, func, insert, or_, select, update
+
+from hookyard.api.tables import tenants, users
+from hookyard.config import Settings
+from hookyard.db.engine import writer
+from hookyard.domain.crm.tables import customers
+from hookyard.domain.leads.tables import lead_closures, leads
+from hookyard.domain.leads.validation import mask_email
+from hookyard.domain.tendlc.tables import brands, campaigns, vettings
+from hookyard.domain.whatsapp.tables import templates
+from hookyard.logs import log
+from hookyard.notify import render
+from hookyard.notify.kinds import EntityType, Kind, Mode
+from hookyard.notify.recipients import Audience, recipients
+from hookyard.notify.smtp import Outcome, SmtpSettings, classify, send_all
+from hookyard.notify.tables import deliveries, notifications
+from hookyard.worker.retry import RetryPolicy
+
+SENT = Counter(
+    "hookyard_notifications_sent_total", "E-mails sent, by mode (immediate, digest)", ["mode"]
+)
+FAILED = Counter(
+    "hookyard_notifications_failed_total", "Deliveries failed for good (retries used or refused)"
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+ENTITY_TABLES: Mapping[EntityType, Table] = {
+    EntityType.TENDLC_BRAND: brands,
+    EntityType.TENDLC_CAMPAIGN: campaigns,
+    EntityType.TENDLC_VETTING: vettings,
+    EntityType.WHATSAPP_TEMPLATE: templates,
+    EntityType.LEAD: leads,
+    EntityType.CRM_CUSTOMER: customers,
+}
+
+d = deliveries.c
+n = notifications.c
+
+
+class Status:
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class NotificationStatus:
+    PENDING = "pending"
+    QUEUED = "queued"
+    EXPIRED = "expired"
+
+
+SKIPPED = Outcome("the recipient was disabled or left the tenant", transient=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    notification_id: int
+    tenant: str
+    user_id: int | None
+    email: str
+    mode: Mode
+    attempts: int
+
+
+@dataclass(slots=True)
+class Letter:
+    """One e-mail to send: the deliveries it carries (one, or a digest's)."""
+
+    rows: list[Claimed]
+    message: EmailMessage | None = None
+    outcome: Outcome | None = None  # set before sending when it cannot be sent at all
+
+
+@dataclass
+class EmailJob:
+    engine: Engine
+    smtp: SmtpSettings
+    audience: Audience
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(6, 60.0, 3600.0))
+    lease_seconds: float = 120.0
+    batch_size: int = 50
+    max_age: timedelta = timedelta(hours=72)
+    clock: Callable[[], datetime] = utcnow  # tests move it to a digest time
+    name: str = "email_notifications"
+
+    def __post_init__(self) -> None:
+        self._writer = writer(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine) -> EmailJob | None:
+        """The sender, or None while HOOKYARD_SMTP_HOST is unset (notifications are still
+        recorded, and sent once it is set unless they are too old by then)."""
+        smtp = SmtpSettings.from_settings(settings)
+        if smtp is None:
+            log.info("email_notifications_off", reason="HOOKYARD_SMTP_HOST is not set")
+            return None
+        if smtp.username and not smtp.encrypted and smtp.host not in ("127.0.0.1", "localhost"):
+            log.warning(
+                "smtp_password_in_clear",
+                host=smtp.host,
+                fix="set HOOKYARD_SMTP_STARTTLS=true or HOOKYARD_SMTP_TLS=true",
+            )
+        log.info("email_notifications_on", smtp=repr(smtp))
+        return cls(
+            engine,
+            smtp,
+            Audience.parse(settings.notify_lead_manager_fields, settings.notify_digest_hour),
+            RetryPolicy(
+                settings.notify_max_attempts,
+                settings.notify_backoff_seconds,
+                settings.notify_backoff_max_seconds,
+            ),
+            settings.notify_lease_seconds,
+            settings.notify_batch_size,
+            timedelta(hours=settings.notify_max_age_hours),
+        )
+
+    # -- the background job --------------------------------------------------------------
+
+    def run_pass(self, worker: str) -> int:
+        """Fan out new notifications, send due e-mails and digests; how many were handled."""
+        handled = self.fan_out()
+        handled += self._send(self._claim(worker, Mode.IMMEDIATE))
+        handled += self._send(self._claim(worker, Mode.DIGEST))
+        return handled
+
+    def next_due_at(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            if conn.execute(
+                select(n.id).where(n.status == NotificationStatus.PENDING).limit(1)
+            ).first():
+                return self.clock()
+            times = [
+                conn.execute(
+                    select(func.min(d.next_attempt_at)).where(d.status == Status.PENDING)
+                ).scalar(),
+                conn.execute(
+                    select(func.min(d.lease_until)).where(d.status == Status.SENDING)
+                ).scalar(),
+            ]
+        return min((t for t in times if t is not None), default=None)
+
+    def close(self) -> None:
+        pass  # a connection lives only as long as one pass's batch
+
+    # -- 1. fan out ----------------------------------------------------------------------
+
+    def fan_out(self) -> int:
+        now = self.clock()
+        with self._writer.begin() as tx:
+            rows = (
+                tx.execute(
+                    select(notifications)
+                    .where(n.status == NotificationStatus.PENDING)
+                    .order_by(n.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                self._fan_out_one(tx, row, now)
+        return len(rows)
+
+    def _fan_out_one(self, tx: Connection, row: RowMapping, now: datetime) -> None:
+        if row["created_at"] < now - self.max_age:
+            tx.execute(
+                update(notifications)
+                .where(n.id == row["id"])
+                .values(status=NotificationStatus.EXPIRED, recipients=0, fanned_out_at=now)
+            )
+            log.warning("notification_expired", notification_id=row["id"], kind=row["kind"])
+            return
+        found = {r.email: r for r in recipients(tx, row, self.audience)}  # one per address
+        if found:
+            tx.execute(
+                insert(deliveries),
+                [
+                    {
+                        "notification_id": row["id"],
+                        "tenant": row["tenant"],
+                        "user_id": r.user_id,
+                        "email": r.email,
+                        "mode": r.mode.value,
+                        "status": Status.PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": (
+                            now if r.mode is Mode.IMMEDIATE else self.audience.next_digest(now)
+                        ),
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for r in found.values()
+                ],
+            )
+        tx.execute(
+            update(notifications)
+            .where(n.id == row["id"])
+            .values(status=NotificationStatus.QUEUED, recipients=len(found), fanned_out_at=now)
+        )
+        log.info(
+            "notification_queued",
+            notification_id=row["id"],
+            kind=row["kind"],
+            recipients=len(found),
+        )
+
+    # -- 2 and 3. claim, render, send, record ---------------------------------------------
+
+    def _claim(self, worker: str, mode: Mode) -> tuple[str, list[Claimed]]:
+        """Lease the due deliveries of `mode`: up to a batch of immediate ones, or every due
+        row of up to a batch of people for digests (a person's digest is never split)."""
+        now = self.clock()
+        owner = f"{worker[:80]}/{secrets.token_hex(4)}"
+        due = (d.mode == mode.value) & or_(
+            (d.status == Status.PENDING) & (d.next_attempt_at <= now),
+            (d.status == Status.SENDING) & (d.lease_until < now),
+        )
+        if mode is Mode.IMMEDIATE:
+            chosen = select(d.id).where(due).order_by(d.next_attempt_at, d.id)
+            chosen = chosen.limit(self.batch_size)
+        else:
+            people = select(d.user_id).where(due).distinct().limit(self.batch_size)
+            chosen = select(d.id).where(due, d.user_id.in_(people.scalar_subquery()))
+        stmt = (
+            update(deliveries)
+            .where(d.id.in_(chosen.with_for_update(skip_locked=True).scalar_subquery()))
+            .values(
+                status=Status.SENDING,
+                attempts=d.attempts + 1,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=self.lease_seconds),
+                updated_at=now,
+            )
+            .returning(d.id, d.notification_id, d.tenant, d.user_id, d.email, d.mode, d.attempts)
+        )
+        with self._writer.begin() as tx:
+            rows = tx.execute(stmt).all()
+        claimed = [
+            Claimed(r.id, r.notification_id, r.tenant, r.user_id, r.email, Mode(r.mode), r.attempts)
+            for r in rows
+        ]
+        return owner, sorted(claimed, key=lambda c: c.id)
+
+    def _send(self, lease: tuple[str, list[Claimed]]) -> int:
+        owner, claimed = lease
+        if not claimed:
+            return 0
+        letters = self._compose(claimed)
+        ready = [(letter, m) for letter in letters if (m := letter.message) is not None]
+        outcomes = send_all(self.smtp, [m for _, m in ready])
+        for (letter, _), outcome in zip(ready, outcomes, strict=True):
+            letter.outcome = outcome
+        self._record(owner, letters)
+        return len(claimed)
+
+    def _compose(self, claimed: Sequence[Claimed]) -> list[Letter]:
+        with self.engine.connect() as conn:
+            notes = {
+                r["id"]: r
+                for r in conn.execute(
+                    select(notifications).where(n.id.in_({c.notification_id for c in claimed}))
+                ).mappings()
+            }
+            names = dict(
+                conn.execute(
+                    select(tenants.c.id, tenants.c.name).where(
+                        tenants.c.id.in_({c.tenant for c in claimed})
+                    )
+                ).all()
+            )
+            allowed = _allowed(conn, claimed)
+        letters: list[Letter] = []
+        grouped: dict[tuple[int | None, str], list[Claimed]] = defaultdict(list)
+        for c in claimed:
+            if c.user_id is not None and c.id not in allowed:
+                letters.append(Letter([c], outcome=SKIPPED))
+            elif c.mode is Mode.DIGEST:
+                grouped[(c.user_id, c.tenant)].append(c)
+            else:
+                letters.append(Letter([c]))
+        letters += [Letter(rows) for rows in grouped.values()]
+        for letter in letters:
+            if letter.outcome is None:
+                self._render(letter, notes, names.get(letter.rows[0].tenant, letter.rows[0].tenant))
+        return letters
+
+    def _render(self, letter: Letter, notes: Mapping[int, RowMapping], tenant_name: str) -> None:
+        first = letter.rows[0]
+        items = [_item(notes[c.notification_id]) for c in letter.rows]
+        try:
+            if first.mode is Mode.DIGEST:
+                items.sort(key=lambda i: i.created_at)
+                rendered = render.render_digest(items, tenant_name, self.clock().date())
+                kind = "digest"
+            else:
+                rendered = render.render_one(items[0], tenant_name)
+                kind = items[0].kind.value
+            letter.message = render.message(rendered, self.smtp.sender, first.email, kind)
+        except Exception as exc:  # a template or data error: retrying cannot fix it
+            letter.outcome = Outcome(f"rendering failed: {classify(exc).error}", transient=False)
+
+    def _record(self, owner: str, letters: Sequence[Letter]) -> None:
+        now = self.clock()
+        with self._writer.begin() as tx:
+            for letter in letters:
+                assert letter.outcome is not None
+                for row in letter.rows:
+                    self._record_one(tx, owner, row, letter.outcome, now)
+        for letter in letters:
+            self._log(letter)
+
+    def _record_one(
+        self, tx: Connection, owner: str, row: Claimed, outcome: Outcome, now: datetime
+    ) -> None:
+        mine = (d.id == row.id) & (d.lease_owner == owner) & (d.status == Status.SENDING)
+        cleared = {"lease_owner": None, "lease_until": None, "updated_at": now}
+        if outcome.sent:
+            done = tx.execute(
+                update(deliveries)
+                .where(mine)
+                .values(status=Status.SENT, sent_at=now, last_error=None, **cleared)
+            ).rowcount
+            if done:
+                _mark_entity(tx, row.notification_id, now)
+            return
+        if outcome is SKIPPED:
+            status, retry_at = Status.SKIPPED, None
+        elif outcome.transient:
+            retry_at = self.retry.next_attempt(row.attempts, now)
+            status = Status.PENDING if retry_at is not None else Status.FAILED
+        else:
+            status, retry_at = Status.FAILED, None
+        values: dict[str, Any] = {"status": status, "last_error": outcome.error, **cleared}
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        tx.execute(update(deliveries).where(mine).values(values))
+
+    def _log(self, letter: Letter) -> None:
+        outcome = letter.outcome
+        assert outcome is not None
+        first = letter.rows[0]
+        ids = [r.id for r in letter.rows]
+        to = mask_email(first.email)
+        if outcome.sent:
+            SENT.labels(first.mode.value).inc()
+            log.info("notification_sent", deliveries=ids, mode=first.mode.value, to=to)
+        elif outcome is SKIPPED:
+            log.info("notification_skipped", deliveries=ids, to=to, reason=outcome.error)
+        elif outcome.transient and first.attempts < self.retry.max_attempts:
+            log.warning(
+                "notification_retry",
+                deliveries=ids,
+                to=to,
+                attempts=first.attempts,
+                error=(outcome.error or "")[:300],
+            )
+        else:
+            FAILED.inc(len(ids))
+            log.error(
+                "notification_failed",
+                deliveries=ids,
+                to=to,
+                attempts=first.attempts,
+                error=(outcome.error or "")[:300],
+            )
+
+
+def _allowed(conn: Connection, claimed: Sequence[Claimed]) -> set[int]:
+    """The deliveries whose person is still active in the delivery's tenant."""
+    people = {c.user_id for c in claimed if c.user_id is not None}
+    if not people:
+        return set()
+    active = {
+        r.id: r.tenant
+        for r in conn.execute(
+            select(users.c.id, users.c.tenant).where(
+                users.c.id.in_(people), users.c.disabled_at.is_(None)
+            )
+        )
+    }
+    return {c.id for c in claimed if c.user_id in active and active[c.user_id] == c.tenant}
+
+
+def _item(note: RowMapping) -> render.Item:
+    return render.Item(Kind(note["kind"]), dict(note["data"]), note["created_at"])
+
+
+def _mark_entity(tx: Connection, notification_id: int, now: datetime) -> None:
+    """The entity's `last_notification_sent_at`, and a lead closure's `notified_at`."""
+    note = tx.execute(
+        select(n.entity_type, n.entity_id, n.kind, n.event_id).where(n.id == notification_id)
+    ).one()
+    table = ENTITY_TABLES.get(EntityType(note.entity_type))
+    if table is not None:
+        tx.execute(
+            update(table).where(table.c.id == note.entity_id).values(last_notification_sent_at=now)
+        )
+    if note.kind == Kind.LEAD_CLOSED and note.event_id is not None:
+        tx.execute(
+            update(lead_closures)
+            .where(lead_closures.c.event_id == note.event_id, lead_closures.c.notified_at.is_(None))
+            .values(notified_at=now)
+        )
