@@ -56,7 +56,9 @@ def test_expired_forged_and_stale_sessions_are_refused(
     secret = SECRETS["session"]
     user = identity.login(runtime.engine, "viewer@acme.example.com", PASSWORD)
     expired, _ = identity.issue_session(user, secret, minutes=-1)
-    forged = jwt.encode({"sub": user.subject, "exp": time.time() + 60}, "not the secret, but just as long as one")
+    forged = jwt.encode(
+        {"sub": user.subject, "exp": time.time() + 60}, "not the secret, but just as long as one"
+    )
     for token, reason in [(expired, "expired"), (forged, "not a valid session")]:
         response = api.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401 and reason in response.json()["detail"]

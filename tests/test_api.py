@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,7 +32,10 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
         ("GET", "/api/v1/events"),
         ("GET", "/api/v1/events/1"),
         ("POST", "/api/v1/events/1/replay"),
+        ("POST", "/api/v1/events/replay"),
         ("GET", "/api/v1/sources"),
+        ("GET", "/api/v1/stats/deliveries"),
+        ("GET", "/api/v1/rejected"),
     ],
 )
 def test_management_api_needs_the_admin_token(
@@ -67,6 +71,25 @@ def test_list_filters_and_paginates(client: TestClient, runtime: Runtime) -> Non
     assert client.get("/api/v1/events", params={"status": "nope"}, headers=AUTH).status_code == 422
     future = client.get("/api/v1/events", params={"since": "2999-01-01T00:00:00Z"}, headers=AUTH)
     assert future.json()["items"] == []
+    found = client.get("/api/v1/events", params={"q": "INVOICE.", "limit": 500}, headers=AUTH)
+    assert ids_of(found) >= set(effects_ids)
+
+
+def ids_of(response: httpx.Response) -> set[int]:
+    return {e["id"] for e in response.json()["items"]}
+
+
+def test_the_admin_token_counts_deliveries_of_every_tenant(
+    client: TestClient, runtime: Runtime
+) -> None:
+    ids = accept(runtime, "effects", 3)
+    assert runtime.make_worker().drain() == 3
+    stats = client.get("/api/v1/stats/deliveries", headers=AUTH).json()
+    [today] = stats["days"]
+    assert (today["source"], today["total"], today["done"], today["success_rate"]) == (
+        "effects", 3, 3, 1.0,
+    )  # fmt: skip
+    assert today["latency"]["samples"] == len(ids) and today["latency"]["max"] >= 0
 
 
 def test_show_and_replay_one_event(client: TestClient, runtime: Runtime) -> None:

@@ -156,7 +156,9 @@ def test_serve_with_demo_platforms_repairs_a_lost_webhook(
 
         wait_for(applied)
         created = httpx.post(
-            base + "/api/v1/customers", headers=admin, json={"company_name": "Ringer"}
+            base + "/api/v1/customers",
+            headers=admin | {"X-Customer-ID": "demo"},  # the demo's tenant
+            json={"company_name": "Ringer"},
         ).json()
         assert created["sync"] == "synced"  # pushed to the fake HubSpot
     finally:

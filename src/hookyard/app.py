@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
@@ -98,6 +101,15 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own 422, but encoded as ASCII JSON: its body echoes the input, and a lone
+        # surrogate in that input cannot be encoded as UTF-8 (the default answer is a 500).
+        body = json.dumps(
+            {"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, default=str
+        )
+        return Response(body, status_code=422, media_type="application/json")
 
     @api.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:

@@ -55,6 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         runtime = Runtime.build(settings)
     upgrade(runtime.engine)
+    if platforms is not None:
+        _ensure_demo_tenant(runtime.engine)
     if runtime.sources.generated:
         print(f"Generated demo secrets (kept in {settings.demo_secrets_file}, shown once):")
         for name, value in runtime.sources.generated.items():
@@ -91,6 +93,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if platforms is not None:
         platforms.stop()
     return 0
+
+
+def _ensure_demo_tenant(engine: Any) -> None:
+    """The demo's tenant (`X-Customer-ID: demo`), for creating customers and brands."""
+    from hookyard.api import identity
+
+    with engine.connect() as conn:
+        known = identity.find_tenant(conn, "demo")
+    if known is None:
+        identity.create_tenant(engine, "demo", "Demo tenant")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

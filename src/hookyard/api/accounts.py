@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +16,7 @@ from hookyard.api.identity import AuthError, Role
 
 router = APIRouter(prefix="/api/v1")
 Engine_ = Annotated[Engine, Depends(engine_of)]
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # what a BIGINT id column holds
 
 
 class Login(BaseModel):
@@ -163,7 +164,7 @@ def create_key(engine: Engine_, scope: ViewerScope, body: NewKey) -> KeyCreated:
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-def revoke_key(engine: Engine_, scope: ViewerScope, key_id: int) -> Response:
+def revoke_key(engine: Engine_, scope: ViewerScope, key_id: RowId) -> Response:
     p = scope.principal
     user = None if p.at_least(Role.ADMIN) else p.user_id
     if user is None and not p.at_least(Role.ADMIN):

@@ -1,7 +1,404 @@
-"""`/api/v1/…` routes of this family (being written)."""
+"""`/api/v1/customers`: a tenant's customers, their field-level sync state and HubSpot log.
+
+Viewers read; members create and change customers; admins close them. Every query is
+limited to the caller's tenant (`scope.tenant`), and another tenant's customer answers 404,
+as a missing one does, whether asked by id or by BAN.
+
+Personal data: a customer is a company. Its fields (BAN, company name, status, type, money,
+services) and its sync log (the same fields as HubSpot properties) hold none of the kinds
+masked for viewers (e-mail, phone, document numbers), so viewers see customers unmasked.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from sqlalchemy import Engine, RowMapping
+
+from hookyard.api.auth import AdminScope, ErrorBody, MemberScope, ViewerScope
+from hookyard.api.sync import (
+    CustomerField,
+    Reader,
+    RowId,
+    Services,
+    errors,
+    writer,
+)
+from hookyard.domain.crm import queries
+from hookyard.domain.crm.rules import (
+    MAX_CENTS,
+    RULES,
+    SERVICES,
+    Authority,
+    Direction,
+    UnusableValue,
+)
+from hookyard.domain.crm.service import BAN_PATTERN
+from hookyard.sync import hubspot as crm_sync
 
 router = APIRouter(prefix="/api/v1")
+
+Service = Literal["voice", "messaging", "telecom_data"]
+assert set(SERVICES) == {"voice", "messaging", "telecom_data"}
+
+# Text the field rules accept: not blank once trimmed (Python's idea of blank, which also
+# counts the ASCII separators \x1c-\x1f and \x85), no NUL. Said in the schema, so a request
+# the schema allows is one the rules take.
+_TEXT = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=_TEXT)]
+Word = Annotated[str, Field(min_length=1, max_length=30, pattern=_TEXT)]
+# Money: a number, or a decimal as text, whose cents (rounded) fit the rules' range.
+_MONEY_MAX = MAX_CENTS // 100 - 1
+Money = Annotated[
+    Decimal,
+    Field(ge=-_MONEY_MAX, le=_MONEY_MAX, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": -_MONEY_MAX, "maximum": _MONEY_MAX},
+                {"type": "string", "pattern": r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"},
+            ]
+        }
+    ),
+]
+CLOSED: Final = "closed"
+
+
+class NewCustomer(BaseModel):
+    """A new customer of the caller's tenant (a superadmin picks it with X-Customer-ID)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    company_name: Name
+    status: Word = "active"
+    customer_type: Word = "business"
+    credit_limit: Money | None = None
+    current_balance: Money = Decimal(0)
+    services: list[Service] = Field(default=[], max_length=10)
+
+
+def _optional_not_null(schema: dict[str, Any]) -> None:
+    """The schema of a change: at least one field, each a value (not null)."""
+    schema["minProperties"] = 1
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+        kept = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        elif kept:
+            prop["anyOf"] = kept
+
+
+class CustomerChange(BaseModel):
+    """The fields to change; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_optional_not_null)
+
+    company_name: Name | None = None
+    status: Word | None = None
+    customer_type: Word | None = None
+    current_balance: Money | None = None
+    services: list[Service] | None = Field(default=None, max_length=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"leave out the fields not to change, not null: {nulls}")
+        return data
+
+
+class CustomerCreated(BaseModel):
+    id: int
+    ban: str
+    hubspot_company_id: str | None
+    sync: Literal["synced", "queued"]
+    error: str | None = None
+
+
+class CustomerRefusal(ErrorBody):
+    fields: dict[str, str] = Field(default={}, description="HubSpot's error per field")
+
+
+class CustomerQueued(BaseModel):
+    queued: bool = Field(description="HubSpot is configured: the change is on its way")
+    fields: list[str]
+
+
+class CustomerClosed(BaseModel):
+    id: int
+    status: Literal["closed"]
+    changed: bool = Field(description="false: it was closed already, nothing was sent")
+    queued: bool = Field(description="HubSpot is configured: the change is on its way")
+
+
+_MONEY_TEXT = "a decimal with two places, as text (`1500.00`)"
+
+
+class CustomerOut(BaseModel):
+    id: int
+    tenant: str | None
+    ban: str
+    company_name: str
+    status: str
+    customer_type: str
+    credit_limit: str | None = Field(description=_MONEY_TEXT)
+    current_balance: str = Field(description=_MONEY_TEXT)
+    services: list[Service]
+    hubspot_company_id: str | None
+    hubspot_deleted_at: datetime | None
+    last_synced_at: datetime | None
+    sync_source: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class FieldState(BaseModel):
+    """One field on both sides: ours and when it changed, HubSpot's and its time, and what
+    we last sent (HubSpot's webhook carrying that value back is our echo)."""
+
+    field: CustomerField
+    hubspot_property: str
+    direction: Direction
+    authority: Authority
+    our_value: str | None
+    our_changed_at: datetime | None
+    their_value: str | None
+    their_changed_at: datetime | None
+    pushed_value: str | None
+    pushed_at: datetime | None
+
+
+class CustomerDetail(CustomerOut):
+    fields: list[FieldState]
+    open_conflicts: int
+    sync_pending: bool = Field(description="a change is waiting in the outbox")
+
+
+class SyncLogRow(BaseModel):
+    id: int
+    customer_id: int | None
+    ban: str | None
+    direction: str
+    operation: str
+    properties: dict[str, Any] | None
+    result: str
+    detail: str | None
+    at: datetime
+
+
+def _out(row: RowMapping) -> dict[str, Any]:
+    values = {rule.field: rule.current(row) for rule in RULES}
+    return dict(row) | {
+        "credit_limit": values["credit_limit"],
+        "current_balance": values["current_balance"],
+        "services": [s for s in (values["services"] or "").split(";") if s],
+    }
+
+
+_SIDES = ("our_value", "our_changed_at", "their_value", "their_changed_at", "pushed_value",
+          "pushed_at")  # fmt: skip
+
+
+def _detail(engine: Engine, customer: RowMapping) -> CustomerDetail:
+    with engine.connect() as conn:
+        states = queries.field_states(conn, customer["id"])
+        conflicts = queries.open_conflicts(conn, customer["id"])
+        pending = queries.sync_pending(conn, customer["id"])
+    fields = []
+    for rule in RULES:
+        state = states.get(rule.field)  # none for a field added after the customer
+        fields.append(
+            {"field": rule.field, "hubspot_property": rule.hubspot_property,
+             "direction": rule.direction, "authority": rule.authority}
+            | {side: None if state is None else state[side] for side in _SIDES}
+        )  # fmt: skip
+    return CustomerDetail.model_validate(
+        _out(customer) | {"fields": fields, "open_conflicts": conflicts, "sync_pending": pending}
+    )
+
+
+@router.post(
+    "/customers",
+    status_code=201,
+    response_model=CustomerCreated,
+    responses=errors()
+    | {400: {"model": CustomerRefusal, "description": "a value HubSpot or the rules refuse"}},
+)
+def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -> Any:
+    """Create a customer (a generated BAN) and push it to HubSpot at once: `synced`, or
+    `queued` when HubSpot is not configured or unreachable. HubSpot refusing it removes it
+    again: 400 with HubSpot's error per field."""
+    tenant = scope.require_tenant()
+    try:
+        created = crm_sync.create_customer(
+            writer(services),
+            services.hubspot,
+            tenant,
+            body.company_name,
+            services.policy,
+            status=body.status,
+            customer_type=body.customer_type,
+            credit_limit=body.credit_limit,
+            current_balance=body.current_balance,
+            services=body.services,
+        )
+    except UnusableValue as exc:
+        raise HTTPException(400, str(exc)) from None
+    except crm_sync.CustomerRefused as exc:
+        return JSONResponse(
+            {"detail": f"HubSpot refused the customer: {exc}", "fields": exc.fields},
+            status_code=400,
+        )
+    return CustomerCreated(
+        id=created.customer_id,
+        ban=created.ban,
+        hubspot_company_id=created.hubspot_company_id,
+        sync="synced" if created.hubspot_company_id else "queued",
+        error=created.error,
+    )
+
+
+@router.get("/customers", response_model=CustomerPage, responses=errors())
+def list_customers(
+    engine: Reader,
+    scope: ViewerScope,
+    status: Annotated[str | None, Query(min_length=1, max_length=30)] = None,
+    customer_type: Annotated[str | None, Query(min_length=1, max_length=30)] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=255, description="company name contains")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> CustomerPage:
+    with engine.connect() as conn:
+        page = queries.list_customers(
+            conn, tenant=scope.tenant, status=status, customer_type=customer_type,
+            name_contains=q, limit=limit, offset=offset,
+        )  # fmt: skip
+    items = [CustomerOut.model_validate(_out(r)) for r in page.rows]
+    return CustomerPage(items=items, total=page.total, limit=limit, offset=offset)
+
+
+# Declared before /customers/{customer_id}/…: `/customers/by-ban/sync-log` is a BAN lookup.
+@router.get("/customers/by-ban/{ban}", response_model=CustomerDetail, responses=errors(400))
+def customer_by_ban(
+    engine: Reader,
+    scope: ViewerScope,
+    ban: Annotated[
+        str,
+        Path(
+            description="two capital letters and nine digits",
+            # In the schema for clients; checked here, so a wrong one gets a reason (400).
+            json_schema_extra={"pattern": f"^{BAN_PATTERN.pattern}$"},
+        ),
+    ],
+) -> CustomerDetail:
+    if not BAN_PATTERN.fullmatch(ban):
+        raise HTTPException(
+            400, f"not a BAN: {ban[:40]!r} (two capital letters and nine digits: AB123456789)"
+        )
+    with engine.connect() as conn:
+        found = queries.customer_by_ban(conn, ban, tenant=scope.tenant)
+    if found is None:
+        raise HTTPException(404, f"no customer with BAN {ban}")
+    return _detail(engine, found)
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerDetail, responses=errors())
+def show_customer(engine: Reader, scope: ViewerScope, customer_id: RowId) -> CustomerDetail:
+    with engine.connect() as conn:
+        found = queries.get_customer(conn, customer_id, tenant=scope.tenant)
+    if found is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    return _detail(engine, found)
+
+
+@router.patch(
+    "/customers/{customer_id}",
+    status_code=202,
+    response_model=CustomerQueued,
+    responses=errors(400),
+)
+def change_customer(
+    services: Services, scope: MemberScope, customer_id: RowId, body: CustomerChange
+) -> CustomerQueued:
+    """Change our side of fields now; the outbound ones join the customer's outbox row,
+    sent with the customer's values at sending time."""
+    # As JSON: decimals as text and services as names, what the field rules parse.
+    changes = body.model_dump(mode="json", exclude_none=True)
+    if not changes:
+        raise HTTPException(400, "nothing to change")
+    try:
+        found = crm_sync.update_customer(
+            writer(services), customer_id, changes, tenant=scope.tenant
+        )
+    except UnusableValue as exc:
+        raise HTTPException(400, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"no customer {customer_id}")
+    if services.on_fed is not None:
+        services.on_fed()  # wake a worker: the outbox row is due now
+    return CustomerQueued(queued=services.hubspot is not None, fields=sorted(changes))
+
+
+@router.delete(
+    "/customers/{customer_id}",
+    status_code=202,
+    response_model=CustomerClosed,
+    responses=errors() | {200: {"model": CustomerClosed, "description": "closed already"}},
+)
+def close_customer(
+    services: Services, engine: Reader, scope: AdminScope, customer_id: RowId, response: Response
+) -> CustomerClosed:
+    """Delete = close: the customer's status becomes `closed`, as our change, and goes to
+    HubSpot through the outbox like any other (202). Nothing is removed: the field state,
+    conflicts, outbox rows and sync log stay as the record of what happened (and the
+    foreign keys to the customer stay whole), the HubSpot company stays linked, and the
+    BAN stays taken. Open conflicts stay for an admin to decide. Closing a closed customer
+    changes nothing (200). `PATCH {"status": …}` reopens one."""
+    with engine.connect() as conn:
+        found = queries.get_customer(conn, customer_id, tenant=scope.tenant)
+    if found is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    queued = services.hubspot is not None
+    if found["status"] == CLOSED:
+        response.status_code = 200
+        return CustomerClosed(id=customer_id, status=CLOSED, changed=False, queued=False)
+    if not crm_sync.update_customer(
+        writer(services), customer_id, {"status": CLOSED}, tenant=scope.tenant
+    ):
+        raise HTTPException(404, f"no customer {customer_id}")  # gone meanwhile
+    if services.on_fed is not None:
+        services.on_fed()
+    return CustomerClosed(id=customer_id, status=CLOSED, changed=True, queued=queued)
+
+
+@router.get(
+    "/customers/{customer_id}/sync-log", response_model=list[SyncLogRow], responses=errors()
+)
+def customer_sync_log(
+    engine: Reader,
+    scope: ViewerScope,
+    customer_id: RowId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> Any:
+    with engine.connect() as conn:
+        found = queries.get_customer(conn, customer_id, tenant=scope.tenant)
+        if found is None:
+            raise HTTPException(404, f"no customer {customer_id}")
+        return queries.sync_log_of(conn, found, limit)

@@ -1,7 +1,405 @@
-"""`/api/v1/…` routes of this family (being written)."""
+"""`/api/v1/whatsapp/…`: message templates (status, quality, history), the ones needing
+attention, their alerts, and the campaigns using them. Viewers read; members acknowledge
+alerts; admins resume a campaign a template's pause stopped (never done automatically)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from hookyard.api.auth import AdminScope, MemberScope, ViewerScope, engine_of
+from hookyard.db.engine import writer
+from hookyard.domain.common import SyncSource
+from hookyard.domain.whatsapp import queries
+from hookyard.domain.whatsapp import service as whatsapp
+from hookyard.domain.whatsapp.service import (
+    AckResult,
+    AlertKind,
+    CampaignAction,
+    CampaignStatus,
+    HistoryKind,
+    HistoryOutcome,
+    PauseReason,
+    Quality,
+    TemplateStatus,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["whatsapp"])
+Engine_ = Annotated[Engine, Depends(engine_of)]
+
+MAX_ID = 2**63 - 1
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Cursor = Annotated[
+    int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the previous page")
+]
+TemplateId = Annotated[int, Path(ge=1, le=MAX_ID, description="hookyard's template id")]
+CampaignId = Annotated[int, Path(ge=1, le=MAX_ID, description="hookyard's campaign id")]
+
+_PROBLEM = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        }
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credentials, or unknown ones", "content": _PROBLEM},
+    403: {
+        "description": "the role is too low, or X-Customer-ID names another tenant",
+        "content": _PROBLEM,
+    },
+    404: {
+        "description": "no such row for this tenant, or X-Customer-ID names no tenant",
+        "content": _PROBLEM,
+    },
+}
+
+
+class WhatsAppCampaignStatus(StrEnum):
+    """The domain's CampaignStatus, named apart from 10DLC's in the OpenAPI document."""
+
+    ACTIVE = CampaignStatus.ACTIVE.value
+    PAUSED = CampaignStatus.PAUSED.value
+
+
+assert {*WhatsAppCampaignStatus} == {*CampaignStatus}, "a campaign status is missing here"
+
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the campaign is not paused", "content": _PROBLEM}
+}
+
+
+class Template(BaseModel):
+    id: int
+    meta_template_id: str
+    waba_id: str
+    tenant: str | None
+    name: str
+    language: str | None
+    category: str | None
+    status: str | None = Field(description="Meta's status as sent; known values: TemplateStatus")
+    quality: str | None = Field(description="Meta's quality score as sent: GREEN, YELLOW, RED…")
+    reason: str | None = Field(description="Meta's reason for the last status change")
+    disable_info: Any = None
+    other_info: Any = None
+    status_event_at: datetime | None
+    quality_event_at: datetime | None
+    last_synced_at: datetime | None
+    sync_source: SyncSource | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Alert(BaseModel):
+    id: int
+    tenant: str | None
+    template_id: int
+    meta_template_id: str
+    template_name: str
+    kind: AlertKind
+    event_id: int | None
+    detail: str | None
+    created_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+class CriticalTemplate(Template):
+    reasons: list[str] = Field(description="why it needs attention: `quality RED`, `status …`")
+    open_alerts: list[Alert]
+
+
+class Count(BaseModel):
+    value: str | None = Field(description="None: not known yet")
+    count: int
+
+
+class QualitySummary(BaseModel):
+    total: int
+    by_quality: list[Count]
+    by_status: list[Count]
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    template_id: int
+    event_id: int | None
+    kind: HistoryKind
+    event: str = Field(description="Meta's value: APPROVED, REINSTATED, RED…")
+    from_value: str | None
+    to_value: str | None
+    reason: str | None
+    outcome: HistoryOutcome = Field(description="superseded: older than the state it met")
+    provider_ts: datetime | None
+    recorded_at: datetime
+
+
+class Acknowledged(BaseModel):
+    template_id: int
+    acknowledged: list[Alert] = Field(description="the alerts this request acknowledged")
+
+
+class WhatsAppCampaign(BaseModel):
+    id: int
+    tenant: str | None
+    name: str
+    template_id: int
+    meta_template_id: str
+    template_name: str
+    status: WhatsAppCampaignStatus
+    paused_reason: PauseReason | None
+    paused_at: datetime | None
+    paused_by_event: int | None
+    paused_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CampaignLogEntry(BaseModel):
+    id: int
+    action: CampaignAction
+    event_id: int | None
+    actor: str | None
+    detail: str | None
+    at: datetime
+
+
+class WhatsAppCampaignDetail(WhatsAppCampaign):
+    log: list[CampaignLogEntry] = Field(description="what happened to it, newest first")
+
+
+class TemplatePage(BaseModel):
+    items: list[Template]
+    next_cursor: int | None = Field(description="pass as `before_id` for the next page")
+
+
+class CriticalPage(BaseModel):
+    items: list[CriticalTemplate]
+    next_cursor: int | None = Field(description="pass as `before_id` for the next page")
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryEntry]
+    next_cursor: int | None = Field(description="pass as `before_id` for the next page")
+
+
+class AlertPage(BaseModel):
+    items: list[Alert]
+    next_cursor: int | None = Field(description="pass as `before_id` for the next page")
+
+
+class WhatsAppCampaignPage(BaseModel):
+    items: list[WhatsAppCampaign]
+    next_cursor: int | None = Field(description="pass as `before_id` for the next page")
+
+
+class AlertState(StrEnum):
+    OPEN = "open"  # not acknowledged yet
+    ALL = "all"
+
+
+def _next(items: list[Any], limit: int) -> int | None:
+    return items[-1].id if len(items) == limit else None
+
+
+def _reasons(template: dict[str, Any]) -> list[str]:
+    reasons = []
+    if template["quality"] == Quality.RED:
+        reasons.append(f"quality {Quality.RED.value}")
+    if template["status"] in queries.CRITICAL_STATUSES:
+        reasons.append(f"status {template['status']}")
+    return reasons
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+@router.get("/whatsapp/templates", response_model=TemplatePage, responses=ERRORS)
+def list_templates(
+    scope: ViewerScope,
+    engine: Engine_,
+    status: TemplateStatus | None = None,
+    quality: Quality | None = None,
+    limit: Limit = 50,
+    before_id: Cursor = None,
+) -> TemplatePage:
+    with engine.connect() as conn:
+        rows = queries.list_templates(
+            conn, scope.tenant, status=status, quality=quality, limit=limit, before_id=before_id
+        )
+    items = [Template.model_validate(r) for r in rows]
+    return TemplatePage(items=items, next_cursor=_next(items, limit))
+
+
+@router.get("/whatsapp/templates/critical", response_model=CriticalPage, responses=ERRORS)
+def critical_templates(
+    scope: ViewerScope, engine: Engine_, limit: Limit = 100, before_id: Cursor = None
+) -> CriticalPage:
+    """Templates needing attention (RED quality; PAUSED, DISABLED, REJECTED or FLAGGED), each
+    with its unacknowledged alerts."""
+    with engine.connect() as conn:
+        rows = queries.list_templates(
+            conn, scope.tenant, critical=True, limit=limit, before_id=before_id
+        )
+        alerts = queries.open_alerts_of(conn, scope.tenant, [r["id"] for r in rows])
+    items = [
+        CriticalTemplate.model_validate(
+            r | {"reasons": _reasons(r), "open_alerts": alerts.get(r["id"], [])}
+        )
+        for r in rows
+    ]
+    return CriticalPage(items=items, next_cursor=_next(items, limit))
+
+
+@router.get("/whatsapp/templates/quality-summary", response_model=QualitySummary, responses=ERRORS)
+def quality_summary(scope: ViewerScope, engine: Engine_) -> QualitySummary:
+    with engine.connect() as conn:
+        by_quality, by_status = queries.quality_summary(conn, scope.tenant)
+
+    def counts(found: dict[str | None, int]) -> list[Count]:
+        # Largest first; ties (and the unknown, None) in a stable order.
+        ordered = sorted(found.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+        return [Count(value=value, count=n) for value, n in ordered]
+
+    return QualitySummary(
+        total=sum(by_quality.values()), by_quality=counts(by_quality), by_status=counts(by_status)
+    )
+
+
+@router.get(
+    "/whatsapp/templates/{template_id}/status-history",
+    response_model=HistoryPage,
+    responses=ERRORS,
+)
+def template_history(
+    scope: ViewerScope,
+    engine: Engine_,
+    template_id: TemplateId,
+    kind: Annotated[
+        HistoryKind | None, Query(description="status or quality; both by default")
+    ] = None,
+    limit: Limit = 100,
+    before_id: Cursor = None,
+) -> HistoryPage:
+    with engine.connect() as conn:
+        if queries.find_template(conn, scope.tenant, template_id) is None:
+            raise HTTPException(404, f"no template {template_id}")
+        rows = queries.template_history_of(
+            conn, template_id, kind=kind, limit=limit, before_id=before_id
+        )
+    items = [HistoryEntry.model_validate(r) for r in rows]
+    return HistoryPage(items=items, next_cursor=_next(items, limit))
+
+
+@router.post(
+    "/whatsapp/templates/{template_id}/acknowledge-alert",
+    response_model=Acknowledged,
+    responses=ERRORS,
+)
+def acknowledge_alerts(
+    scope: MemberScope, engine: Engine_, template_id: TemplateId
+) -> Acknowledged:
+    """Acknowledge every open alert of the template as the calling user. Idempotent: once
+    they are acknowledged, calling again acknowledges nothing and keeps who did it first."""
+    by = scope.principal.subject
+    with writer(engine).begin() as tx:
+        if queries.find_template(tx, scope.tenant, template_id) is None:
+            raise HTTPException(404, f"no template {template_id}")
+        open_alerts = queries.open_alerts_of(tx, scope.tenant, [template_id]).get(template_id, [])
+        done = [
+            alert["id"]
+            for alert in open_alerts
+            if whatsapp.acknowledge_alert(tx, alert["id"], by, tenant=scope.tenant)
+            is AckResult.ACKNOWLEDGED
+        ]
+        acknowledged = queries.alerts_by_id(tx, done)
+    return Acknowledged.model_validate({"template_id": template_id, "acknowledged": acknowledged})
+
+
+# -- alerts ---------------------------------------------------------------------------------
+
+
+@router.get("/whatsapp/alerts", response_model=AlertPage, responses=ERRORS)
+def list_alerts(
+    scope: ViewerScope,
+    engine: Engine_,
+    state: AlertState = AlertState.OPEN,
+    limit: Limit = 50,
+    before_id: Cursor = None,
+) -> AlertPage:
+    with engine.connect() as conn:
+        rows = queries.list_alerts(
+            conn,
+            scope.tenant,
+            open_only=state is AlertState.OPEN,
+            limit=limit,
+            before_id=before_id,
+        )
+    items = [Alert.model_validate(r) for r in rows]
+    return AlertPage(items=items, next_cursor=_next(items, limit))
+
+
+# -- campaigns ------------------------------------------------------------------------------
+
+
+@router.get("/whatsapp/campaigns", response_model=WhatsAppCampaignPage, responses=ERRORS)
+def list_campaigns(
+    scope: ViewerScope,
+    engine: Engine_,
+    status: WhatsAppCampaignStatus | None = None,
+    limit: Limit = 50,
+    before_id: Cursor = None,
+) -> WhatsAppCampaignPage:
+    with engine.connect() as conn:
+        rows = queries.list_campaigns(
+            conn, scope.tenant, status=status, limit=limit, before_id=before_id
+        )
+    items = [WhatsAppCampaign.model_validate(r) for r in rows]
+    return WhatsAppCampaignPage(items=items, next_cursor=_next(items, limit))
+
+
+def _campaign(engine: Engine, tenant: str | None, campaign_id: int) -> WhatsAppCampaignDetail:
+    with engine.connect() as conn:
+        campaign = queries.find_campaign(conn, tenant, campaign_id)
+        if campaign is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        log = queries.campaign_log_of(conn, campaign_id)
+    return WhatsAppCampaignDetail.model_validate(campaign | {"log": log})
+
+
+@router.get(
+    "/whatsapp/campaigns/{campaign_id}", response_model=WhatsAppCampaignDetail, responses=ERRORS
+)
+def show_campaign(
+    scope: ViewerScope, engine: Engine_, campaign_id: CampaignId
+) -> WhatsAppCampaignDetail:
+    return _campaign(engine, scope.tenant, campaign_id)
+
+
+@router.post(
+    "/whatsapp/campaigns/{campaign_id}/resume",
+    response_model=WhatsAppCampaignDetail,
+    responses=ERRORS | CONFLICT,
+)
+def resume_campaign(
+    scope: AdminScope, engine: Engine_, campaign_id: CampaignId
+) -> WhatsAppCampaignDetail:
+    """Resume a campaign paused because its template was paused or disabled: a person's
+    decision (the template may be usable again, or not)."""
+    with writer(engine).begin() as tx:
+        campaign = queries.find_campaign(tx, scope.tenant, campaign_id)
+        if campaign is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        resumed = whatsapp.resume_campaign(
+            tx, campaign_id, scope.principal.subject, tenant=scope.tenant
+        )
+        if not resumed:
+            raise HTTPException(409, f"campaign {campaign_id} is {campaign['status']}, not paused")
+    return _campaign(engine, scope.tenant, campaign_id)

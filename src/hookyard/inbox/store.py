@@ -7,19 +7,25 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    Float,
     RowMapping,
     Select,
+    String,
     case,
+    cast,
     delete,
+    extract,
     func,
     literal,
+    or_,
     select,
     text,
     update,
@@ -91,6 +97,8 @@ class EventFilter:
     status: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    tenant: str | None = None  # None: every tenant's events (and those of none)
+    q: str | None = None  # contained in dedup_key, entity_key or event_type (any case)
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         for column, value in (
@@ -98,6 +106,7 @@ class EventFilter:
             (events.c.provider, self.provider),
             (events.c.event_type, self.event_type),
             (events.c.status, self.status),
+            (events.c.tenant, self.tenant),
         ):
             if value is not None:
                 query = query.where(column == value)
@@ -105,6 +114,16 @@ class EventFilter:
             query = query.where(events.c.received_at >= self.since)
         if self.until is not None:
             query = query.where(events.c.received_at < self.until)
+        if self.q:
+            # autoescape: a `%` or `_` in the search is that character, not a wildcard.
+            query = query.where(
+                or_(
+                    *(
+                        column.icontains(self.q, autoescape=True)
+                        for column in (events.c.dedup_key, events.c.entity_key, events.c.event_type)
+                    )
+                )
+            )
         return query
 
 
@@ -286,16 +305,20 @@ class EventStore:
 
     # -- replay and retention -------------------------------------------------------------
 
-    def replay(self, ids: Iterable[int]) -> int:
-        """Make events due again, now, with a fresh attempt budget (any status but processing)."""
+    def replay(self, ids: Iterable[int], *, tenant: str | None = None) -> int:
+        """Make events due again, now, with a fresh attempt budget (any status but processing).
+
+        With `tenant`, only that tenant's events among `ids` (an API caller's scope).
+        """
         ids = list(ids)
         if not ids:
             return 0
+        scope = [] if tenant is None else [events.c.tenant == tenant]
         with self.writer.begin() as tx:
             self._notify(tx)
             return tx.execute(
                 update(events)
-                .where(events.c.id.in_(ids), events.c.status != Status.PROCESSING.value)
+                .where(events.c.id.in_(ids), events.c.status != Status.PROCESSING.value, *scope)
                 .values(
                     status=Status.PENDING.value,
                     attempts=0,
@@ -306,7 +329,7 @@ class EventStore:
             ).rowcount
 
     def replay_matching(self, flt: EventFilter, limit: int = 10_000) -> int:
-        return self.replay(self.ids_matching(flt, limit))
+        return self.replay(self.ids_matching(flt, limit), tenant=flt.tenant)
 
     def ids_matching(self, flt: EventFilter, limit: int) -> list[int]:
         with self.engine.connect() as conn:
@@ -335,9 +358,13 @@ class EventStore:
             rows = conn.execute(query.order_by(events.c.id.desc()).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
-    def get(self, event_id: int) -> dict[str, Any] | None:
+    def get(self, event_id: int, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """One event (with `tenant`: only if it is that tenant's)."""
+        query = select(events).where(events.c.id == event_id)
+        if tenant is not None:
+            query = query.where(events.c.tenant == tenant)
         with self.engine.connect() as conn:
-            row = conn.execute(select(events).where(events.c.id == event_id)).mappings().first()
+            row = conn.execute(query).mappings().first()
         if row is None:
             return None
         data = dict(row)
@@ -360,6 +387,136 @@ class EventStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(events.c.status, func.count()).group_by(events.c.status))
             return {status: int(n) for status, n in rows}
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def source_health(self, since: datetime, *, tenant: str | None = None) -> dict[str, Any]:
+        """Per source: events received since `since` and the latest of them, and dead events.
+
+        Both queries stay on an index (received_at; status): no scan of the whole table.
+        Returns {source: {"received": n, "last_received_at": t | None, "dead": n}}.
+        """
+        scoped = [] if tenant is None else [events.c.tenant == tenant]
+        recent = (
+            select(events.c.source, func.count(), func.max(events.c.received_at))
+            .where(events.c.received_at >= since, *scoped)
+            .group_by(events.c.source)
+        )
+        dead = (
+            select(events.c.source, func.count())
+            .where(events.c.status == Status.DEAD.value, *scoped)
+            .group_by(events.c.source)
+        )
+        health: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for source, n, last in conn.execute(recent):
+                health[source] = {"received": int(n), "last_received_at": last, "dead": 0}
+            for source, n in conn.execute(dead):
+                entry = health.setdefault(
+                    source, {"received": 0, "last_received_at": None, "dead": 0}
+                )
+                entry["dead"] = int(n)
+        return health
+
+    def delivery_stats(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        tenant: str | None = None,
+        source: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per source and UTC day of receipt (in [since, until)): events by status, and the
+        latency from received to processed of the finished ones (average, p95, max; seconds).
+
+        p95 is the nearest-rank percentile (the ceil(0.95·n)-th smallest), found with window
+        functions that SQLite and PostgreSQL both have. Rows come ordered by day, source:
+        {"source", "day", "by_status": {status: n}, "latency": {"samples", "average",
+        "p95", "max"}}.
+        """
+        conditions = [events.c.received_at >= since, events.c.received_at < until]
+        if tenant is not None:
+            conditions.append(events.c.tenant == tenant)
+        if source is not None:
+            conditions.append(events.c.source == source)
+        # Only finished events have processed_at (fail and replay leave or clear it).
+        rows = (
+            select(
+                events.c.source,
+                self._utc_day(events.c.received_at).label("day"),
+                events.c.status,
+                self._seconds_between(events.c.received_at, events.c.processed_at).label("latency"),
+            )
+            .where(*conditions)
+            .subquery()
+        )
+        by_status = select(
+            rows.c.source,
+            rows.c.day,
+            rows.c.status,
+            func.count(),
+            func.count(rows.c.latency),
+            func.sum(rows.c.latency),
+            func.max(rows.c.latency),
+        ).group_by(rows.c.source, rows.c.day, rows.c.status)
+        ranked = (
+            select(
+                rows.c.source,
+                rows.c.day,
+                rows.c.latency,
+                func.row_number()
+                .over(partition_by=(rows.c.source, rows.c.day), order_by=rows.c.latency)
+                .label("rank"),
+                func.count().over(partition_by=(rows.c.source, rows.c.day)).label("n"),
+            )
+            .where(rows.c.latency.is_not(None))
+            .subquery()
+        )
+        # `//`: integer division on both engines, so (95n + 99) // 100 is ceil(0.95·n).
+        p95 = select(ranked.c.source, ranked.c.day, ranked.c.latency).where(
+            ranked.c.rank == (ranked.c.n * 95 + 99) // 100
+        )
+        buckets: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for src, day, status, n, samples, total, longest in conn.execute(by_status):
+                bucket = buckets.setdefault(
+                    (src, day),
+                    {"by_status": {}, "samples": 0, "sum": 0.0, "max": None, "p95": None},
+                )
+                bucket["by_status"][status] = int(n)
+                if samples:
+                    bucket["samples"] += int(samples)
+                    bucket["sum"] += float(total)
+                    bucket["max"] = max(float(longest), bucket["max"] or 0.0)
+            for src, day, latency in conn.execute(p95):
+                buckets[(src, day)]["p95"] = float(latency)
+        return [
+            {
+                "source": src,
+                "day": date.fromisoformat(day),
+                "by_status": b["by_status"],
+                "latency": {
+                    "samples": b["samples"],
+                    "average": b["sum"] / b["samples"] if b["samples"] else None,
+                    "p95": b["p95"],
+                    "max": b["max"],
+                },
+            }
+            for (src, day), b in sorted(buckets.items(), key=lambda item: (item[0][1], item[0][0]))
+        ]
+
+    def _utc_day(self, column: Any) -> ColumnElement[str]:
+        """'YYYY-MM-DD' of a UTC timestamp column."""
+        if self.is_postgres:
+            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD", type_=String)
+        # SQLite keeps naive UTC text ("2025-01-31 23:59:59.123456"): its first ten characters.
+        return func.substr(column, 1, 10, type_=String)
+
+    def _seconds_between(self, start: Any, end: Any) -> ColumnElement[float]:
+        if self.is_postgres:
+            return cast(extract("epoch", end) - extract("epoch", start), Float)
+        # julianday keeps milliseconds: differences are exact to the millisecond.
+        return cast((func.julianday(end) - func.julianday(start)) * 86400.0, Float)
 
     def rejected(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
