@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from hookyard.api import identity
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope, engine_of
 from hookyard.api.identity import AuthError, Role
+from hookyard.api.params import RowId
 
 router = APIRouter(prefix="/api/v1")
 Engine_ = Annotated[Engine, Depends(engine_of)]
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # what a BIGINT id column holds
 
 
 class Login(BaseModel):

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 from sqlalchemy import Engine, RowMapping
 
 from hookyard.api.auth import AdminScope, ErrorBody, MemberScope, ViewerScope
+from hookyard.api.params import RowId
 from hookyard.api.sync import (
     CustomerField,
     Reader,
-    RowId,
     Services,
     errors,
     writer,

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope
+from hookyard.api.params import MAX_ID
 from hookyard.api.schemas import (
     NO_NUL,
     DeliveryDay,
@@ -35,7 +36,6 @@ from hookyard.sources import describe
 
 router = APIRouter(prefix="/api/v1")
 
-MAX_ID = 2**63 - 1  # a BIGINT (and SQLite's INTEGER): larger ids cannot exist
 HEALTH_WINDOW = timedelta(hours=24)
 STATS_DEFAULT = timedelta(days=7)
 STATS_MAX = timedelta(days=366)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from hookyard.api.auth import MemberScope, Scope, ViewerScope, engine_of
+from hookyard.api.params import MAX_ID, Cursor, Limit
 from hookyard.api.privacy import mask_document, mask_email, mask_personal, mask_phone, mask_text
 from hookyard.domain.common import SyncSource
 from hookyard.domain.leads import queries
@@ -27,30 +28,6 @@ from hookyard.domain.leads.service import (
 
 router = APIRouter(prefix="/api/v1", tags=["leads"])
 Engine_ = Annotated[Engine, Depends(engine_of)]
-
-MAX_ID = 2**63 - 1
-Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
-Cursor = Annotated[
-    int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the previous page")
-]
-
-_PROBLEM = {
-    "application/json": {
-        "schema": {
-            "type": "object",
-            "properties": {"detail": {"type": "string"}},
-            "required": ["detail"],
-        }
-    }
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no credentials, or unknown ones", "content": _PROBLEM},
-    403: {"description": "X-Customer-ID names another tenant", "content": _PROBLEM},
-    404: {
-        "description": "no such lead for this tenant, or X-Customer-ID names no tenant",
-        "content": _PROBLEM,
-    },
-}
 
 
 class LeadSummary(BaseModel):
@@ -142,7 +119,7 @@ def _detail(row: dict[str, Any], scope: Scope) -> LeadDetail:
     )
 
 
-@router.get("/leads", response_model=LeadPage, responses=ERRORS)
+@router.get("/leads", response_model=LeadPage)
 def list_leads(
     scope: ViewerScope,
     engine: Engine_,
@@ -165,7 +142,7 @@ def list_leads(
     return LeadPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
 
 
-@router.get("/leads/{lead_id}", response_model=LeadDetail, responses=ERRORS)
+@router.get("/leads/{lead_id}", response_model=LeadDetail)
 def show_lead(
     scope: ViewerScope,
     engine: Engine_,
@@ -187,7 +164,6 @@ class EnrichmentRequested(BaseModel):
     "/leads/{lead_id}/re-enrich",
     response_model=EnrichmentRequested,
     status_code=202,
-    responses=ERRORS,
 )
 def re_enrich(
     scope: MemberScope,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from hookyard.api.auth import ViewerScope, engine_of
+from hookyard.api.params import Cursor, Limit
 from hookyard.domain.common import SyncSource
 from hookyard.domain.tendlc import queries
 from hookyard.domain.tendlc.carriers import CARRIERS, carrier_name
@@ -36,31 +37,8 @@ from hookyard.domain.tendlc.tables import TCR_ID_LENGTH
 router = APIRouter(prefix="/api/v1", tags=["messaging"])
 Engine_ = Annotated[Engine, Depends(engine_of)]
 
-MAX_ID = 2**63 - 1
 # A TCR id as stored: never a NUL (`storable_text` drops it), at most TCR_ID_LENGTH long.
 TCR_ID = rf"^[^\x00]{{1,{TCR_ID_LENGTH}}}$"
-Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
-Cursor = Annotated[
-    int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the previous page")
-]
-
-_PROBLEM = {
-    "application/json": {
-        "schema": {
-            "type": "object",
-            "properties": {"detail": {"type": "string"}},
-            "required": ["detail"],
-        }
-    }
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no credentials, or unknown ones", "content": _PROBLEM},
-    403: {"description": "X-Customer-ID names another tenant", "content": _PROBLEM},
-    404: {
-        "description": "no such row for this tenant, or X-Customer-ID names no tenant",
-        "content": _PROBLEM,
-    },
-}
 
 
 class Brand(BaseModel):
@@ -170,7 +148,7 @@ def _next(items: list[Any], limit: int) -> int | None:
     return items[-1].id if len(items) == limit else None
 
 
-@router.get("/messaging/brands", response_model=BrandPage, responses=ERRORS)
+@router.get("/messaging/brands", response_model=BrandPage)
 def list_brands(
     scope: ViewerScope,
     engine: Engine_,
@@ -192,7 +170,7 @@ def list_brands(
     return BrandPage(items=items, next_cursor=_next(items, limit))
 
 
-@router.get("/messaging/brands/{brand_id}", response_model=BrandDetail, responses=ERRORS)
+@router.get("/messaging/brands/{brand_id}", response_model=BrandDetail)
 def show_brand(
     scope: ViewerScope,
     engine: Engine_,
@@ -208,7 +186,7 @@ def show_brand(
     return BrandDetail.model_validate(brand | {"campaigns": found, "vettings": vettings})
 
 
-@router.get("/messaging/campaigns", response_model=TenDlcCampaignPage, responses=ERRORS)
+@router.get("/messaging/campaigns", response_model=TenDlcCampaignPage)
 def list_campaigns(
     scope: ViewerScope,
     engine: Engine_,
@@ -230,9 +208,7 @@ def list_campaigns(
     return TenDlcCampaignPage(items=items, next_cursor=_next(items, limit))
 
 
-@router.get(
-    "/messaging/campaigns/{campaign_id}", response_model=TenDlcCampaignDetail, responses=ERRORS
-)
+@router.get("/messaging/campaigns/{campaign_id}", response_model=TenDlcCampaignDetail)
 def show_campaign(
     scope: ViewerScope,
     engine: Engine_,
@@ -249,7 +225,7 @@ def show_campaign(
     return TenDlcCampaignDetail.model_validate(campaign | {"carriers": carriers})
 
 
-@router.get("/messaging/enums", response_model=MessagingEnums, responses=ERRORS)
+@router.get("/messaging/enums", response_model=MessagingEnums)
 def messaging_enums(_: ViewerScope) -> MessagingEnums:
     def listed(values: type[StrEnum]) -> list[Choice]:
         return [Choice(value=v.value, label=label(v.value)) for v in values]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine, select
@@ -28,6 +28,7 @@ from hookyard.api.auth import (
     ViewerScope,
     engine_of,
 )
+from hookyard.api.params import MAX_ID, RowId
 from hookyard.domain.crm import queries
 from hookyard.domain.crm.queries import ConflictState
 from hookyard.domain.crm.rules import BY_FIELD
@@ -41,8 +42,6 @@ from hookyard.sync.tables import reconciliation_runs
 
 router = APIRouter(prefix="/api/v1")
 
-MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and must not reach the database
-RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CustomerField = Literal[
     "ban", "company_name", "status", "customer_type", "credit_limit", "current_balance",
     "services",

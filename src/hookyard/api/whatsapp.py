@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from hookyard.api.auth import AdminScope, MemberScope, ViewerScope, engine_of
+from hookyard.api.params import MAX_ID, Cursor, Limit
 from hookyard.db.engine import writer
 from hookyard.domain.common import SyncSource
 from hookyard.domain.whatsapp import queries
@@ -32,34 +33,8 @@ from hookyard.domain.whatsapp.service import (
 router = APIRouter(prefix="/api/v1", tags=["whatsapp"])
 Engine_ = Annotated[Engine, Depends(engine_of)]
 
-MAX_ID = 2**63 - 1
-Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
-Cursor = Annotated[
-    int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the previous page")
-]
 TemplateId = Annotated[int, Path(ge=1, le=MAX_ID, description="hookyard's template id")]
 CampaignId = Annotated[int, Path(ge=1, le=MAX_ID, description="hookyard's campaign id")]
-
-_PROBLEM = {
-    "application/json": {
-        "schema": {
-            "type": "object",
-            "properties": {"detail": {"type": "string"}},
-            "required": ["detail"],
-        }
-    }
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no credentials, or unknown ones", "content": _PROBLEM},
-    403: {
-        "description": "the role is too low, or X-Customer-ID names another tenant",
-        "content": _PROBLEM,
-    },
-    404: {
-        "description": "no such row for this tenant, or X-Customer-ID names no tenant",
-        "content": _PROBLEM,
-    },
-}
 
 
 class WhatsAppCampaignStatus(StrEnum):
@@ -70,10 +45,6 @@ class WhatsAppCampaignStatus(StrEnum):
 
 
 assert {*WhatsAppCampaignStatus} == {*CampaignStatus}, "a campaign status is missing here"
-
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "the campaign is not paused", "content": _PROBLEM}
-}
 
 
 class Template(BaseModel):
@@ -221,7 +192,7 @@ def _reasons(template: dict[str, Any]) -> list[str]:
 # -- templates ------------------------------------------------------------------------------
 
 
-@router.get("/whatsapp/templates", response_model=TemplatePage, responses=ERRORS)
+@router.get("/whatsapp/templates", response_model=TemplatePage)
 def list_templates(
     scope: ViewerScope,
     engine: Engine_,
@@ -238,7 +209,7 @@ def list_templates(
     return TemplatePage(items=items, next_cursor=_next(items, limit))
 
 
-@router.get("/whatsapp/templates/critical", response_model=CriticalPage, responses=ERRORS)
+@router.get("/whatsapp/templates/critical", response_model=CriticalPage)
 def critical_templates(
     scope: ViewerScope, engine: Engine_, limit: Limit = 100, before_id: Cursor = None
 ) -> CriticalPage:
@@ -258,7 +229,7 @@ def critical_templates(
     return CriticalPage(items=items, next_cursor=_next(items, limit))
 
 
-@router.get("/whatsapp/templates/quality-summary", response_model=QualitySummary, responses=ERRORS)
+@router.get("/whatsapp/templates/quality-summary", response_model=QualitySummary)
 def quality_summary(scope: ViewerScope, engine: Engine_) -> QualitySummary:
     with engine.connect() as conn:
         by_quality, by_status = queries.quality_summary(conn, scope.tenant)
@@ -276,7 +247,6 @@ def quality_summary(scope: ViewerScope, engine: Engine_) -> QualitySummary:
 @router.get(
     "/whatsapp/templates/{template_id}/status-history",
     response_model=HistoryPage,
-    responses=ERRORS,
 )
 def template_history(
     scope: ViewerScope,
@@ -301,7 +271,6 @@ def template_history(
 @router.post(
     "/whatsapp/templates/{template_id}/acknowledge-alert",
     response_model=Acknowledged,
-    responses=ERRORS,
 )
 def acknowledge_alerts(
     scope: MemberScope, engine: Engine_, template_id: TemplateId
@@ -326,7 +295,7 @@ def acknowledge_alerts(
 # -- alerts ---------------------------------------------------------------------------------
 
 
-@router.get("/whatsapp/alerts", response_model=AlertPage, responses=ERRORS)
+@router.get("/whatsapp/alerts", response_model=AlertPage)
 def list_alerts(
     scope: ViewerScope,
     engine: Engine_,
@@ -349,7 +318,7 @@ def list_alerts(
 # -- campaigns ------------------------------------------------------------------------------
 
 
-@router.get("/whatsapp/campaigns", response_model=WhatsAppCampaignPage, responses=ERRORS)
+@router.get("/whatsapp/campaigns", response_model=WhatsAppCampaignPage)
 def list_campaigns(
     scope: ViewerScope,
     engine: Engine_,
@@ -374,9 +343,7 @@ def _campaign(engine: Engine, tenant: str | None, campaign_id: int) -> WhatsAppC
     return WhatsAppCampaignDetail.model_validate(campaign | {"log": log})
 
 
-@router.get(
-    "/whatsapp/campaigns/{campaign_id}", response_model=WhatsAppCampaignDetail, responses=ERRORS
-)
+@router.get("/whatsapp/campaigns/{campaign_id}", response_model=WhatsAppCampaignDetail)
 def show_campaign(
     scope: ViewerScope, engine: Engine_, campaign_id: CampaignId
 ) -> WhatsAppCampaignDetail:
@@ -386,7 +353,6 @@ def show_campaign(
 @router.post(
     "/whatsapp/campaigns/{campaign_id}/resume",
     response_model=WhatsAppCampaignDetail,
-    responses=ERRORS | CONFLICT,
 )
 def resume_campaign(
     scope: AdminScope, engine: Engine_, campaign_id: CampaignId
