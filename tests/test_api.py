@@ -150,3 +150,18 @@ def test_sources_and_rejected_lists(client: TestClient, runtime: Runtime) -> Non
     [row] = runtime.store.rejected()
     assert "x-webhook-token" not in row["headers"]
     assert "content-type" in row["headers"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/customers?customer_type=%00z",
+        "/api/v1/events?source=a%00b",
+        "/api/v1/leads?status=open&q=%00",
+    ],
+)
+def test_a_nul_in_a_filter_is_a_clear_error_not_a_5xx(client: TestClient, path: str) -> None:
+    # PostgreSQL refuses NUL in text; found by schemathesis (tests/test_openapi.py).
+    response = client.get(path, headers=AUTH)
+    assert response.status_code in (200, 400, 422), response.text
+    assert "detail" in response.json() or response.status_code == 200

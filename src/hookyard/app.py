@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from hookyard import __version__
 from hookyard.api.accounts import router as accounts_router
@@ -92,6 +92,16 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     ):
         api.include_router(router, responses=ERRORS)
     _register_queue_metrics(runtime)
+
+    @api.exception_handler(DataError)
+    async def unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value of the request itself (PostgreSQL takes no NUL in
+        # text, no out-of-range number): the caller's to fix, not a storage outage.
+        log.info("request_value_refused", error=str(exc.orig)[:200])
+        return JSONResponse(
+            {"detail": "a value in the request cannot be stored or compared (e.g. a NUL)"},
+            status_code=400,
+        )
 
     @api.exception_handler(SQLAlchemyError)
     async def storage_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
