@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -55,3 +56,73 @@ class QueueCollector(Collector):
         age.add_metric([], (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
         yield depth
         yield age
+
+
+# The alert rules' gauges (hookyard.alerts.rules.RULES names one per rule): name -> help and
+# label names. Values are what the latest evaluation measured per subject; `tenant` is empty
+# for a subject of no tenant.
+ALERT_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "hookyard_alert_failure_rate": (
+        "Share of a source's events received in the alert window whose handler is failing",
+        ("source",),
+    ),
+    "hookyard_alert_dead_events": ("Dead events waiting to be replayed", ("source",)),
+    "hookyard_alert_oldest_pending_seconds": (
+        "How long the oldest due event has waited for a worker",
+        (),
+    ),
+    "hookyard_alert_red_quality": (
+        "1 for each WhatsApp template whose quality is RED",
+        ("template", "tenant"),
+    ),
+    "hookyard_alert_reconciliation_drift": (
+        "Differences the last run of a reconciliation job found, per tenant owning them",
+        ("job", "tenant"),
+    ),
+}
+
+
+class AlertReadings(Protocol):
+    @property
+    def values(self) -> Sequence[tuple[str, Mapping[str, str], float]]: ...
+    @property
+    def open(self) -> Mapping[str, int]: ...
+    @property
+    def unacknowledged(self) -> Mapping[str, int]: ...
+
+
+class AlertCollector(Collector):
+    """The alert rules' measured values and the unresolved alerts per kind, read from the
+    database at scrape time: every process shows what the one evaluating process found."""
+
+    def __init__(self, read: Callable[[], AlertReadings]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            readings = self._read()
+        except Exception:  # a scrape must not fail because the database is down
+            return
+        families = {
+            name: GaugeMetricFamily(name, text, labels=list(labels))
+            for name, (text, labels) in ALERT_GAUGES.items()
+        }
+        for name, labels, value in readings.values:
+            if name in families:
+                names = ALERT_GAUGES[name][1]
+                families[name].add_metric([labels.get(label, "") for label in names], value)
+        opened = GaugeMetricFamily(
+            "hookyard_alerts_open", "Unresolved alerts (acknowledged or not)", labels=["kind"]
+        )
+        unacknowledged = GaugeMetricFamily(
+            "hookyard_alerts_unacknowledged",
+            "Unresolved alerts nobody acknowledged",
+            labels=["kind"],
+        )
+        for kind, n in sorted(readings.open.items()):
+            opened.add_metric([kind], n)
+        for kind, n in sorted(readings.unacknowledged.items()):
+            unacknowledged.add_metric([kind], n)
+        yield from families.values()
+        yield opened
+        yield unacknowledged

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from hookyard.alerts.evaluate import alert_jobs
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
@@ -95,10 +96,12 @@ class Runtime:
         self.start_scheduler()
 
     def start_scheduler(self) -> None:
-        """Reconciliation on the seed schedules (each job run by one process at a time)."""
-        if self.sync is None or not self.settings.scheduler_enabled or self._scheduler:
+        """Reconciliation on the seed schedules and the alert rules' evaluation (each job run
+        by one process at a time)."""
+        if not self.settings.scheduler_enabled or self._scheduler:
             return
-        jobs = self.sync.jobs()
+        jobs = self.sync.jobs() if self.sync is not None else []
+        jobs += alert_jobs(self.engine, self.settings, self.sources.sources)
         if not jobs:
             return
         owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -2,6 +2,7 @@
 transitions. Importing this package registers every domain table, which the migrations'
 environment and the migration test rely on."""
 
+from hookyard.alerts import tables as alert_tables  # noqa: F401
 from hookyard.api import tables as account_tables  # noqa: F401
 from hookyard.domain.crm import tables as crm_tables  # noqa: F401
 from hookyard.domain.leads import tables as leads_tables  # noqa: F401

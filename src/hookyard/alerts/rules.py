@@ -1,0 +1,332 @@
+"""The alert rules, as data: what each one measures, over which subjects, against which
+setting, and which gauge shows the value.
+
+A rule's `measure` reads the database and returns one Measurement per subject it looked at
+(a source, a template, a reconciliation job, the queue). A measurement fires when it is
+eligible and its value reaches the rule's threshold; `evaluate.py` turns firings into
+alerts. Every rule reads state that already exists (the events table, the templates'
+quality, the reconciliation runs); none keeps a second copy of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, Connection, FromClause, and_, case, false, func, or_, select
+
+from hookyard.config import Settings
+from hookyard.db.schema import DUE_SQL, events
+from hookyard.domain.crm.tables import customers
+from hookyard.domain.tendlc.tables import brands
+from hookyard.domain.tendlc.tables import campaigns as tcr_campaigns
+from hookyard.domain.whatsapp.service import Quality
+from hookyard.domain.whatsapp.tables import templates
+from hookyard.inbox.model import FINISHED, Status
+from hookyard.metrics import ALERT_GAUGES
+from hookyard.sync.tables import reconciliation_runs
+
+
+class AlertKind(StrEnum):
+    FAILURE_RATE = "failure_rate"
+    DEAD_EVENTS = "dead_events"
+    OLDEST_PENDING = "oldest_pending"
+    RED_QUALITY = "red_quality"
+    RECONCILIATION_DRIFT = "reconciliation_drift"
+
+
+class RuleScope(StrEnum):
+    SOURCE = "source"  # a subject per source, the source's tenant
+    TENANT = "tenant"  # a subject per entity of a tenant (a template, a job's drift)
+    GLOBAL = "global"  # one subject and no tenant: superadmins only
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    subject: str  # "source:meta", "template:12", "job:tcr.campaigns.review", "queue"
+    tenant: str | None
+    labels: Mapping[str, str]  # the gauge's labels for this subject
+    value: float
+    detail: str  # what a person reads on the alert
+    eligible: bool = True  # False: too little data to judge (the failure rate's minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    now: datetime
+    settings: Settings
+    # Each configured source's tenant. A source's alerts are its tenant's; a source of no
+    # tenant (one that serves several, or a removed one) is shared: its alerts are global.
+    # Not the events' own tenant: a handler attributes an event to its owner only when it
+    # succeeds, so a failing event of a shared source has none yet, and a rate split by
+    # event tenant would put every failure on one side and every success on the other.
+    source_tenants: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    kind: AlertKind
+    scope: RuleScope
+    setting: str  # the Settings field of the threshold; 0 (or false) turns the alerts off
+    metric: str  # its gauge (hookyard.metrics.ALERT_GAUGES)
+    measure: Callable[[Connection, RuleContext], list[Measurement]]
+
+    def threshold(self, settings: Settings) -> float | None:
+        """The value at which a measurement fires; None when the rule is off."""
+        limit = float(getattr(settings, self.setting))
+        return limit if limit > 0 else None
+
+
+def _tenant_label(tenant: str | None) -> str:
+    return tenant or ""
+
+
+# -- events: failure rate, dead events, the oldest due event --------------------------------
+
+# An event is judged once a handler ran it: finished, or failing. Failing: its last attempt
+# failed (waiting for a retry, dead, or being retried right now).
+_FAILING = or_(
+    events.c.status.in_([Status.FAILED.value, Status.DEAD.value]),
+    and_(events.c.status == Status.PROCESSING.value, events.c.attempts > 1),
+)
+_JUDGED = or_(events.c.status.in_([s.value for s in FINISHED]), _FAILING)
+
+
+def failure_rate(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    s = ctx.settings
+    since = ctx.now - timedelta(seconds=s.alert_failure_window_seconds)
+    minutes = s.alert_failure_window_seconds / 60
+    query = (
+        select(events.c.source, func.count(), func.sum(case((_FAILING, 1), else_=0)))
+        .where(events.c.received_at >= since, _JUDGED)
+        .group_by(events.c.source)
+    )
+    found = []
+    for source, judged, failing in conn.execute(query):
+        judged, failing = int(judged), int(failing or 0)
+        found.append(
+            Measurement(
+                subject=f"source:{source}",
+                tenant=ctx.source_tenants.get(source),
+                labels={"source": source},
+                value=failing / judged,
+                detail=(
+                    f"{failing} of the {judged} events handled from source {source} "
+                    f"(received in the last {minutes:g} min) are failing"
+                ),
+                eligible=judged >= s.alert_failure_min_events,
+            )
+        )
+    return found
+
+
+def dead_events(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    query = (
+        select(events.c.source, func.count())
+        .where(events.c.status == Status.DEAD.value)
+        .group_by(events.c.source)
+    )
+    return [
+        Measurement(
+            subject=f"source:{source}",
+            tenant=ctx.source_tenants.get(source),
+            labels={"source": source},
+            value=float(n),
+            detail=f"{n} dead events from source {source} wait to be replayed",
+        )
+        for source, n in conn.execute(query)
+    ]
+
+
+def oldest_pending(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    """How long the oldest due event has waited for a worker: since it became due (received,
+    replayed, or its retry time came), so a retry's backoff is not counted as waiting. Its
+    query is the claim's own (the partial index ix_events_due)."""
+    oldest = conn.execute(
+        select(events.c.id, events.c.source, events.c.next_attempt_at)
+        .where(DUE_SQL, events.c.next_attempt_at <= ctx.now)
+        .order_by(events.c.next_attempt_at, events.c.id)
+        .limit(1)
+    ).first()
+    if oldest is None:
+        waited, detail = 0.0, "no event is waiting for a worker"
+    else:
+        waited = max((ctx.now - oldest.next_attempt_at).total_seconds(), 0.0)
+        detail = (
+            f"event {oldest.id} (source {oldest.source}) has waited {waited:.0f} s for a worker"
+        )
+    return [Measurement(subject="queue", tenant=None, labels={}, value=waited, detail=detail)]
+
+
+# -- WhatsApp templates ---------------------------------------------------------------------
+
+
+def red_quality(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    """The templates whose quality is RED now: the template row is the one record of it (the
+    WhatsApp domain's own alerts are one per event that turned it RED, and never learn that
+    it recovered), so the alert resolves when a later event or poll moves it off RED."""
+    query = select(
+        templates.c.id,
+        templates.c.tenant,
+        templates.c.meta_template_id,
+        templates.c.name,
+        templates.c.language,
+    ).where(templates.c.quality == Quality.RED.value)
+    return [
+        Measurement(
+            subject=f"template:{row.id}",
+            tenant=row.tenant,
+            labels={"template": row.meta_template_id, "tenant": _tenant_label(row.tenant)},
+            value=1.0,
+            detail=(
+                f"WhatsApp template {row.name}"
+                + (f" ({row.language})" if row.language else "")
+                + f" [{row.meta_template_id}] has quality RED"
+            ),
+        )
+        for row in conn.execute(query.order_by(templates.c.id))
+    ]
+
+
+# -- reconciliation drift -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Where the tenant of an entity a reconciler names is found."""
+
+    key: Column[Any]
+    tenant: Column[Any]
+    joined: FromClause
+
+
+# The entities reconcilers name (sync/reconcile.Drift.entity, "<kind>:<id>[/…]") and where
+# their owner is: a campaign's is its brand's.
+OWNERS: Mapping[str, Owner] = {
+    "brand": Owner(brands.c.brand_id, brands.c.tenant, brands),
+    "campaign": Owner(
+        tcr_campaigns.c.campaign_id,
+        brands.c.tenant,
+        tcr_campaigns.join(brands, brands.c.brand_id == tcr_campaigns.c.brand_id),
+    ),
+    "template": Owner(templates.c.meta_template_id, templates.c.tenant, templates),
+    "customer": Owner(customers.c.ban, customers.c.tenant, customers),
+    "company": Owner(customers.c.hubspot_company_id, customers.c.tenant, customers),
+}
+
+
+def _entity(item: Any) -> tuple[str, str] | None:
+    entity = item.get("entity") if isinstance(item, dict) else None
+    if not isinstance(entity, str):
+        return None
+    kind, _, rest = entity.partition(":")
+    key = rest.split("/", 1)[0]
+    return (kind, key) if kind in OWNERS and key else None
+
+
+def owners_of(conn: Connection, entities: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The tenant of each entity that has one."""
+    by_kind: dict[str, set[str]] = {}
+    for kind, key in entities:
+        by_kind.setdefault(kind, set()).add(key)
+    found: dict[tuple[str, str], str] = {}
+    for kind, keys in by_kind.items():
+        owner = OWNERS[kind]
+        query = (
+            select(owner.key, owner.tenant)
+            .select_from(owner.joined)
+            .where(owner.key.in_(sorted(keys)), owner.tenant.is_not(None))
+        )
+        for key, tenant in conn.execute(query):
+            found[(kind, key)] = tenant
+    return found
+
+
+def reconciliation_drift(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    """The differences the last run of each job found, counted per tenant that owns them. A
+    run keeps its first 200 differences; the rest, and those of entities without a tenant,
+    count for no tenant (superadmins see them). Dry runs are a person's look, not the job's
+    record, and repair nothing: they are left out."""
+    latest = (
+        select(func.max(reconciliation_runs.c.id))
+        .where(reconciliation_runs.c.dry_run == false(), reconciliation_runs.c.status != "running")
+        .group_by(reconciliation_runs.c.job)
+    )
+    runs = conn.execute(
+        select(reconciliation_runs)
+        .where(reconciliation_runs.c.id.in_(latest))
+        .order_by(reconciliation_runs.c.job)
+    ).mappings()
+    found = []
+    for run in runs:
+        details = run["details"] if isinstance(run["details"], list) else []
+        named = [_entity(item) for item in details]
+        owners = owners_of(conn, [e for e in named if e is not None])
+        by_tenant: dict[str | None, list[str]] = {None: []}
+        for item, entity in zip(details, named, strict=True):
+            tenant = owners.get(entity) if entity is not None else None
+            text = f"{item.get('entity')} {item.get('field')}" if isinstance(item, dict) else "?"
+            by_tenant.setdefault(tenant, []).append(text)
+        unlisted = max(int(run["drift"]) - len(details), 0)
+        when = run["finished_at"] or run["started_at"]
+        for tenant, items in by_tenant.items():
+            count = len(items) + (unlisted if tenant is None else 0)
+            shown = ", ".join(items[:5]) + (" …" if len(items) > 5 else "")
+            found.append(
+                Measurement(
+                    subject=f"job:{run['job']}",
+                    tenant=tenant,
+                    labels={"job": run["job"], "tenant": _tenant_label(tenant)},
+                    value=float(count),
+                    detail=(
+                        f"the last {run['job']} run (#{run['id']}, {when:%Y-%m-%d %H:%M} UTC) "
+                        f"found {count} differences" + (f": {shown}" if shown else "")
+                    ),
+                )
+            )
+    return found
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        AlertKind.FAILURE_RATE,
+        RuleScope.SOURCE,
+        "alert_failure_rate",
+        "hookyard_alert_failure_rate",
+        failure_rate,
+    ),
+    Rule(
+        AlertKind.DEAD_EVENTS,
+        RuleScope.SOURCE,
+        "alert_dead_events",
+        "hookyard_alert_dead_events",
+        dead_events,
+    ),
+    Rule(
+        AlertKind.OLDEST_PENDING,
+        RuleScope.GLOBAL,
+        "alert_oldest_pending_seconds",
+        "hookyard_alert_oldest_pending_seconds",
+        oldest_pending,
+    ),
+    Rule(
+        AlertKind.RED_QUALITY,
+        RuleScope.TENANT,
+        "alert_red_quality",
+        "hookyard_alert_red_quality",
+        red_quality,
+    ),
+    Rule(
+        AlertKind.RECONCILIATION_DRIFT,
+        RuleScope.TENANT,
+        "alert_reconciliation_drift",
+        "hookyard_alert_reconciliation_drift",
+        reconciliation_drift,
+    ),
+)
+BY_KIND: Mapping[AlertKind, Rule] = {rule.kind: rule for rule in RULES}
+assert set(BY_KIND) == set(AlertKind), "every alert kind needs its rule"
+assert all(rule.metric in ALERT_GAUGES for rule in RULES), "every rule needs its gauge"
