@@ -17,16 +17,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from hookyard import __version__
+from hookyard.alerts import metrics as alert_metrics
 from hookyard.api.accounts import router as accounts_router
+from hookyard.api.alerts import router as alerts_router
 from hookyard.api.auth import ERRORS
 from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
 from hookyard.api.leads import router as leads_router
+from hookyard.api.live import router as live_router
 from hookyard.api.messaging import router as messaging_router
 from hookyard.api.sync import router as sync_router
 from hookyard.api.whatsapp import router as whatsapp_router
 from hookyard.deadline import Deadline
 from hookyard.ingress.app import ASGIApp, Ingress
+from hookyard.live.feed import LiveFeed
 from hookyard.logs import log
 from hookyard.metrics import QueueCollector
 from hookyard.runtime import Runtime
@@ -47,10 +51,12 @@ def _register_queue_metrics(runtime: Runtime) -> None:
 
 def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     committer = runtime.committer()
+    live = LiveFeed(runtime.engine)  # this process's live fan-out (docs/live.md)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await committer.start()
+        await live.start()
         if run_workers:
             runtime.start_workers()
         sync = runtime.sync
@@ -71,6 +77,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         finally:
             await committer.stop()
             runtime.stop_workers()
+            await live.stop()
 
     api = FastAPI(title="hookyard", version=__version__, lifespan=lifespan)
     api.state.store = runtime.store
@@ -81,6 +88,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     api.state.session_secret = session_secret(runtime.settings)
     api.state.session_minutes = runtime.settings.session_minutes
     api.state.sync = runtime.sync
+    api.state.live = live.hub
     for router in (
         accounts_router,
         events_router,
@@ -89,9 +97,12 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         whatsapp_router,
         leads_router,
         sync_router,
+        alerts_router,
     ):
         api.include_router(router, responses=ERRORS)
+    api.include_router(live_router)  # a WebSocket: its refusals are close codes, not ERRORS
     _register_queue_metrics(runtime)
+    alert_metrics.register(runtime.engine)
 
     @api.exception_handler(DataError)
     async def unstorable(_: Request, exc: DataError) -> JSONResponse:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Row,
     RowMapping,
     Select,
     String,
@@ -34,6 +35,8 @@ from sqlalchemy import (
 from hookyard.db.engine import libpq_dsn, writer
 from hookyard.db.schema import DUE_SQL, events, rejected_requests
 from hookyard.inbox.model import FINISHED, NewEvent, RejectedRequest, Status
+from hookyard.live.change import Change, ChangeKind
+from hookyard.live.publish import publish
 from hookyard.providers.base import StoredEvent
 
 NOTIFY_CHANNEL = "hookyard_events"
@@ -54,6 +57,17 @@ _HANDLER_COLUMNS = (
     events.c.origin,
 )
 
+# What a live client is told of an event whose status changed (never its body or error).
+_LIVE_COLUMNS = (
+    events.c.id,
+    events.c.tenant,
+    events.c.status,
+    events.c.source,
+    events.c.provider,
+    events.c.event_type,
+    events.c.attempts,
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -61,6 +75,22 @@ def utcnow() -> datetime:
 
 class LeaseLost(RuntimeError):
     """Another worker took the event after our lease expired: our effects must roll back."""
+
+
+def _event_change(row: Row[Any], at: datetime) -> Change:
+    return Change(
+        ChangeKind.EVENT,
+        row.id,
+        row.tenant,
+        row.status,
+        {
+            "source": row.source,
+            "provider": row.provider,
+            "event_type": row.event_type,
+            "attempts": row.attempts,
+        },
+        at,
+    )
 
 
 def decode_payload(payload: Any, body: bytes) -> Any:
@@ -229,10 +259,11 @@ class EventStore:
     def finish(self, tx: Connection, outcomes: Mapping[str, Sequence[int]], owner: str) -> None:
         """Mark events finished inside the handler's transaction; raise if a lease was lost."""
         now = utcnow()
+        changes: list[Change] = []
         for status, ids in outcomes.items():
             if not ids:
                 continue
-            result = tx.execute(
+            rows = tx.execute(
                 update(events)
                 .where(
                     events.c.id.in_(ids),
@@ -247,9 +278,12 @@ class EventStore:
                     last_error=None,
                     last_traceback=None,
                 )
-            )
-            if result.rowcount != len(ids):
+                .returning(*_LIVE_COLUMNS)
+            ).all()
+            if len(rows) != len(ids):
                 raise LeaseLost(f"lease lost on some of events {list(ids)}")
+            changes.extend(_event_change(row, now) for row in rows)
+        publish(tx, *changes)  # delivered only if this transaction commits
 
     def fail(
         self, event_id: int, owner: str, error: str, tb: str, retry_at: datetime | None
@@ -265,18 +299,20 @@ class EventStore:
         if retry_at is not None:
             values["next_attempt_at"] = retry_at
         with self.writer.begin() as tx:
-            result = tx.execute(
+            rows = tx.execute(
                 update(events)
                 .where(events.c.id == event_id, events.c.lease_owner == owner)
                 .values(**values)
-            )
-        return result.rowcount == 1
+                .returning(*_LIVE_COLUMNS)
+            ).all()
+            publish(tx, *(_event_change(row, utcnow()) for row in rows))
+        return len(rows) == 1
 
     def recover_expired_leases(self, max_attempts: int) -> int:
         """Events whose worker died: due again, or dead once they used their attempts."""
         now = utcnow()
         with self.writer.begin() as tx:
-            result = tx.execute(
+            rows = tx.execute(
                 update(events)
                 .where(events.c.status == Status.PROCESSING.value, events.c.lease_until < now)
                 .values(
@@ -291,8 +327,10 @@ class EventStore:
                     lease_until=None,
                     next_attempt_at=now,
                 )
-            )
-        return result.rowcount
+                .returning(*_LIVE_COLUMNS)
+            ).all()
+            publish(tx, *(_event_change(row, now) for row in rows))
+        return len(rows)
 
     def _notify(self, tx: Connection) -> None:
         """Wake workers in every process when this transaction commits (PostgreSQL)."""
@@ -314,19 +352,23 @@ class EventStore:
         if not ids:
             return 0
         scope = [] if tenant is None else [events.c.tenant == tenant]
+        now = utcnow()
         with self.writer.begin() as tx:
             self._notify(tx)
-            return tx.execute(
+            rows = tx.execute(
                 update(events)
                 .where(events.c.id.in_(ids), events.c.status != Status.PROCESSING.value, *scope)
                 .values(
                     status=Status.PENDING.value,
                     attempts=0,
-                    next_attempt_at=utcnow(),
+                    next_attempt_at=now,
                     replay_count=events.c.replay_count + 1,
                     processed_at=None,
                 )
-            ).rowcount
+                .returning(*_LIVE_COLUMNS)
+            ).all()
+            publish(tx, *(_event_change(row, now) for row in rows))
+            return len(rows)
 
     def replay_matching(self, flt: EventFilter, limit: int = 10_000) -> int:
         return self.replay(self.ids_matching(flt, limit), tenant=flt.tenant)

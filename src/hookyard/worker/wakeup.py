@@ -32,21 +32,21 @@ class PostgresListener(threading.Thread):
         super().__init__(name="hookyard-listen", daemon=True)
         self._dsn = libpq_dsn(engine)
         self._wakeup = wakeup
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=3) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     # Anything committed while we were not listening is found by this wake.
                     self._wakeup.signal()
-                    while not self._stop.is_set():
+                    while not self._stopping.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self._wakeup.signal()
             except psycopg.Error as exc:
                 log.warning("listen_failed", error=str(exc)[:200])
-                self._stop.wait(1.0)
+                self._stopping.wait(1.0)

@@ -45,6 +45,8 @@ from hookyard.domain.crm.rules import (
     UnusableValue,
 )
 from hookyard.domain.crm.tables import customers, field_state, sync_conflicts
+from hookyard.live.change import Change, ChangeKind
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.providers.base import Outcome, StoredEvent
 
@@ -135,6 +137,7 @@ def create_customer(
             for rule in RULES
         ],
     )
+    _live(tx, customer_id, "created")
     return int(customer_id)
 
 
@@ -188,6 +191,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
                 **_synced(source, now),
             )
         )
+        _live(tx, customer["id"], "deleted", event_id=event.id)
         log.info("crm_company_deleted", event_id=event.id, customer_id=customer["id"])
         return Outcome.DONE
     return _property_change(tx, event, payload, customer, ts, source, now)
@@ -302,6 +306,27 @@ def _set_ours(
         .where(field_state.c.id == state["id"])
         .values(our_value=value, our_changed_at=at)
     )
+    _live(tx, customer["id"], "field_changed", field=rule.field, sync_source=source.value)
+
+
+def _live(tx: Connection, customer_id: int, what: str, **data: Any) -> None:
+    """Publish the customer as this transaction leaves it (hookyard.live; delivered iff it
+    commits): its status, ids and which change, never field values."""
+    row = tx.execute(
+        select(customers.c.tenant, customers.c.status, customers.c.ban).where(
+            customers.c.id == customer_id
+        )
+    ).one()
+    publish(
+        tx,
+        Change(
+            ChangeKind.CRM_CUSTOMER,
+            customer_id,
+            row.tenant,
+            row.status,
+            {"ban": row.ban, "change": what, **data},
+        ),
+    )
 
 
 def _conflict(
@@ -329,6 +354,7 @@ def _conflict(
         },
     )
     _close_open(tx, customer["id"], rule.field, event.id, now)
+    _live(tx, customer["id"], "conflict", field=rule.field, event_id=event.id)
     log.info("crm_conflict", event_id=event.id, customer_id=customer["id"], field=rule.field)
 
 
@@ -374,6 +400,8 @@ def resolve_conflict(
         .where(sync_conflicts.c.id == conflict_id)
         .values(resolved_at=now, resolved_by=by, resolution=chosen.value)
     )
+    _live(tx, conflict["customer_id"], "conflict_resolved", field=conflict["field"],
+          resolution=chosen.value)  # fmt: skip
     if chosen is Resolution.TAKE_THEIRS:
         customer = locked(tx, customers, customers.c.id == conflict["customer_id"])
         assert customer is not None  # a foreign key

@@ -39,7 +39,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, selec
 from hookyard import __version__
 from hookyard.config import Settings
 from hookyard.db.engine import writer
-from hookyard.domain.leads.service import EnrichmentStatus
+from hookyard.domain.leads.service import EnrichmentStatus, lead_change
 from hookyard.domain.leads.steps import (
     Lead,
     Result,
@@ -51,6 +51,7 @@ from hookyard.domain.leads.steps import (
 from hookyard.domain.leads.tables import leads
 from hookyard.domain.leads.validation import mask_email, mask_phone
 from hookyard.inbox.store import utcnow
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.worker.retry import RetryPolicy
 
@@ -279,8 +280,15 @@ class EnrichmentPipeline:
                     enrichment_next_attempt_at=retry_at,
                 )
         with self._writer.begin() as tx:
-            written = tx.execute(update(leads).where(_ours(claim)).values(**values)).rowcount
-        if written != 1:
+            written = tx.execute(
+                update(leads).where(_ours(claim)).values(**values).returning(c.status, c.tenant)
+            ).all()
+            for status, tenant in written:
+                change = lead_change(
+                    lead.id, tenant, status, lead.c2s_lead_id, values["enrichment_status"]
+                )
+                publish(tx, change)  # hookyard.live: delivered iff this commits
+        if len(written) != 1:
             log.info("lead_enrichment_stale", lead=lead.c2s_lead_id, attempt=lead.attempt)
             return False
         ms = sum(float(t["ms"]) for t in run.timings)

@@ -30,6 +30,8 @@ from hookyard.domain.leads.validation import (
     validate_email,
     validate_phone,
 )
+from hookyard.live.change import Change, ChangeKind
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.notify.kinds import EntityType, Kind
 from hookyard.notify.record import record
@@ -146,6 +148,17 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
             **values,
         )
     )
+    publish(
+        tx,
+        lead_change(
+            lead["id"],
+            lead["tenant"],
+            values.get("status", lead["status"]),
+            change.lead_id,
+            values.get("enrichment_status", lead["enrichment_status"]),
+            event_id=event.id,
+        ),
+    )
     if closing:
         insert_missing(
             tx,
@@ -218,8 +231,36 @@ def request_enrichment(tx: Connection, lead_id: int, tenant: str | None) -> ReEn
             updated_at=now,
         )
     )
+    publish(
+        tx,
+        lead_change(
+            lead_id,
+            lead["tenant"],
+            lead["status"],
+            lead["c2s_lead_id"],
+            EnrichmentStatus.PENDING.value,
+        ),
+    )
     log.info("c2s_lead_enrichment_requested", lead_id=lead_id)
     return ReEnrich.QUEUED
+
+
+def lead_change(
+    lead_id: int,
+    tenant: str | None,
+    status: str,
+    c2s_lead_id: str,
+    enrichment_status: str,
+    **data: Any,
+) -> Change:
+    """A lead as live clients see it: statuses and ids, never its contact data."""
+    return Change(
+        ChangeKind.LEAD,
+        lead_id,
+        tenant,
+        status,
+        {"c2s_lead_id": c2s_lead_id, "enrichment_status": enrichment_status, **data},
+    )
 
 
 def _contact(lead: RowMapping, fields: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,8 @@ from hookyard.domain.tendlc.tables import (
     campaigns,
     vettings,
 )
+from hookyard.live.change import Change, ChangeKind
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.notify.kinds import EntityType, Kind
 from hookyard.notify.record import record
@@ -129,6 +131,7 @@ def _apply_brand(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -> 
     if kind.status is not None and not (kind.initial and row["status"] is not None):
         values["status"] = kind.status
     _update(ctx, brands, brands.c.brand_id == brand_id, values | ctx.sync(kind))
+    _live_brand(ctx, brand_id, row["status"])
     new = values.get("status")
     if new in VERIFIED_BRAND and row["status"] not in VERIFIED_BRAND:
         _notify(
@@ -229,6 +232,7 @@ def _apply_campaign(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) 
     if kind.share is not None:
         values["share_status"] = kind.share
     _update(ctx, campaigns, campaigns.c.campaign_id == campaign_id, values | ctx.sync(kind))
+    _live_campaign(ctx, campaign_id, row["status"], {})
     return Outcome.DONE
 
 
@@ -242,6 +246,7 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
         log.warning("tcr_event_without_carrier", event_id=ctx.event.id, campaign_id=campaign_id)
     applied = superseded = 0
     news: list[tuple[str, str, str | None]] = []  # carriers newly approving or rejecting
+    carriers: dict[str, str] = {}  # the carriers' statuses this event applied
     # One lock order (by MNO id) for every event, so two workers never deadlock here.
     for mno_id, status in sorted(statuses.items()):
         where = and_(
@@ -264,6 +269,7 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
             superseded += 1
             continue
         _update(ctx, campaign_carriers, where, {"status": status} | ctx.sync(kind))
+        carriers[mno_id] = status
         applied += 1
         if status != previous and status in CARRIER_NEWS:
             news.append((mno_id, status, previous))
@@ -275,6 +281,8 @@ def _apply_carrier(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
     if applied and (reason := _text(payload, ("rejectionReason",), 4000)) is not None:
         values["rejection_reason"] = reason
     _update(ctx, campaigns, campaigns.c.campaign_id == campaign_id, values)
+    if applied:
+        _live_campaign(ctx, campaign_id, campaign["status"], carriers)
     if news:
         brand = _brand_of(ctx, campaign_id)
         for mno_id, status, previous in news:
@@ -402,6 +410,7 @@ def _apply_vetting(ctx: _Context, kind: EventKind, payload: Mapping[str, Any]) -
     if status is not None:
         values["status"] = status.upper()
     _update(ctx, vettings, where, values | ctx.sync(kind))
+    _live_vetting(ctx, row["id"], brand_id, kind.vetting, values.get("status", row["status"]))
     new = values.get("status")
     if new != row["status"] and new in VETTING_DONE.get(kind.vetting, ()):
         brand = ctx.tx.execute(select(brands).where(brands.c.brand_id == brand_id)).mappings().one()
@@ -448,6 +457,60 @@ _ACTIONS = {
     Action.VETTING: _apply_vetting,
     Action.RECORD: _apply_record,
 }
+
+
+# -- live updates ---------------------------------------------------------------------------
+# Published in this event's transaction (hookyard.live): clients see them iff it commits.
+# The tenant is read back as the REST API scopes the row: a brand's own, a campaign's and a
+# vetting's through their brand (none while the brand is unknown).
+
+
+def _live_brand(ctx: _Context, brand_id: str, previous: str | None) -> None:
+    row = ctx.tx.execute(select(brands).where(brands.c.brand_id == brand_id)).mappings().one()
+    data = {k: row[k] for k in ("display_name", "identity_status", "trust_score")}
+    publish(
+        ctx.tx,
+        Change(
+            ChangeKind.TENDLC_BRAND,
+            brand_id,
+            row["tenant"],
+            row["status"],
+            data | {"previous_status": previous, "event_id": ctx.event.id},
+        ),
+    )
+
+
+def _live_campaign(
+    ctx: _Context, campaign_id: str, previous: str | None, carriers: Mapping[str, str]
+) -> None:
+    row = (
+        ctx.tx.execute(
+            select(campaigns.c.status, campaigns.c.brand_id, brands.c.tenant)
+            .select_from(campaigns.outerjoin(brands, campaigns.c.brand_id == brands.c.brand_id))
+            .where(campaigns.c.campaign_id == campaign_id)
+        )
+        .mappings()
+        .one()
+    )
+    data: dict[str, Any] = {
+        "brand_id": row["brand_id"],
+        "previous_status": previous,
+        "event_id": ctx.event.id,
+    }
+    if carriers:
+        data["carriers"] = dict(carriers)
+    publish(
+        ctx.tx,
+        Change(ChangeKind.TENDLC_CAMPAIGN, campaign_id, row["tenant"], row["status"], data),
+    )
+
+
+def _live_vetting(
+    ctx: _Context, vetting_id: int, brand_id: str, kind: VettingKind, status: str | None
+) -> None:
+    tenant = ctx.tx.execute(select(brands.c.tenant).where(brands.c.brand_id == brand_id)).scalar()
+    data = {"brand_id": brand_id, "vetting_kind": kind.value, "event_id": ctx.event.id}
+    publish(ctx.tx, Change(ChangeKind.TENDLC_VETTING, vetting_id, tenant, status, data))
 
 
 # -- notifications --------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from hookyard.domain.whatsapp.tables import (
     template_history,
     templates,
 )
+from hookyard.live.change import Change, ChangeKind
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.notify.kinds import EntityType, Kind
 from hookyard.notify.record import record
@@ -235,6 +237,7 @@ def _apply_status(
     paused = 0
     if new != old and new in PAUSING:
         paused = _pause_campaigns(tx, template, event, new, change.reason, now)
+    _live_template(tx, template, event, previous_status=old, campaigns_paused=paused)
     if change.value == REINSTATED:
         _note_reinstated(tx, template, event, now)
     if new != old and (kind := ALERT_ON_STATUS.get(new)) is not None:
@@ -275,6 +278,7 @@ def _apply_quality(
         )
     )
     _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
+    _live_template(tx, template, event, previous_quality=old)
     if new == Quality.RED and old != Quality.RED:
         _alert(tx, template, event, AlertKind.RED_QUALITY, f"quality {old} -> {new}", now)
         _notify(tx, template, event, change, Kind.TEMPLATE_RED_QUALITY,
@@ -424,6 +428,19 @@ def _pause_campaigns(
             for campaign_id in active
         ],
     )
+    publish(
+        tx,
+        *(
+            Change(
+                ChangeKind.WHATSAPP_CAMPAIGN,
+                campaign_id,
+                template["tenant"],
+                CampaignStatus.PAUSED.value,
+                {"template_id": template["id"], "paused_reason": why.value, "event_id": event.id},
+            )
+            for campaign_id in active
+        ),
+    )
     log.info("whatsapp_campaigns_paused", event_id=event.id, campaigns=len(active))
     return len(active)
 
@@ -455,6 +472,22 @@ def _note_reinstated(
                 for campaign_id in paused
             ],
         )
+
+
+def _live_template(tx: Connection, template: RowMapping, event: StoredEvent, **data: Any) -> None:
+    """Publish the template as this event left it (hookyard.live; delivered iff it commits)."""
+    row = tx.execute(select(templates).where(templates.c.id == template["id"])).mappings().one()
+    fields = {k: row[k] for k in ("meta_template_id", "name", "language", "quality")}
+    publish(
+        tx,
+        Change(
+            ChangeKind.WHATSAPP_TEMPLATE,
+            row["id"],
+            row["tenant"],
+            row["status"],
+            fields | data | {"event_id": event.id},
+        ),
+    )
 
 
 def _alert(
@@ -572,5 +605,18 @@ def resume_campaign(
         insert(campaign_log).values(
             campaign_id=campaign_id, action=CampaignAction.RESUMED.value, actor=by, at=now
         )
+    )
+    row = tx.execute(
+        select(campaigns.c.tenant, campaigns.c.template_id).where(campaigns.c.id == campaign_id)
+    ).one()
+    publish(
+        tx,
+        Change(
+            ChangeKind.WHATSAPP_CAMPAIGN,
+            campaign_id,
+            row.tenant,
+            CampaignStatus.ACTIVE.value,
+            {"template_id": row.template_id},
+        ),
     )
     return True
