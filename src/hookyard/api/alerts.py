@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
@@ -17,12 +17,12 @@ from hookyard.alerts.queries import AlertState
 from hookyard.alerts.rules import AlertKind
 from hookyard.alerts.tables import alerts
 from hookyard.api.auth import MemberScope, ViewerScope, engine_of
+from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
 from hookyard.db.engine import writer
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 Reader = Annotated[Engine, Depends(engine_of)]
 
-MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and must not reach the database
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="the alert's id")]
 
 
@@ -64,10 +64,8 @@ def list_alerts(
     engine: Reader,
     state: StateFilter = StateFilter.OPEN,
     kind: AlertKind | None = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 50,
-    before_id: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the previous page")
-    ] = None,
+    limit: Limit = 50,
+    before_id: Cursor = None,
 ) -> AlertPage:
     """Newest first."""
     wanted = None if state is StateFilter.ALL else AlertState(state.value)
@@ -81,7 +79,7 @@ def list_alerts(
             before_id=before_id,
         )
     items = [Alert.model_validate(r) for r in rows]
-    return AlertPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+    return AlertPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.get("/alerts/{alert_id}", response_model=Alert)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope
-from hookyard.api.params import MAX_ID
+from hookyard.api.params import MAX_ID, next_cursor
 from hookyard.api.schemas import (
     NO_NUL,
     DeliveryDay,
@@ -106,7 +106,7 @@ def list_events(
     )
     rows = store.list_events(flt, limit=limit, before_id=before_id)
     items = [EventSummary.model_validate(r) for r in rows]
-    return EventPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+    return EventPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 # `:int`: only digits match, so that `/events/replay` is not taken for an event's id (a GET

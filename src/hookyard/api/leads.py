@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from hookyard.api.auth import MemberScope, Scope, ViewerScope, engine_of
-from hookyard.api.params import MAX_ID, Cursor, Limit
+from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
 from hookyard.api.privacy import mask_document, mask_email, mask_personal, mask_phone, mask_text
 from hookyard.domain.common import SyncSource
 from hookyard.domain.leads import queries
@@ -139,7 +139,7 @@ def list_leads(
         )
     clear = scope.principal.sees_personal_data
     items = [LeadSummary.model_validate(_contact(r, clear)) for r in rows]
-    return LeadPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+    return LeadPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.get("/leads/{lead_id}", response_model=LeadDetail)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from hookyard.api.auth import ViewerScope, engine_of
-from hookyard.api.params import Cursor, Limit
+from hookyard.api.params import Cursor, Limit, next_cursor
 from hookyard.domain.common import SyncSource
 from hookyard.domain.tendlc import queries
 from hookyard.domain.tendlc.carriers import CARRIERS, carrier_name
@@ -144,10 +144,6 @@ class MessagingEnums(BaseModel):
     carriers: list[Carrier]
 
 
-def _next(items: list[Any], limit: int) -> int | None:
-    return items[-1].id if len(items) == limit else None
-
-
 @router.get("/messaging/brands", response_model=BrandPage)
 def list_brands(
     scope: ViewerScope,
@@ -167,7 +163,7 @@ def list_brands(
             before_id=before_id,
         )
     items = [Brand.model_validate(r) for r in rows]
-    return BrandPage(items=items, next_cursor=_next(items, limit))
+    return BrandPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.get("/messaging/brands/{brand_id}", response_model=BrandDetail)
@@ -205,7 +201,7 @@ def list_campaigns(
             before_id=before_id,
         )
     items = [TenDlcCampaign.model_validate(r) for r in rows]
-    return TenDlcCampaignPage(items=items, next_cursor=_next(items, limit))
+    return TenDlcCampaignPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.get("/messaging/campaigns/{campaign_id}", response_model=TenDlcCampaignDetail)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from hookyard.api.auth import AdminScope, MemberScope, ViewerScope, engine_of
-from hookyard.api.params import MAX_ID, Cursor, Limit
+from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
 from hookyard.db.engine import writer
 from hookyard.domain.common import SyncSource
 from hookyard.domain.whatsapp import queries
@@ -176,10 +176,6 @@ class AlertState(StrEnum):
     ALL = "all"
 
 
-def _next(items: list[Any], limit: int) -> int | None:
-    return items[-1].id if len(items) == limit else None
-
-
 def _reasons(template: dict[str, Any]) -> list[str]:
     reasons = []
     if template["quality"] == Quality.RED:
@@ -206,7 +202,7 @@ def list_templates(
             conn, scope.tenant, status=status, quality=quality, limit=limit, before_id=before_id
         )
     items = [Template.model_validate(r) for r in rows]
-    return TemplatePage(items=items, next_cursor=_next(items, limit))
+    return TemplatePage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.get("/whatsapp/templates/critical", response_model=CriticalPage)
@@ -226,7 +222,7 @@ def critical_templates(
         )
         for r in rows
     ]
-    return CriticalPage(items=items, next_cursor=_next(items, limit))
+    return CriticalPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.get("/whatsapp/templates/quality-summary", response_model=QualitySummary)
@@ -265,7 +261,7 @@ def template_history(
             conn, template_id, kind=kind, limit=limit, before_id=before_id
         )
     items = [HistoryEntry.model_validate(r) for r in rows]
-    return HistoryPage(items=items, next_cursor=_next(items, limit))
+    return HistoryPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 @router.post(
@@ -312,7 +308,7 @@ def list_alerts(
             before_id=before_id,
         )
     items = [Alert.model_validate(r) for r in rows]
-    return AlertPage(items=items, next_cursor=_next(items, limit))
+    return AlertPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 # -- campaigns ------------------------------------------------------------------------------
@@ -331,7 +327,7 @@ def list_campaigns(
             conn, scope.tenant, status=status, limit=limit, before_id=before_id
         )
     items = [WhatsAppCampaign.model_validate(r) for r in rows]
-    return WhatsAppCampaignPage(items=items, next_cursor=_next(items, limit))
+    return WhatsAppCampaignPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 def _campaign(engine: Engine, tenant: str | None, campaign_id: int) -> WhatsAppCampaignDetail:
