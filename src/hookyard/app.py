@@ -8,13 +8,15 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hookyard import __version__
 from hookyard.alerts import metrics as alert_metrics
@@ -36,6 +38,7 @@ from hookyard.metrics import QueueCollector
 from hookyard.runtime import Runtime
 from hookyard.sources import admin_token, session_secret
 from hookyard.sync.tcr import subscribe_all
+from hookyard.web import app as web
 
 _collector: QueueCollector | None = None
 
@@ -47,6 +50,13 @@ def _register_queue_metrics(runtime: Runtime) -> None:
         REGISTRY.unregister(_collector)
     _collector = QueueCollector(runtime.store.queue_stats)
     REGISTRY.register(_collector)
+
+
+def _first_problem(exc: RequestValidationError) -> str:
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())[1:])
+        return f"{where}: {error.get('msg', 'not valid')}"[:200]
+    return "the request is not valid"
 
 
 def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
@@ -104,8 +114,18 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     _register_queue_metrics(runtime)
     alert_metrics.register(runtime.engine)
 
+    web.install(api)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if web.is_ui(request):
+            return web.ui_error(request, exc)
+        return await http_exception_handler(request, exc)
+
     @api.exception_handler(DataError)
-    async def unstorable(_: Request, exc: DataError) -> JSONResponse:
+    async def unstorable(request: Request, exc: DataError) -> Response:
+        if web.is_ui(request):
+            return web.ui_error(request, HTTPException(400, "a value cannot be stored"))
         # The database refused a value of the request itself (PostgreSQL takes no NUL in
         # text, no out-of-range number): the caller's to fix, not a storage outage.
         log.info("request_value_refused", error=str(exc.orig)[:200])
@@ -115,8 +135,10 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         )
 
     @api.exception_handler(SQLAlchemyError)
-    async def storage_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+    async def storage_error(request: Request, exc: SQLAlchemyError) -> Response:
         log.warning("storage_error", error=str(exc)[:300])
+        if web.is_ui(request):
+            return web.ui_error(request, exc)
         return JSONResponse(
             {"detail": "storage unavailable, retry later"},
             status_code=503,
@@ -124,7 +146,9 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         )
 
     @api.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if web.is_ui(request):
+            return web.ui_error(request, HTTPException(400, _first_problem(exc)))
         # FastAPI's own 422, but encoded as ASCII JSON: its body echoes the input, and a lone
         # surrogate in that input cannot be encoded as UTF-8 (the default answer is a 500).
         body = json.dumps(

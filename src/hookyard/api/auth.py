@@ -15,7 +15,6 @@ row of another tenant: an id guessed across tenants looks exactly like a missing
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,11 +30,14 @@ from hookyard.api.identity import (
     authenticate_key,
     find_tenant,
     kind_of,
+    operator,
     read_session,
 )
 from hookyard.providers.signing import constant_time_equal
 
 CUSTOMER_HEADER = "x-customer-id"
+# The dashboard's session (web/session.py); also accepted by the live socket (api/live.py).
+SESSION_COOKIE = "hookyard_session"
 
 
 class ErrorBody(BaseModel):
@@ -85,6 +87,12 @@ def authenticate(request: Request) -> Principal:
         raise HTTPException(
             401, "send Authorization: Bearer <API key, session or admin token>", headers=_CHALLENGE
         )
+    return authenticate_token(request, token)
+
+
+def authenticate_token(request: Request, token: str) -> Principal:
+    """Who a bearer token is, wherever it came from (a header, a socket's query, the
+    dashboard's cookie): 401 when it is nobody."""
     state = request.app.state
     kind = kind_of(token)
     try:
@@ -93,37 +101,46 @@ def authenticate(request: Request) -> Principal:
         if kind is KeyKind.SESSION:
             if not state.session_secret:
                 raise AuthError("sessions are disabled: set HOOKYARD_SESSION_SECRET")
-            return read_session(state.engine, token, state.session_secret)
+            return read_session(state.engine, token, state.session_secret, state.admin_token)
     except AuthError as exc:
         raise HTTPException(401, str(exc), headers=_CHALLENGE) from None
     expected: str | None = state.admin_token
     if expected and constant_time_equal(token, expected):
-        return Principal("admin-token", Role.SUPERADMIN, None, None, KeyKind.ADMIN_TOKEN.value)
+        return operator()
     raise HTTPException(401, "unknown token", headers=_CHALLENGE)
 
 
-def scoped(minimum: Role) -> Callable[[Request], Scope]:
-    def dependency(request: Request) -> Scope:
-        principal = authenticate(request)
-        if not principal.at_least(minimum):
-            raise HTTPException(403, f"this needs the {minimum.value} role")
-        asked = request.headers.get(CUSTOMER_HEADER, "").strip()
-        if principal.role is Role.SUPERADMIN:
-            if not asked:
-                return Scope(principal, None)
-            with engine_of(request).connect() as conn:
-                tenant = find_tenant(conn, asked)
-            if tenant is None:
-                raise HTTPException(404, f"no tenant {asked!r} (X-Customer-ID: a tenant id or BAN)")
-            return Scope(principal, tenant)
-        if asked:
-            with engine_of(request).connect() as conn:
-                tenant = find_tenant(conn, asked)
-            if tenant != principal.tenant:
-                raise HTTPException(403, "X-Customer-ID names another tenant: superadmins only")
-        return Scope(principal, principal.tenant)
+def scope_of(request: Request, principal: Principal, minimum: Role, asked: str) -> Scope:
+    """Check the role (403) and fix the tenant, `asked` being a tenant id or BAN or ''."""
+    if not principal.at_least(minimum):
+        raise HTTPException(403, f"this needs the {minimum.value} role")
+    asked = asked.strip()
+    if principal.role is Role.SUPERADMIN:
+        if not asked:
+            return Scope(principal, None)
+        with engine_of(request).connect() as conn:
+            tenant = find_tenant(conn, asked)
+        if tenant is None:
+            raise HTTPException(404, f"no tenant {asked!r} (X-Customer-ID: a tenant id or BAN)")
+        return Scope(principal, tenant)
+    if asked:
+        with engine_of(request).connect() as conn:
+            tenant = find_tenant(conn, asked)
+        if tenant != principal.tenant:
+            raise HTTPException(403, "X-Customer-ID names another tenant: superadmins only")
+    return Scope(principal, principal.tenant)
 
-    return dependency
+
+class scoped:  # lower case: used as a function, `Depends(scoped(Role.ADMIN))`
+    """The dependency of a route needing at least `minimum`; it keeps `minimum`, so that
+    the dashboard, which calls the API's route functions itself, applies the same role."""
+
+    def __init__(self, minimum: Role) -> None:
+        self.minimum = minimum
+
+    def __call__(self, request: Request) -> Scope:
+        principal = authenticate(request)
+        return scope_of(request, principal, self.minimum, request.headers.get(CUSTOMER_HEADER, ""))
 
 
 ViewerScope = Annotated[Scope, Depends(scoped(Role.VIEWER))]

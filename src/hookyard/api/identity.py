@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,8 +50,8 @@ class Principal:
     user_id: int | None = None
     via: str = "session"  # admin_token, api_key, session
 
-    def at_least(self, role: Role) -> bool:
-        return self.role.rank >= role.rank
+    def at_least(self, role: Role | str) -> bool:
+        return self.role.rank >= Role(role).rank
 
     @property
     def sees_personal_data(self) -> bool:
@@ -237,15 +238,37 @@ def authenticate_key(engine: Engine, key: str) -> Principal:
 # -- sessions -------------------------------------------------------------------------------
 
 
-def issue_session(principal: Principal, secret: str, minutes: float) -> tuple[str, int]:
-    """A signed session token for the dashboard: (token, seconds it lasts)."""
+ADMIN_SUBJECT = "admin-token"
+
+
+def _admin_mark(secret: str, admin_token: str) -> str:
+    # Ties an operator's session to the admin token it was opened with: rotating
+    # HOOKYARD_ADMIN_TOKEN ends those sessions. A MAC, so the token itself never leaves.
+    return hmac.new(secret.encode(), b"admin:" + admin_token.encode(), "sha256").hexdigest()
+
+
+def issue_session(
+    principal: Principal, secret: str, minutes: float, admin_token: str | None = None
+) -> tuple[str, int]:
+    """A signed session token for the dashboard: (token, seconds it lasts). The operator
+    (the admin token's principal) gets one too, given the admin token."""
     now = _now()
     seconds = int(minutes * 60)
-    claims = {"sub": principal.subject, "iat": now, "exp": now + timedelta(seconds=seconds)}
+    claims: dict[str, Any] = {
+        "sub": principal.subject,
+        "iat": now,
+        "exp": now + timedelta(seconds=seconds),
+    }
+    if principal.subject == ADMIN_SUBJECT:
+        if not admin_token:
+            raise ValueError("an operator session needs the admin token")
+        claims["adm"] = _admin_mark(secret, admin_token)
     return jwt.encode(claims, secret, algorithm="HS256"), seconds
 
 
-def read_session(engine: Engine, token: str, secret: str) -> Principal:
+def read_session(
+    engine: Engine, token: str, secret: str, admin_token: str | None = None
+) -> Principal:
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
@@ -255,10 +278,22 @@ def read_session(engine: Engine, token: str, secret: str) -> Principal:
     except jwt.InvalidTokenError:
         raise AuthError("not a valid session token") from None
     subject = str(claims["sub"])
+    if subject == ADMIN_SUBJECT:
+        mark = claims.get("adm")
+        if not admin_token or not isinstance(mark, str):
+            raise AuthError("not a valid session token")
+        if not constant_time_equal(mark, _admin_mark(secret, admin_token)):
+            raise AuthError("the admin token changed; log in again")
+        return operator()
     if not subject.startswith("user:") or not subject[5:].isdigit():
         raise AuthError("not a valid session token")
     # The user's current role and tenant, not the ones at login: a change takes effect now.
     return user_principal(engine, int(subject[5:]), "session")
+
+
+def operator() -> Principal:
+    """The holder of HOOKYARD_ADMIN_TOKEN: a superadmin that is no user."""
+    return Principal(ADMIN_SUBJECT, Role.SUPERADMIN, None, None, "admin_token")
 
 
 class KeyKind(StrEnum):

@@ -3,7 +3,8 @@ commits (docs/live.md).
 
 Credentials and tenant scope are those of the REST API, resolved by `auth.scoped` itself:
 the bearer token comes from the `Authorization` header or, since browsers cannot set
-headers on a WebSocket, from `?token=`; a superadmin picks a tenant with `X-Customer-ID` or
+headers on a WebSocket, from `?token=` or the dashboard's session cookie (from a page of
+this site only); a superadmin picks a tenant with `X-Customer-ID` or
 `?customer=`. The socket is accepted first and then closed with an application code when
 refused, so clients can tell why (a refused handshake is only an HTTP 403 to them):
 4401 no or unknown credentials, 4403 another tenant, 4404 no such tenant.
@@ -18,14 +19,15 @@ import asyncio
 import contextlib
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from hookyard.api.auth import CUSTOMER_HEADER, Scope, scoped
-from hookyard.api.identity import Role
+from hookyard.api.auth import CUSTOMER_HEADER, SESSION_COOKIE, Scope, scoped
+from hookyard.api.identity import KeyKind, Role, kind_of
 from hookyard.live.change import ChangeKind
 from hookyard.live.hub import Hub, Subscription
 from hookyard.logs import log
@@ -120,6 +122,14 @@ def _scope_of(websocket: WebSocket) -> Scope:
     token = websocket.headers.get("authorization") or (
         f"Bearer {query['token']}" if query.get("token") else ""
     )
+    cookie = websocket.cookies.get(SESSION_COOKIE)
+    if not token and cookie and kind_of(cookie) is KeyKind.SESSION:
+        # The dashboard's session cookie. A browser sends it with any page's socket to this
+        # host, so only a page of this very site may use it (no cross-site socket hijack).
+        origin = websocket.headers.get("origin", "")
+        if urlsplit(origin).netloc != websocket.headers.get("host", ""):
+            raise HTTPException(403, "a session cookie is taken from this site's pages only")
+        token = f"Bearer {cookie}"
     customer = websocket.headers.get(CUSTOMER_HEADER) or query.get("customer", "")
     headers = [
         (name, value)

@@ -1,0 +1,135 @@
+"""The operator dashboard under `/ui/` (docs/dashboard.md): login, the tenant picker, the
+pages of each area (their own modules), static assets, and how dashboard errors look."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hookyard.api import identity
+from hookyard.api.identity import AuthError, Role
+from hookyard.logs import log
+from hookyard.providers.signing import constant_time_equal
+from hookyard.web import alerts, conflicts, events, leads, messaging, whatsapp
+from hookyard.web.render import back, error_page, page
+from hookyard.web.session import (
+    Csrf,
+    LoginRequired,
+    UiScope,
+    close_session,
+    open_session,
+    pick_tenant,
+)
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+Text = Annotated[str, Form(max_length=1000)]
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/ui/events", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    return page(request, None, "login.html", next=_next(request.query_params.get("next")))
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    email: Text = "",
+    password: Text = "",
+    token: Text = "",
+    next: Text = "/ui/events",
+) -> Response:
+    """E-mail and password, or the operator's admin token."""
+    state = request.app.state
+    if not state.session_secret:
+        return _refused(request, 503, "logins are disabled: set HOOKYARD_SESSION_SECRET", next)
+    try:
+        if token:
+            expected: str | None = state.admin_token
+            if not expected or not constant_time_equal(token, expected):
+                raise AuthError("wrong admin token")
+            principal = identity.operator()
+        else:
+            principal = identity.login(state.engine, email, password)
+    except AuthError as exc:
+        log.info("ui_login_refused", how="token" if token else "password")
+        return _refused(request, 401, str(exc), next)
+    log.info("ui_login", subject=principal.subject)
+    response = RedirectResponse(_next(next), status_code=303)
+    open_session(request, response, principal)
+    return response
+
+
+def _refused(request: Request, status: int, detail: str, next: str) -> Response:
+    return page(request, None, "login.html", status=status, error=detail, next=_next(next))
+
+
+def _next(target: str | None) -> str:
+    """Where to go after logging in: a dashboard page, never another site."""
+    if target and target.startswith("/ui/") and not target.startswith("/ui//"):
+        return target
+    return "/ui/events"
+
+
+@router.post("/logout", dependencies=[Csrf])
+def logout() -> Response:
+    response = RedirectResponse("/ui/login", status_code=303)
+    close_session(response)
+    return response
+
+
+@router.post("/tenant", dependencies=[Csrf])
+def choose_tenant(request: Request, scope: UiScope, tenant: Text = "") -> Response:
+    """A superadmin acts for one tenant (an id or BAN), or for every tenant (empty)."""
+    if scope.principal.role is not Role.SUPERADMIN:
+        raise HTTPException(403, "only superadmins pick a tenant")
+    picked = None
+    if tenant.strip():
+        with request.app.state.engine.connect() as conn:
+            picked = identity.find_tenant(conn, tenant.strip())
+        if picked is None:
+            raise HTTPException(404, f"no tenant {tenant.strip()!r}")
+    response = back(request, "/ui/events", "tenant")
+    pick_tenant(request, response, picked)
+    return response
+
+
+for area in (events, messaging, whatsapp, leads, conflicts, alerts):
+    router.include_router(area.router)
+
+
+def install(api: FastAPI) -> None:
+    """Mount the dashboard on the management API's app."""
+    api.include_router(router)
+    api.mount("/ui/static", StaticFiles(packages=[("hookyard.web", "static")]), name="ui-static")
+
+    @api.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        target = "/ui/login?" + urlencode({"next": request.url.path})
+        if "hx-request" in request.headers:  # htmx follows this header with a page load
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        if request.method != "GET":
+            return error_page(request, 401, "your session ended: log in again")
+        return RedirectResponse(target, status_code=303)
+
+
+def is_ui(request: Request) -> bool:
+    return request.url.path.startswith("/ui/")
+
+
+def ui_error(request: Request, exc: StarletteHTTPException | SQLAlchemyError) -> Response:
+    """How app.py's error handlers answer a dashboard request."""
+    if isinstance(exc, StarletteHTTPException):
+        return error_page(request, exc.status_code, str(exc.detail))
+    return error_page(request, 503, "storage unavailable, retry later")
