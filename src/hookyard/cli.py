@@ -67,6 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for source in runtime.sources.sources:
         print(f"  {source.config.provider:8} {source.path}  ({source.name})")
+    print(
+        f"dashboard on http://{args.host}:{args.port}/ui/"
+        " (log in with HOOKYARD_ADMIN_TOKEN, or as a user with a password)"
+    )
     if platforms is not None:
         print(
             f"fake provider platforms on {platforms.base_url}"
