@@ -346,6 +346,7 @@ def read_routes(world: World) -> list[str]:
         "/whatsapp/templates",
         "/whatsapp/templates/critical",
         "/whatsapp/templates/quality-summary",
+        f"/whatsapp/templates/{world.acme_templates['5001']}",
         f"/whatsapp/templates/{world.acme_templates['5001']}/status-history",
         "/whatsapp/alerts",
         "/whatsapp/campaigns",
@@ -360,6 +361,7 @@ def globex_rows(world: World) -> list[tuple[str, str]]:
     return [
         ("GET", "/messaging/brands/BGLOB01"),
         ("GET", "/messaging/campaigns/CGLOB01"),
+        ("GET", f"/whatsapp/templates/{world.globex_template}"),
         ("GET", f"/whatsapp/templates/{world.globex_template}/status-history"),
         ("POST", f"/whatsapp/templates/{world.globex_template}/acknowledge-alert"),
         ("GET", f"/whatsapp/campaigns/{world.globex_campaign}"),
@@ -380,6 +382,7 @@ ROUTE_TEMPLATES = [
     ("GET", "/whatsapp/templates"),
     ("GET", "/whatsapp/templates/critical"),
     ("GET", "/whatsapp/templates/quality-summary"),
+    ("GET", "/whatsapp/templates/{template_id}"),
     ("GET", "/whatsapp/templates/{template_id}/status-history"),
     ("POST", "/whatsapp/templates/{template_id}/acknowledge-alert"),
     ("GET", "/whatsapp/alerts"),
@@ -769,6 +772,11 @@ def test_critical_templates_summary_and_history(
     missing = api.get(f"{V1}/whatsapp/templates/999999/status-history", headers=viewer)
     assert missing.status_code == 404
 
+    one = get(api, f"/whatsapp/templates/{world.acme_templates['5001']}", viewer)
+    assert (one["meta_template_id"], one["quality"], one["tenant"]) == ("5001", "RED", "acme")
+    theirs = api.get(f"{V1}/whatsapp/templates/{world.globex_template}", headers=viewer)
+    assert theirs.status_code == 404
+
 
 def test_the_openapi_document_declares_models_and_refusals(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
@@ -810,7 +818,7 @@ def test_generated_requests_with_rows_present_find_no_error_and_no_schema_violat
             for result in schema.get_all_operations()
             if result.ok().path.startswith(DOMAIN_PREFIXES)
         ]
-        assert len(operations) == 18  # the 17 routes here and POST /messaging/brands
+        assert len(operations) == 19  # the 18 routes here and POST /messaging/brands
 
         for operation in operations:
             if operation.method.upper() == "POST" and operation.path == "/api/v1/messaging/brands":

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from hookyard.api.auth import ViewerScope, engine_of
 from hookyard.api.params import Cursor, Limit, next_cursor
@@ -60,6 +60,15 @@ class Brand(BaseModel):
     created_at: datetime
 
 
+class CarrierState(BaseModel):
+    mno_id: str
+    carrier: str = Field(description="the carrier's name (`MNO <id>` for one not known yet)")
+    status: str = Field(description="a carrier status, or a word TCR added later as sent")
+    last_event_type: str | None
+    last_event_at: datetime | None
+    last_synced_at: datetime
+
+
 class TenDlcCampaign(BaseModel):
     id: int
     campaign_id: str
@@ -74,15 +83,7 @@ class TenDlcCampaign(BaseModel):
     last_synced_at: datetime
     sync_source: SyncSource
     created_at: datetime
-
-
-class CarrierState(BaseModel):
-    mno_id: str
-    carrier: str = Field(description="the carrier's name (`MNO <id>` for one not known yet)")
-    status: str = Field(description="a carrier status, or a word TCR added later as sent")
-    last_event_type: str | None
-    last_event_at: datetime | None
-    last_synced_at: datetime
+    carriers: list[CarrierState] = Field(description="each carrier's status, by MNO id")
 
 
 class Vetting(BaseModel):
@@ -104,7 +105,7 @@ class BrandDetail(Brand):
 
 
 class TenDlcCampaignDetail(TenDlcCampaign):
-    carriers: list[CarrierState]
+    """A campaign as its list shows it (carriers included)."""
 
 
 class BrandPage(BaseModel):
@@ -178,8 +179,9 @@ def show_brand(
             raise HTTPException(404, f"no brand {brand_id}")
         # A brand has a few campaigns (TCR caps them per brand); 500 is far above that.
         found = queries.list_campaigns(conn, scope.tenant, brand_id=brand_id, limit=500)
+        campaigns = _with_carriers(conn, found)
         vettings = queries.vettings_of_brand(conn, brand_id)
-    return BrandDetail.model_validate(brand | {"campaigns": found, "vettings": vettings})
+    return BrandDetail.model_validate(brand | {"campaigns": campaigns, "vettings": vettings})
 
 
 @router.get("/messaging/campaigns", response_model=TenDlcCampaignPage)
@@ -200,7 +202,7 @@ def list_campaigns(
             limit=limit,
             before_id=before_id,
         )
-    items = [TenDlcCampaign.model_validate(r) for r in rows]
+        items = [TenDlcCampaign.model_validate(r) for r in _with_carriers(conn, rows)]
     return TenDlcCampaignPage(items=items, next_cursor=next_cursor(items, limit))
 
 
@@ -214,11 +216,19 @@ def show_campaign(
         campaign = queries.find_campaign(conn, scope.tenant, campaign_id)
         if campaign is None:
             raise HTTPException(404, f"no campaign {campaign_id}")
-        carriers = [
-            row | {"carrier": carrier_name(row["mno_id"])}
-            for row in queries.carriers_of_campaign(conn, campaign_id)
-        ]
-    return TenDlcCampaignDetail.model_validate(campaign | {"carriers": carriers})
+        [found] = _with_carriers(conn, [campaign])
+    return TenDlcCampaignDetail.model_validate(found)
+
+
+def _with_carriers(conn: Connection, campaigns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Campaign rows (already scoped to the caller's tenant) with their carriers' statuses,
+    fetched in one query for the lot."""
+    found = queries.carriers_of_campaigns(conn, [c["campaign_id"] for c in campaigns])
+    return [
+        c | {"carriers": [r | {"carrier": carrier_name(r["mno_id"])}
+                          for r in found.get(c["campaign_id"], [])]}
+        for c in campaigns
+    ]  # fmt: skip
 
 
 @router.get("/messaging/enums", response_model=MessagingEnums)

@@ -240,6 +240,16 @@ def quality_summary(scope: ViewerScope, engine: Engine_) -> QualitySummary:
     )
 
 
+# `:int`: only digits match, so `/templates/critical` is never taken for an id.
+@router.get("/whatsapp/templates/{template_id:int}", response_model=Template)
+def show_template(scope: ViewerScope, engine: Engine_, template_id: TemplateId) -> Template:
+    with engine.connect() as conn:
+        found = queries.find_template(conn, scope.tenant, template_id)
+    if found is None:
+        raise HTTPException(404, f"no template {template_id}")
+    return Template.model_validate(found)
+
+
 @router.get(
     "/whatsapp/templates/{template_id}/status-history",
     response_model=HistoryPage,

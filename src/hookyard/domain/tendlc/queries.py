@@ -87,11 +87,20 @@ def find_campaign(conn: Connection, tenant: str | None, campaign_id: str) -> dic
     return None if row is None else dict(row)
 
 
-def carriers_of_campaign(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
-    """Each carrier's status of the campaign, by MNO id (the caller checked the tenant)."""
+def carriers_of_campaigns(
+    conn: Connection, campaign_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each carrier's status of each campaign, in one query: campaign id -> its carriers by
+    MNO id; a campaign no carrier has reviewed yet is absent (the caller checked the tenant
+    of every campaign it names)."""
+    if not campaign_ids:
+        return {}
     query = (
         select(campaign_carriers)
-        .where(campaign_carriers.c.campaign_id == campaign_id)
-        .order_by(campaign_carriers.c.mno_id)
+        .where(campaign_carriers.c.campaign_id.in_(campaign_ids))
+        .order_by(campaign_carriers.c.campaign_id, campaign_carriers.c.mno_id)
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(query).mappings():
+        found.setdefault(row["campaign_id"], []).append(dict(row))
+    return found
