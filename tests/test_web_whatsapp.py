@@ -1,0 +1,393 @@
+"""The dashboard's WhatsApp pages (`/ui/whatsapp`): the quality summary, the templates needing
+attention and acknowledging their alerts (members and up), every template with filters and
+paging, one template's history, the campaigns and resuming a paused one (admins), the live
+sections, and that no tenant sees or changes another's. The rows are made by the Meta
+handler, as webhooks would make them (`tests/test_api_domain.py`'s helpers)."""
+
+from __future__ import annotations
+
+import html as markup
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hookyard.api.params import MAX_ID
+from hookyard.runtime import Runtime
+from hookyard.web import whatsapp
+from tests.people import People
+from tests.test_api_domain import T0, campaign, meta, template_id
+from tests.web_support import HTML, errors, login, post
+
+V1 = "/api/v1"
+HOUR = timedelta(hours=1)
+
+
+@dataclass
+class Templates:
+    order_update: int  # acme's, quality went RED: an open alert
+    promo: int  # acme's, PAUSED ("low quality"): its campaign paused
+    welcome: int  # acme's, APPROVED and GREEN: fine
+    notice: int  # globex's, DISABLED: an open alert, its campaign paused
+    spring_sale: int  # acme's campaign of promo
+    globex_launch: int  # globex's campaign of notice
+
+
+@pytest.fixture
+def world(runtime: Runtime, people: People) -> Templates:
+    engine = runtime.engine
+    for meta_id, name in [("5001", "order_update"), ("5002", "promo"), ("5003", "welcome")]:
+        meta(engine, "acme", "111", meta_id, T0, event="APPROVED", message_template_name=name)
+    meta(
+        engine,
+        "acme",
+        "111",
+        "5003",
+        T0 + HOUR,
+        previous_quality_score="UNKNOWN",
+        new_quality_score="GREEN",
+    )
+    meta(
+        engine,
+        "acme",
+        "111",
+        "5001",
+        T0 + HOUR,
+        previous_quality_score="GREEN",
+        new_quality_score="RED",
+    )
+    spring_sale = campaign(engine, "5002", "Spring sale")
+    meta(engine, "acme", "111", "5002", T0 + HOUR, event="PAUSED", reason="low quality")
+    meta(engine, "globex", "222", "6001", T0, event="APPROVED", message_template_name="notice")
+    globex_launch = campaign(engine, "6001", "Globex launch")
+    meta(engine, "globex", "222", "6001", T0 + HOUR, event="DISABLED", reason="policy")
+    return Templates(
+        *(template_id(engine, m) for m in ("5001", "5002", "5003", "6001")),
+        spring_sale,
+        globex_launch,
+    )
+
+
+def page_of(api: TestClient, path: str, status: int = 200) -> str:
+    answer = api.get(path, headers=HTML, follow_redirects=False)
+    assert answer.status_code == status, answer.text
+    return answer.text
+
+
+def text(fragment: str) -> str:
+    """What a person reads: no tags, entities decoded, one space between words."""
+    return " ".join(markup.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def section(html: str, name: str) -> str:
+    found = re.search(rf'<section id="{name}"[^>]*>.*?</section>', html, flags=re.S)
+    assert found, f"no section {name}"
+    return found.group(0)
+
+
+def rows(html: str, attribute: str) -> dict[int, str]:
+    """The id in each row's `data-…` attribute -> the row's text, in page order."""
+    found = re.findall(rf'<tr {attribute}="(\d+)">(.*?)</tr>', html, flags=re.S)
+    return {int(key): text(row) for key, row in found}
+
+
+def cards(html: str) -> dict[str, int]:
+    """The summary's tiles: `total`, `quality …` and `status …` -> the count."""
+    found = re.findall(
+        r'<div class="card" data-(count|quality|status)="([^"]+)"><div class="n">(\d+)</div>',
+        section(html, "summary"),
+    )
+    return {(value if kind == "count" else f"{kind} {value}"): int(n) for kind, value, n in found}
+
+
+def buttons(fragment: str) -> list[str]:
+    return re.findall(r"<button[^>]*>([^<]+)</button>", fragment)
+
+
+def rest(api: TestClient, people: People, path: str, role: str = "viewer") -> Any:
+    """What the management API says now (acme's person of that role asking)."""
+    answer = api.get(V1 + path, headers=people.headers("acme", role))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+# -- the overview ---------------------------------------------------------------------------
+
+
+def test_a_viewer_sees_the_summary_the_critical_templates_and_the_campaigns(
+    api: TestClient, world: Templates
+) -> None:
+    html = page_of(login(api, "viewer@acme.example.com"), "/ui/whatsapp")
+    assert cards(html) == {
+        "total": 3,
+        "quality GREEN": 1,
+        "quality RED": 1,
+        "quality none": 1,
+        "status APPROVED": 2,
+        "status PAUSED": 1,
+    }
+
+    critical = rows(section(html, "critical"), "data-template-id")
+    assert list(critical) == [world.promo, world.order_update]  # newest first
+    assert critical[world.order_update].startswith("order_update 5001 APPROVED RED quality RED")
+    assert "RED_QUALITY" in critical[world.order_update]
+    assert critical[world.promo].startswith("promo 5002 PAUSED — status PAUSED low quality none")
+
+    templates = rows(section(html, "templates"), "data-template-id")
+    assert list(templates) == [world.welcome, world.promo, world.order_update]
+    assert templates[world.welcome].startswith("welcome 5003 111")
+    assert "APPROVED GREEN" in templates[world.welcome]
+    assert f'href="/ui/whatsapp/templates/{world.promo}"' in html
+
+    [spring] = rows(section(html, "campaigns"), "data-campaign-id").values()
+    assert spring.startswith("Spring sale promo paused TEMPLATE_PAUSED")
+
+    # A viewer may look, not act.
+    assert "Acknowledge" not in html and "Resume" not in html
+    shown = text("".join(section(html, n) for n in ("critical", "templates", "campaigns")))
+    for other in ("notice", "Globex launch", "6001", "222"):
+        assert other not in shown
+
+
+def test_a_member_may_acknowledge_only_an_admin_may_resume(
+    api: TestClient, world: Templates
+) -> None:
+    html = page_of(login(api, "member@acme.example.com"), "/ui/whatsapp")
+    critical = section(html, "critical")
+    assert buttons(critical) == ["Acknowledge"]  # only order_update has an open alert
+    assert f'action="/ui/whatsapp/templates/{world.order_update}/acknowledge?next=' in critical
+    assert buttons(section(html, "campaigns")) == []
+
+    html = page_of(login(api, "admin@acme.example.com"), "/ui/whatsapp")
+    assert buttons(section(html, "critical")) == ["Acknowledge"]
+    campaigns = section(html, "campaigns")
+    assert buttons(campaigns) == ["Resume"]
+    assert f'action="/ui/whatsapp/campaigns/{world.spring_sale}/resume?next=' in campaigns
+
+
+def test_every_section_refreshes_live_on_its_first_page_only(
+    api: TestClient, world: Templates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(whatsapp, "PAGE", 1)
+    html = page_of(login(api, "viewer@acme.example.com"), "/ui/whatsapp")
+    for name, kind in [
+        ("summary", "whatsapp_template"),
+        ("critical", "whatsapp_template"),
+        ("templates", "whatsapp_template"),
+        ("campaigns", "whatsapp_campaign"),
+    ]:
+        assert f'data-live="{kind}"' in section(html, name)
+        assert f'hx-select="#{name}"' in section(html, name)
+
+    # One template a page: the older templates' page does not refresh that list.
+    assert list(rows(section(html, "templates"), "data-template-id")) == [world.welcome]
+    older = re.search(r'href="(\?before_id=\d+)"', html)
+    assert older, "no link to the older templates"
+    second = page_of(api, "/ui/whatsapp" + markup.unescape(older.group(1)))
+    assert list(rows(section(second, "templates"), "data-template-id")) == [world.promo]
+    assert "data-live" not in section(second, "templates")
+    assert 'data-live="whatsapp_template"' in section(second, "critical")
+
+
+def test_the_templates_filter_on_status_and_quality(api: TestClient, world: Templates) -> None:
+    login(api, "viewer@acme.example.com")
+    red = page_of(api, "/ui/whatsapp?quality=RED")
+    assert list(rows(section(red, "templates"), "data-template-id")) == [world.order_update]
+    assert "<option selected>RED</option>" in red
+    paused = page_of(api, "/ui/whatsapp?status=PAUSED&quality=")
+    assert list(rows(section(paused, "templates"), "data-template-id")) == [world.promo]
+    none = page_of(api, "/ui/whatsapp?status=DISABLED")  # globex's is not acme's
+    assert "No templates match." in section(none, "templates")
+    # The filter is the list's only: the critical ones stay.
+    assert len(rows(section(none, "critical"), "data-template-id")) == 2
+
+
+def test_a_bad_filter_or_cursor_is_a_400_page(api: TestClient, people: People) -> None:
+    login(api, "viewer@acme.example.com")
+    for query in ("status=NOPE", "quality=purple", "before_id=0", "critical_before=x"):
+        assert errors(page_of(api, f"/ui/whatsapp?{query}", 400)), query
+
+
+def test_a_superadmin_sees_every_tenant_with_its_name(api: TestClient, world: Templates) -> None:
+    html = page_of(login(api, "root@example.com"), "/ui/whatsapp")
+    assert cards(html)["total"] == 4
+    critical = rows(section(html, "critical"), "data-template-id")
+    assert critical[world.notice].startswith("notice 6001 globex DISABLED")
+    campaigns = rows(section(html, "campaigns"), "data-campaign-id")
+    assert campaigns[world.globex_launch].startswith("Globex launch globex notice paused")
+    assert buttons(section(html, "campaigns")) == ["Resume", "Resume"]
+
+
+# -- acknowledging ---------------------------------------------------------------------------
+
+
+def test_a_member_acknowledges_a_templates_alerts(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    login(api, "member@acme.example.com")
+    path = f"/ui/whatsapp/templates/{world.order_update}/acknowledge"
+    done = post(api, f"{path}?next=/ui/whatsapp%3Fquality%3DRED")
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/whatsapp?quality=RED&notice=acknowledged&n=1"
+
+    assert rest(api, people, "/whatsapp/alerts")["items"] == []
+    [alert] = rest(api, people, "/whatsapp/alerts?state=all")["items"]
+    assert alert["acknowledged_by"] == rest(api, people, "/me", "member")["subject"]
+
+    html = page_of(api, done.headers["location"])
+    assert "Acknowledged. (1)" in html
+    assert buttons(section(html, "critical")) == []  # nothing open any more
+    assert "RED_QUALITY" not in section(html, "critical")
+
+    # Again: nothing left to acknowledge, and the answer says so.
+    again = post(api, path)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/ui/whatsapp?notice=acknowledged&n=0"
+
+
+def test_a_viewer_cannot_acknowledge(api: TestClient, people: People, world: Templates) -> None:
+    login(api, "viewer@acme.example.com")
+    refused = post(api, f"/ui/whatsapp/templates/{world.order_update}/acknowledge")
+    assert refused.status_code == 403
+    assert "member" in " ".join(errors(refused.text))
+    [still_open] = rest(api, people, "/whatsapp/alerts")["items"]
+    assert still_open["acknowledged_at"] is None
+
+
+def test_a_change_without_the_forms_token_is_refused(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    login(api, "admin@acme.example.com")
+    for form in ({}, {"csrf": "not-the-token"}):
+        for path in (
+            f"/ui/whatsapp/templates/{world.order_update}/acknowledge",
+            f"/ui/whatsapp/campaigns/{world.spring_sale}/resume",
+        ):
+            refused = api.post(path, data=form, headers=HTML, follow_redirects=False)
+            assert refused.status_code == 403, (form, path)
+            assert "reload the page" in " ".join(errors(refused.text))
+    assert len(rest(api, people, "/whatsapp/alerts")["items"]) == 1
+    assert rest(api, people, f"/whatsapp/campaigns/{world.spring_sale}")["status"] == "paused"
+
+
+def test_another_tenants_template_or_campaign_cannot_be_changed(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    login(api, "admin@acme.example.com")
+    assert post(api, f"/ui/whatsapp/templates/{world.notice}/acknowledge").status_code == 404
+    assert post(api, f"/ui/whatsapp/campaigns/{world.globex_launch}/resume").status_code == 404
+    globex = people.headers("globex", "viewer")
+    assert len(api.get(f"{V1}/whatsapp/alerts", headers=globex).json()["items"]) == 1
+    found = api.get(f"{V1}/whatsapp/campaigns/{world.globex_launch}", headers=globex).json()
+    assert found["status"] == "paused"
+
+
+# -- resuming --------------------------------------------------------------------------------
+
+
+def test_an_admin_resumes_a_paused_campaign(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    path = f"/ui/whatsapp/campaigns/{world.spring_sale}/resume"
+    for role in ("viewer", "member"):
+        refused = post(login(api, f"{role}@acme.example.com"), path)
+        assert refused.status_code == 403 and "admin" in " ".join(errors(refused.text))
+    assert rest(api, people, f"/whatsapp/campaigns/{world.spring_sale}")["status"] == "paused"
+
+    login(api, "admin@acme.example.com")
+    done = post(api, f"{path}?next=/ui/whatsapp")
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/whatsapp?notice=resumed"
+    resumed = rest(api, people, f"/whatsapp/campaigns/{world.spring_sale}")
+    assert resumed["status"] == "active" and resumed["paused_reason"] is None
+    assert resumed["log"][0]["actor"] == rest(api, people, "/me", "admin")["subject"]
+
+    html = page_of(api, done.headers["location"])
+    assert "Campaign resumed." in html
+    [row] = rows(section(html, "campaigns"), "data-campaign-id").values()
+    assert row.startswith("Spring sale promo active —")
+    assert buttons(section(html, "campaigns")) == []
+
+    # Resuming an active campaign is the API's 409, as a page.
+    again = post(api, path)
+    assert again.status_code == 409 and "not paused" in " ".join(errors(again.text))
+
+
+def test_a_campaign_page_shows_what_happened_to_it(api: TestClient, world: Templates) -> None:
+    path = f"/ui/whatsapp/campaigns/{world.spring_sale}"
+    html = page_of(login(api, "viewer@acme.example.com"), path)
+    campaign = section(html, "campaign")
+    assert f'data-live="whatsapp_campaign:{world.spring_sale}"' in campaign
+    facts = text(campaign)
+    assert "Status paused" in facts and "Paused because TEMPLATE_PAUSED" in facts
+    assert "Template promo 5002" in facts
+    [entry] = rows(campaign, "data-log-id").values()
+    assert "paused — template promo is PAUSED (low quality)" in entry
+    assert buttons(campaign) == []
+
+    html = page_of(login(api, "admin@acme.example.com"), path)
+    assert buttons(section(html, "campaign")) == ["Resume"]
+    done = post(api, f"{path}/resume?next={path}")
+    assert done.headers["location"] == f"{path}?notice=resumed"
+    campaign = section(page_of(api, done.headers["location"]), "campaign")
+    assert "Status active" in text(campaign) and buttons(campaign) == []
+    actions = [entry.split()[2] for entry in rows(campaign, "data-log-id").values()]
+    assert actions == ["resumed", "paused"]  # newest first, after the time
+
+
+# -- a template -----------------------------------------------------------------------------
+
+
+def test_a_template_shows_its_facts_and_history(api: TestClient, world: Templates) -> None:
+    html = page_of(
+        login(api, "viewer@acme.example.com"), f"/ui/whatsapp/templates/{world.order_update}"
+    )
+    template = section(html, "template")
+    assert f'data-live="whatsapp_template:{world.order_update}"' in template
+    facts = text(template)
+    for fact in (
+        "Status APPROVED",
+        "Quality RED",
+        "Name order_update",
+        "Tenant acme",
+        "Meta template id 5001",
+        "WABA 111",
+        "Quality changed 2025-12-01 13:00:00",
+    ):
+        assert fact in facts
+    # Each row without the time it was recorded (now) and its webhook's id.
+    history = [" ".join(h.split()[2:-1]) for h in rows(template, "data-history-id").values()]
+    assert history == [
+        "quality RED GREEN → RED — applied 2025-12-01 13:00:00",
+        "status APPROVED — → APPROVED — applied 2025-12-01 12:00:00",
+    ]
+
+
+def test_another_tenants_or_no_template_is_a_404_page(api: TestClient, world: Templates) -> None:
+    login(api, "viewer@acme.example.com")
+    for path in (
+        f"/ui/whatsapp/templates/{world.notice}",
+        "/ui/whatsapp/templates/999999",
+        f"/ui/whatsapp/campaigns/{world.globex_launch}",
+        "/ui/whatsapp/campaigns/999999",
+        "/ui/whatsapp/templates/abc",
+        "/ui/whatsapp/templates/-1",
+    ):
+        html = page_of(api, path, 404)
+        assert "policy" not in html and "Globex launch" not in html
+
+
+def test_a_bad_template_id_or_cursor_is_a_400_page(api: TestClient, world: Templates) -> None:
+    login(api, "viewer@acme.example.com")
+    for bad in ("0", str(MAX_ID + 1), f"{world.promo}?before_id=0"):
+        assert errors(page_of(api, f"/ui/whatsapp/templates/{bad}", 400)), bad
+
+
+def test_a_bad_id_in_a_change_is_a_400_not_a_500(api: TestClient, world: Templates) -> None:
+    login(api, "admin@acme.example.com")
+    assert post(api, "/ui/whatsapp/templates/0/acknowledge").status_code == 400
+    assert post(api, f"/ui/whatsapp/campaigns/{MAX_ID + 1}/resume").status_code == 400
+    assert post(api, f"/ui/whatsapp/campaigns/{MAX_ID}/resume").status_code == 404
