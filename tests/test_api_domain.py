@@ -37,6 +37,7 @@ DOMAIN_PREFIXES = (
     f"{V1}/whatsapp/campaigns",
 )
 T0 = datetime(2025, 12, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 _event_ids = itertools.count(1)
 
 
@@ -136,13 +137,10 @@ class World:
     globex_lead: int
 
 
-@pytest.fixture
-def world(runtime: Runtime, people: People) -> World:
-    engine = runtime.engine
-    hour = timedelta(hours=1)
-    # 10DLC: acme has a verified brand with a campaign two carriers reviewed (and one MNO id
-    # not in the carrier table) and a vetting, and a registered brand; globex an unverified
-    # brand with a campaign a carrier rejected.
+def tendlc_state(engine: Engine) -> None:
+    """10DLC: acme has a verified brand with a campaign two carriers reviewed (and one MNO id
+    not in the carrier table) and a vetting, and a registered brand; globex an unverified
+    brand with a campaign a carrier rejected."""
     tcr(
         engine,
         "acme",
@@ -159,7 +157,7 @@ def world(runtime: Runtime, people: People) -> World:
         engine,
         "acme",
         "MNO_CAMPAIGN_OPERATION_APPROVED",
-        T0 + hour,
+        T0 + HOUR,
         brandId="BACME01",
         campaignId="CACME01",
         mnoStatuses={"10017": "APPROVED", "10035": "REVIEW", "20001": "APPROVED"},
@@ -168,14 +166,14 @@ def world(runtime: Runtime, people: People) -> World:
         engine,
         "acme",
         "EVP_REPORT_SCORE",
-        T0 + hour,
+        T0 + HOUR,
         brandId="BACME01",
         vettingId="VET1",
         evpId="AEGIS",
         vettingClass="STANDARD",
         vettingScore=80,
     )
-    tcr(engine, "acme", "BRAND_ADD", T0 + 2 * hour, brandId="BACME02", displayName="Acme Labs")
+    tcr(engine, "acme", "BRAND_ADD", T0 + 2 * HOUR, brandId="BACME02", displayName="Acme Labs")
     tcr(
         engine,
         "globex",
@@ -189,15 +187,19 @@ def world(runtime: Runtime, people: People) -> World:
         engine,
         "globex",
         "MNO_CAMPAIGN_OPERATION_REJECTED",
-        T0 + hour,
+        T0 + HOUR,
         brandId="BGLOB01",
         campaignId="CGLOB01",
         mnoId="10999",
         rejectionReason="opt-in flow unclear",
     )
 
-    # WhatsApp: acme's order_update went RED (an alert), promo was PAUSED (its campaign
-    # paused), welcome is fine; globex's notice was DISABLED (an alert, its campaign paused).
+
+def whatsapp_state(engine: Engine) -> tuple[int, int]:
+    """WhatsApp: acme's order_update (5001) went RED (an alert), promo (5002) was PAUSED (its
+    campaign paused), welcome (5003) is fine; globex's notice (6001) was DISABLED (an alert,
+    its campaign paused). Returns the campaigns: (acme's "Spring sale", globex's "Globex
+    launch")."""
     for meta_id, name in [("5001", "order_update"), ("5002", "promo"), ("5003", "welcome")]:
         meta(engine, "acme", "111", meta_id, T0, event="APPROVED", message_template_name=name)
     meta(
@@ -205,7 +207,7 @@ def world(runtime: Runtime, people: People) -> World:
         "acme",
         "111",
         "5003",
-        T0 + hour,
+        T0 + HOUR,
         previous_quality_score="UNKNOWN",
         new_quality_score="GREEN",
     )
@@ -214,17 +216,21 @@ def world(runtime: Runtime, people: People) -> World:
         "acme",
         "111",
         "5001",
-        T0 + hour,
+        T0 + HOUR,
         previous_quality_score="GREEN",
         new_quality_score="RED",
     )
     acme_campaign = campaign(engine, "5002", "Spring sale")
-    meta(engine, "acme", "111", "5002", T0 + hour, event="PAUSED", reason="low quality")
+    meta(engine, "acme", "111", "5002", T0 + HOUR, event="PAUSED", reason="low quality")
     meta(engine, "globex", "222", "6001", T0, event="APPROVED", message_template_name="notice")
     globex_campaign = campaign(engine, "6001", "Globex launch")
-    meta(engine, "globex", "222", "6001", T0 + hour, event="DISABLED", reason="policy")
+    meta(engine, "globex", "222", "6001", T0 + HOUR, event="DISABLED", reason="policy")
+    return acme_campaign, globex_campaign
 
-    # Leads: an enriched one and a failed one for acme, one pending for globex.
+
+def leads_state(engine: Engine) -> tuple[int, int, int]:
+    """Leads: an enriched one and a failed one for acme, one pending for globex. Returns
+    their ids in that order."""
     acme_lead = lead(
         engine,
         "acme",
@@ -267,6 +273,15 @@ def world(runtime: Runtime, people: People) -> World:
         email="john@globex.example.com",
         phone="+1 650 253 0000",
     )
+    return acme_lead, failed, globex_lead
+
+
+@pytest.fixture
+def world(runtime: Runtime, people: People) -> World:
+    engine = runtime.engine
+    tendlc_state(engine)
+    acme_campaign, globex_campaign = whatsapp_state(engine)
+    acme_lead, failed, globex_lead = leads_state(engine)
     return World(
         {m: template_id(engine, m) for m in ("5001", "5002", "5003")},
         template_id(engine, "6001"),

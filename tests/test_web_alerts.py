@@ -19,7 +19,7 @@ from sqlalchemy import insert
 from hookyard.alerts.tables import alerts
 from hookyard.runtime import Runtime
 from tests.people import People
-from tests.web_support import HTML, errors, login, post
+from tests.web_support import HTML, errors, login, page_of, post
 
 T0 = datetime(2025, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -97,12 +97,6 @@ def found(runtime: Runtime, people: People) -> Alerts:
             detail="the oldest pending event waited an hour",
         ),
     )  # fmt: skip
-
-
-def page_of(api: TestClient, path: str, status: int = 200) -> str:
-    answer = api.get(path, headers=HTML, follow_redirects=False)
-    assert answer.status_code == status, answer.text
-    return answer.text
 
 
 def rows(html: str) -> dict[int, str]:

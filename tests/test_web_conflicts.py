@@ -16,25 +16,14 @@ from sqlalchemy import insert
 
 from hookyard.domain.crm.tables import sync_conflicts
 from hookyard.runtime import Runtime
+from tests import test_api_customers
 from tests.people import People
-from tests.test_api_customers import Books, books_of
-from tests.web_support import HTML, errors, login, post
+from tests.test_api_customers import Books
+from tests.web_support import HTML, errors, login, page_of, post
 
-
-@pytest.fixture
-def acme(api: TestClient, runtime: Runtime, people: People) -> Books:
-    return books_of(api, runtime, people, "acme", "Acme Telecom", "business")
-
-
-@pytest.fixture
-def globex(api: TestClient, runtime: Runtime, people: People) -> Books:
-    return books_of(api, runtime, people, "globex", "Globex Networks", "wholesale")
-
-
-def page_of(api: TestClient, path: str, status: int = 200) -> str:
-    answer = api.get(path, headers=HTML, follow_redirects=False)
-    assert answer.status_code == status, answer.text
-    return answer.text
+# Each tenant's customer with its open conflict: `tests/test_api_customers.py`'s fixtures.
+acme = test_api_customers.acme
+globex = test_api_customers.globex
 
 
 def rows(html: str) -> dict[int, str]:

@@ -1,7 +1,7 @@
 """The dashboard's lead pages (`/ui/leads`): what each person sees of a tenant's leads (contact
 data masked for viewers, as the API masks it), filters and paging, one lead's enrichment, and
 asking for a lead to be enriched again. The leads are made by the C2S handler, as webhooks
-would make them (`tests/test_api_domain.py`'s helpers)."""
+would make them (`tests/test_api_domain.py`'s `leads_state`, and one more)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from hookyard.runtime import Runtime
 from tests.people import People
-from tests.test_api_domain import PERSON, STEPS, T0, enriched, lead
-from tests.web_support import HTML, errors, login, post
+from tests.test_api_domain import enriched, lead, leads_state
+from tests.web_support import HTML, errors, login, page_of, post
 
 
 @dataclass
@@ -27,57 +27,13 @@ class Leads:
 
 @pytest.fixture
 def leads(runtime: Runtime, people: People) -> Leads:
+    """`tests/test_api_domain.py`'s leads, the failed one's error quoting only its e-mail,
+    and an invalid one for acme."""
     engine = runtime.engine
-    done = lead(
-        engine,
-        "acme",
-        "c2s-acme-1",
-        name="Maria Test",
-        email="maria.test@example.com",
-        phone="11987654321",
-    )
-    enriched(
-        engine,
-        done,
-        enrichment_status="done",
-        document="12345678909",
-        enrichment_data=PERSON,
-        enrichment_steps=STEPS,
-        enrichment_attempts=1,
-        enrichment_started_at=T0,
-        enrichment_finished_at=T0,
-    )
-    failed = lead(
-        engine,
-        "acme",
-        "c2s-acme-2",
-        name="Maria Nova",
-        email="maria.nova@example.com",
-        phone="11912345678",
-    )
-    enriched(
-        engine,
-        failed,
-        enrichment_status="failed",
-        enrichment_attempts=5,
-        enrichment_error="identity: no answer for maria.nova@example.com",
-    )
+    done, failed, globex = leads_state(engine)
+    enriched(engine, failed, enrichment_error="identity: no answer for maria.nova@example.com")
     invalid = lead(engine, "acme", "c2s-acme-3", name="Nobody Valid", email="not-an-address")
-    globex = lead(
-        engine,
-        "globex",
-        "c2s-globex-1",
-        name="John Smith",
-        email="john@globex.example.com",
-        phone="+1 650 253 0000",
-    )
     return Leads(done, failed, invalid, globex)
-
-
-def page_of(api: TestClient, path: str, status: int = 200) -> str:
-    answer = api.get(path, headers=HTML, follow_redirects=False)
-    assert answer.status_code == status, answer.text
-    return answer.text
 
 
 def rows(html: str) -> dict[int, str]:

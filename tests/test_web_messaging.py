@@ -1,13 +1,12 @@
 """The dashboard's 10DLC pages (`/ui/messaging`): brands and campaigns with each carrier's
 badge, filters and paging, a brand's campaigns and vettings, a campaign's carriers, the live
 sections, and that no tenant sees another's rows. The rows are made by the TCR handler, as
-webhooks would make them (`tests/test_api_domain.py`'s helpers)."""
+webhooks would make them (`tests/test_api_domain.py`'s `tendlc_state`)."""
 
 from __future__ import annotations
 
 import html as markup
 import re
-from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,87 +14,16 @@ from fastapi.testclient import TestClient
 from hookyard.runtime import Runtime
 from hookyard.web import messaging
 from tests.people import People
-from tests.test_api_domain import T0, tcr
-from tests.web_support import HTML, errors, login
-
-HOUR = timedelta(hours=1)
+from tests.test_api_domain import tendlc_state
+from tests.web_support import HTML, errors, login, page_of, section, text
 
 
 @pytest.fixture
 def brands(runtime: Runtime, people: People) -> None:
     """acme: a verified brand with a campaign two known carriers and one unknown MNO id
     reviewed, and a vetting; a registered brand without campaigns. globex: an unverified
-    brand whose campaign Verizon rejected."""
-    engine = runtime.engine
-    tcr(
-        engine,
-        "acme",
-        "BRAND_IDENTITY_STATUS_UPDATE",
-        T0,
-        brandId="BACME01",
-        brandIdentityStatus="VERIFIED",
-        trustScore=85,
-        displayName="Acme",
-        entityType="PRIVATE_PROFIT",
-        vertical="RETAIL",
-    )
-    tcr(
-        engine,
-        "acme",
-        "MNO_CAMPAIGN_OPERATION_APPROVED",
-        T0 + HOUR,
-        brandId="BACME01",
-        campaignId="CACME01",
-        mnoStatuses={"10017": "APPROVED", "10035": "REVIEW", "20001": "APPROVED"},
-    )
-    tcr(
-        engine,
-        "acme",
-        "EVP_REPORT_SCORE",
-        T0 + HOUR,
-        brandId="BACME01",
-        vettingId="VET1",
-        evpId="AEGIS",
-        vettingClass="STANDARD",
-        vettingScore=80,
-    )
-    tcr(engine, "acme", "BRAND_ADD", T0 + 2 * HOUR, brandId="BACME02", displayName="Acme Labs")
-    tcr(
-        engine,
-        "globex",
-        "BRAND_IDENTITY_STATUS_UPDATE",
-        T0,
-        brandId="BGLOB01",
-        brandIdentityStatus="UNVERIFIED",
-        displayName="Globex",
-    )
-    tcr(
-        engine,
-        "globex",
-        "MNO_CAMPAIGN_OPERATION_REJECTED",
-        T0 + HOUR,
-        brandId="BGLOB01",
-        campaignId="CGLOB01",
-        mnoId="10999",
-        rejectionReason="opt-in flow unclear",
-    )
-
-
-def page_of(api: TestClient, path: str, status: int = 200) -> str:
-    answer = api.get(path, headers=HTML, follow_redirects=False)
-    assert answer.status_code == status, answer.text
-    return answer.text
-
-
-def text(fragment: str) -> str:
-    """What a person reads: no tags, entities decoded, one space between words."""
-    return " ".join(markup.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
-
-
-def section(html: str, name: str) -> str:
-    found = re.search(rf'<section id="{name}"[^>]*>.*?</section>', html, flags=re.S)
-    assert found, f"no section {name}"
-    return found.group(0)
+    brand whose campaign Verizon rejected (`tests/test_api_domain.py`'s 10DLC rows)."""
+    tendlc_state(runtime.engine)
 
 
 def rows(html: str, attribute: str) -> dict[str, str]:

@@ -2,14 +2,13 @@
 attention and acknowledging their alerts (members and up), every template with filters and
 paging, one template's history, the campaigns and resuming a paused one (admins), the live
 sections, and that no tenant sees or changes another's. The rows are made by the Meta
-handler, as webhooks would make them (`tests/test_api_domain.py`'s helpers)."""
+handler, as webhooks would make them (`tests/test_api_domain.py`'s `whatsapp_state`)."""
 
 from __future__ import annotations
 
 import html as markup
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,11 +18,10 @@ from hookyard.api.params import MAX_ID
 from hookyard.runtime import Runtime
 from hookyard.web import whatsapp
 from tests.people import People
-from tests.test_api_domain import T0, campaign, meta, template_id
-from tests.web_support import HTML, errors, login, post
+from tests.test_api_domain import template_id, whatsapp_state
+from tests.web_support import HTML, errors, login, page_of, post, section, text
 
 V1 = "/api/v1"
-HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -38,54 +36,14 @@ class Templates:
 
 @pytest.fixture
 def world(runtime: Runtime, people: People) -> Templates:
+    """`tests/test_api_domain.py`'s WhatsApp rows."""
     engine = runtime.engine
-    for meta_id, name in [("5001", "order_update"), ("5002", "promo"), ("5003", "welcome")]:
-        meta(engine, "acme", "111", meta_id, T0, event="APPROVED", message_template_name=name)
-    meta(
-        engine,
-        "acme",
-        "111",
-        "5003",
-        T0 + HOUR,
-        previous_quality_score="UNKNOWN",
-        new_quality_score="GREEN",
-    )
-    meta(
-        engine,
-        "acme",
-        "111",
-        "5001",
-        T0 + HOUR,
-        previous_quality_score="GREEN",
-        new_quality_score="RED",
-    )
-    spring_sale = campaign(engine, "5002", "Spring sale")
-    meta(engine, "acme", "111", "5002", T0 + HOUR, event="PAUSED", reason="low quality")
-    meta(engine, "globex", "222", "6001", T0, event="APPROVED", message_template_name="notice")
-    globex_launch = campaign(engine, "6001", "Globex launch")
-    meta(engine, "globex", "222", "6001", T0 + HOUR, event="DISABLED", reason="policy")
+    spring_sale, globex_launch = whatsapp_state(engine)
     return Templates(
         *(template_id(engine, m) for m in ("5001", "5002", "5003", "6001")),
         spring_sale,
         globex_launch,
     )
-
-
-def page_of(api: TestClient, path: str, status: int = 200) -> str:
-    answer = api.get(path, headers=HTML, follow_redirects=False)
-    assert answer.status_code == status, answer.text
-    return answer.text
-
-
-def text(fragment: str) -> str:
-    """What a person reads: no tags, entities decoded, one space between words."""
-    return " ".join(markup.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
-
-
-def section(html: str, name: str) -> str:
-    found = re.search(rf'<section id="{name}"[^>]*>.*?</section>', html, flags=re.S)
-    assert found, f"no section {name}"
-    return found.group(0)
 
 
 def rows(html: str, attribute: str) -> dict[int, str]:

@@ -1,8 +1,9 @@
 """Logging in to the dashboard from tests: a TestClient holding a person's session cookies,
-and the CSRF token every dashboard POST needs."""
+and the CSRF token every dashboard POST needs; fetching a page and reading parts of it."""
 
 from __future__ import annotations
 
+import html as markup
 import re
 from typing import Any
 
@@ -39,3 +40,21 @@ def post(client: TestClient, path: str, **form: Any) -> Any:
 
 def errors(html: str) -> list[str]:
     return re.findall(r'<p class="error"[^>]*>(.*?)</p>', html, flags=re.S)
+
+
+def page_of(client: TestClient, path: str, status: int = 200) -> str:
+    """A dashboard page as a browser asks for it (redirects not followed), of that status."""
+    answer = client.get(path, headers=HTML, follow_redirects=False)
+    assert answer.status_code == status, answer.text
+    return answer.text
+
+
+def text(fragment: str) -> str:
+    """What a person reads: no tags, entities decoded, one space between words."""
+    return " ".join(markup.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def section(html: str, name: str) -> str:
+    found = re.search(rf'<section id="{name}"[^>]*>.*?</section>', html, flags=re.S)
+    assert found, f"no section {name}"
+    return found.group(0)
