@@ -37,11 +37,11 @@ def test_a_page_sends_a_stranger_to_the_login_form(api: TestClient) -> None:
     answer = api.get("/ui/events?status=dead", headers=HTML, follow_redirects=False)
     assert (answer.status_code, answer.headers["location"]) == (
         303,
-        "/ui/login?next=%2Fui%2Fevents",
+        "/ui/login?next=%2Fui%2Fevents%3Fstatus%3Ddead",
     )
     form = api.get(answer.headers["location"], headers=HTML)
     assert form.status_code == 200
-    assert 'name="next" value="/ui/events"' in form.text
+    assert 'name="next" value="/ui/events?status=dead"' in form.text
     # htmx asking for a fragment is told to load the login page instead.
     fragment = api.get("/ui/events", headers={"hx-request": "true"}, follow_redirects=False)
     assert (fragment.status_code, fragment.headers["hx-redirect"]) == (
@@ -79,6 +79,13 @@ def test_wrong_credentials_show_the_form_again(api: TestClient, people: People) 
         assert answer.status_code == 401
         assert "hookyard_session" not in answer.headers.get("set-cookie", "")
         assert errors(answer.text), answer.text
+
+
+def test_another_sites_page_cannot_log_anyone_in(api: TestClient, people: People) -> None:
+    form = {"email": "admin@acme.example.com", "password": PASSWORD}
+    answer = api.post("/ui/login", data=form, headers={"origin": "https://evil.example"})
+    assert answer.status_code == 403
+    assert "hookyard_session" not in answer.headers.get("set-cookie", "")
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/api/v1/me"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +22,7 @@ from hookyard.web.session import (
     Csrf,
     LoginRequired,
     UiScope,
+    check_origin,
     close_session,
     open_session,
     pick_tenant,
@@ -42,7 +43,7 @@ def login_form(request: Request) -> Response:
     return page(request, None, "login.html", next=_next(request.query_params.get("next")))
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[Depends(check_origin)])
 def login(
     request: Request,
     email: Text = "",
@@ -116,7 +117,8 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(LoginRequired)
     async def login_required(request: Request, _: LoginRequired) -> Response:
-        target = "/ui/login?" + urlencode({"next": request.url.path})
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = "/ui/login?" + urlencode({"next": here})
         if "hx-request" in request.headers:  # htmx follows this header with a page load
             return Response(status_code=401, headers={"HX-Redirect": target})
         if request.method != "GET":

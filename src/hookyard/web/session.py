@@ -138,11 +138,17 @@ def csrf_token(request: Request) -> str:
     return request.cookies.get(CSRF_COOKIE, "")
 
 
-async def check_csrf(request: Request) -> None:
-    """For every dashboard POST: the login's CSRF token, and no other site's Origin."""
+def check_origin(request: Request) -> None:
+    """No other site's page may post here (the login form included: no login CSRF)."""
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise HTTPException(403, "a change from another site's page is refused")
+
+
+async def check_csrf(request: Request) -> None:
+    """For every dashboard POST once logged in: the login's CSRF token, and no other site's
+    Origin."""
+    check_origin(request)
     expected = request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent and request.headers.get("content-type", "").startswith(
