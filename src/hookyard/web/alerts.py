@@ -12,7 +12,7 @@ from hookyard.alerts.rules import AlertKind
 from hookyard.api import alerts as api
 from hookyard.api.alerts import AlertId, StateFilter
 from hookyard.api.params import Cursor
-from hookyard.web.events import PAGE, Word, choice
+from hookyard.web.forms import PAGE, Word, choice
 from hookyard.web.render import back, page
 from hookyard.web.session import Csrf, UiScope, call
 

@@ -14,7 +14,7 @@ from hookyard.api import sync as api
 from hookyard.api.auth import Scope
 from hookyard.api.params import RowId
 from hookyard.domain.crm.queries import ConflictState
-from hookyard.web.events import PAGE, Word, choice
+from hookyard.web.forms import PAGE, Word, choice
 from hookyard.web.render import back, page
 from hookyard.web.session import Csrf, UiScope, call
 

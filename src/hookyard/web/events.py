@@ -7,38 +7,23 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hookyard.api import events as api
 from hookyard.api.params import Cursor, RowId
-from hookyard.api.schemas import NO_NUL, DeliveryDay, ReplayFilter
+from hookyard.api.schemas import DeliveryDay, ReplayFilter
 from hookyard.inbox.model import Status
 from hookyard.sources import describe
+from hookyard.web.forms import PAGE, FormWord, Word, choice
 from hookyard.web.render import back, page
 from hookyard.web.session import Csrf, UiScope, call
 
 router = APIRouter()
 
-E = TypeVar("E", bound=StrEnum)
-Word = Annotated[str, Query(max_length=200, pattern=NO_NUL)]
-FormWord = Annotated[str, Form(max_length=200, pattern=NO_NUL)]
-PAGE = 50
 REPLAYABLE = (Status.DEAD, Status.FAILED)  # the states a bulk replay is offered for
-
-
-def choice(kind: type[E], value: str) -> E | None:
-    """A filter's value from a form: empty is 'any', anything else must be one of `kind`."""
-    if not value:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        known = ", ".join(v.value for v in kind)
-        raise HTTPException(400, f"{value!r} is not one of {known}") from None
 
 
 @router.get("/events")

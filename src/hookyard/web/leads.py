@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from hookyard.api import leads as api
 from hookyard.api.params import Cursor, RowId
 from hookyard.domain.leads.service import EnrichmentStatus, LeadStatus
-from hookyard.web.events import PAGE, Word, choice
+from hookyard.web.forms import PAGE, Word, choice
 from hookyard.web.render import back, page
 from hookyard.web.session import Csrf, UiScope, call
 

@@ -13,7 +13,7 @@ from hookyard.api import messaging as api
 from hookyard.api.messaging import TCR_ID
 from hookyard.api.params import Cursor
 from hookyard.domain.tendlc.states import BrandStatus, CampaignStatus
-from hookyard.web.events import Word, choice
+from hookyard.web.forms import PAGE, Word, choice
 from hookyard.web.render import page
 from hookyard.web.session import UiScope, call
 
@@ -21,7 +21,6 @@ router = APIRouter()
 
 BrandId = Annotated[str, Path(pattern=TCR_ID, description="TCR's brand id")]
 CampaignId = Annotated[str, Path(pattern=TCR_ID, description="TCR's campaign id")]
-PAGE = 50
 
 
 @router.get("/messaging")

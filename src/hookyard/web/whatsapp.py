@@ -12,13 +12,11 @@ from fastapi.responses import Response
 from hookyard.api import whatsapp as api
 from hookyard.api.params import Cursor
 from hookyard.domain.whatsapp.service import Quality, TemplateStatus
-from hookyard.web.events import Word, choice
+from hookyard.web.forms import PAGE, Word, choice
 from hookyard.web.render import back, page
 from hookyard.web.session import Csrf, UiScope, call
 
 router = APIRouter()
-
-PAGE = 50
 
 
 @router.get("/whatsapp")
