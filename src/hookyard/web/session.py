@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
+from functools import cache
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import jwt
@@ -32,8 +33,6 @@ TENANT_COOKIE = "hookyard_tenant"
 CSRF_COOKIE = "hookyard_csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf"
-
-T = TypeVar("T")
 
 
 class LoginRequired(Exception):
@@ -168,21 +167,30 @@ def call(fn: Any, request: Request, scope: Scope, **given: Any) -> Any:
     dependencies are resolved from the request (engine, store, services), and `given`
     supplies the rest."""
     kwargs: dict[str, Any] = {}
-    for name, hint in get_type_hints(fn, include_extras=True).items():
-        if name == "return" or name in given:
+    for name, needs in _dependencies(fn):
+        if name in given:
             continue
-        if hint is Request:
+        if needs is Request:
             kwargs[name] = request
-            continue
-        if get_origin(hint) is not Annotated:
-            continue
-        dependency = next(
-            (m.dependency for m in get_args(hint)[1:] if isinstance(m, DependsParam)), None
-        )
-        if isinstance(dependency, scoped):
-            if not scope.principal.at_least(dependency.minimum):
-                raise HTTPException(403, f"this needs the {dependency.minimum.value} role")
+        elif isinstance(needs, scoped):
+            if not scope.principal.at_least(needs.minimum):
+                raise HTTPException(403, f"this needs the {needs.minimum.value} role")
             kwargs[name] = scope
-        elif dependency is not None:
-            kwargs[name] = dependency(request)
+        else:
+            kwargs[name] = needs(request)
     return fn(**kwargs, **given)
+
+
+@cache
+def _dependencies(fn: Any) -> list[tuple[str, Any]]:
+    """A route function's parameters that FastAPI fills in: (name, `Request` or the
+    dependency callable); read once per function."""
+    found: list[tuple[str, Any]] = []
+    for name, hint in get_type_hints(fn, include_extras=True).items():
+        if hint is Request:
+            found.append((name, Request))
+        elif name != "return" and get_origin(hint) is Annotated:
+            marks = [m.dependency for m in get_args(hint)[1:] if isinstance(m, DependsParam)]
+            if marks:
+                found.append((name, marks[0]))
+    return found
