@@ -17,7 +17,7 @@ from hookyard.api.identity import AuthError, Role
 from hookyard.logs import log
 from hookyard.providers.signing import constant_time_equal
 from hookyard.web import alerts, conflicts, events, leads, messaging, whatsapp
-from hookyard.web.render import back, error_page, page
+from hookyard.web.render import back, dashboard_path, error_page, page
 from hookyard.web.session import (
     Csrf,
     LoginRequired,
@@ -31,16 +31,19 @@ from hookyard.web.session import (
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 Text = Annotated[str, Form(max_length=1000)]
+HOME = "/ui/events"  # where a login leads when it was asked for no other page
 
 
 @router.get("/")
 def home() -> Response:
-    return RedirectResponse("/ui/events", status_code=303)
+    return RedirectResponse(HOME, status_code=303)
 
 
 @router.get("/login")
 def login_form(request: Request) -> Response:
-    return page(request, None, "login.html", next=_next(request.query_params.get("next")))
+    return page(
+        request, None, "login.html", next=dashboard_path(request.query_params.get("next"), HOME)
+    )
 
 
 @router.post("/login", dependencies=[Depends(check_origin)])
@@ -49,7 +52,7 @@ def login(
     email: Text = "",
     password: Text = "",
     token: Text = "",
-    next: Text = "/ui/events",
+    next: Text = HOME,
 ) -> Response:
     """E-mail and password, or the operator's admin token."""
     state = request.app.state
@@ -67,20 +70,15 @@ def login(
         log.info("ui_login_refused", how="token" if token else "password")
         return _refused(request, 401, str(exc), next)
     log.info("ui_login", subject=principal.subject)
-    response = RedirectResponse(_next(next), status_code=303)
+    response = RedirectResponse(dashboard_path(next, HOME), status_code=303)
     open_session(request, response, principal)
     return response
 
 
 def _refused(request: Request, status: int, detail: str, next: str) -> Response:
-    return page(request, None, "login.html", status=status, error=detail, next=_next(next))
-
-
-def _next(target: str | None) -> str:
-    """Where to go after logging in: a dashboard page, never another site."""
-    if target and target.startswith("/ui/") and not target.startswith("/ui//"):
-        return target
-    return "/ui/events"
+    return page(
+        request, None, "login.html", status=status, error=detail, next=dashboard_path(next, HOME)
+    )
 
 
 @router.post("/logout", dependencies=[Csrf])

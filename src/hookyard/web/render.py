@@ -101,13 +101,23 @@ def page(
     return finish(request, HTMLResponse(html, status_code=status))
 
 
+def dashboard_path(target: str | None, fallback: str) -> str:
+    """`target` when it is a page of the dashboard on this site, else `fallback`: what a
+    `next=` may lead to (never another site: no open redirect)."""
+    if not target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/"):
+        return fallback
+    if parts.path.startswith("/ui//"):
+        return fallback
+    return target
+
+
 def back(request: Request, fallback: str, notice: str | None = None, **extra: Any) -> Response:
     """After a change: 303 to where the form said to go back to (a path of the dashboard
     only, never another site), with a notice for the page."""
-    target = str(request.query_params.get("next") or fallback)
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/"):
-        target = fallback
+    target = dashboard_path(request.query_params.get("next"), fallback)
     if notice is not None:
         params: Mapping[str, Any] = {"notice": notice, **extra}
         target += ("&" if "?" in target else "?") + urlencode(params)
