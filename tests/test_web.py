@@ -361,6 +361,9 @@ def test_delivery_statistics_chart_each_day(
     assert bars[today.date().isoformat()] == "2"
     assert sum(map(int, bars.values())) == 6  # globex's five are not acme's
     assert "success rate 75.0 %" in page
+    # The source filter offers acme's and the shared sources, never another tenant's name.
+    assert "<option>acme-hooks</option>" in page and "<option>demo</option>" in page
+    assert "globex-hooks" not in page
     assert api.get("/ui/stats?days=0", headers=HTML).status_code == 400
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hookyard.api import events as api
+from hookyard.api.auth import Scope
 from hookyard.api.params import Cursor, RowId
 from hookyard.api.schemas import DeliveryDay, ReplayFilter
 from hookyard.inbox.model import Status
@@ -51,7 +52,6 @@ def list_events(
         limit=PAGE,
         before_id=before_id,
     )
-    sources = describe(request.app.state.sources)
     return page(
         request,
         scope,
@@ -66,11 +66,21 @@ def list_events(
             "q": q,
         },
         statuses=[s.value for s in Status],
-        sources=sorted({str(s["name"]) for s in sources if scope.allows(s["tenant"])}),
-        providers=sorted({str(s["provider"]) for s in sources}),
+        sources=sorted(str(s["name"]) for s in _visible_sources(request, scope)),
+        providers=sorted({str(s["provider"]) for s in _visible_sources(request, scope)}),
         bulk=status in REPLAYABLE,
         first_page=before_id is None,
     )
+
+
+def _visible_sources(request: Request, scope: Scope) -> list[dict[str, str | None]]:
+    """The sources a filter may offer: the scope's and the shared ones (as the API's source
+    list shows them), never another tenant's names."""
+    return [
+        s
+        for s in describe(request.app.state.sources)
+        if s["tenant"] is None or scope.allows(s["tenant"])
+    ]
 
 
 @router.get("/dead")
@@ -180,7 +190,7 @@ def delivery_stats(
         peak=max((b.total for b in bars), default=0) or 1,
         days=days,
         source=source,
-        sources=sorted(str(s["name"]) for s in describe(request.app.state.sources)),
+        sources=sorted(str(s["name"]) for s in _visible_sources(request, scope)),
         totals=_totals(stats.days),
     )
 
