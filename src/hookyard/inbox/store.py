@@ -20,6 +20,7 @@ from sqlalchemy import (
     RowMapping,
     Select,
     String,
+    bindparam,
     case,
     cast,
     delete,
@@ -71,6 +72,19 @@ _LIVE_COLUMNS = (
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_ATTRIBUTE = (
+    update(events).where(events.c.id == bindparam("event_id")).values(tenant=bindparam("owner"))
+)
+
+
+def attribute_events(tx: Connection, owners: Mapping[int, str]) -> None:
+    """Events belong to the tenant owning the entity they name (a TCR brand's owner, a WABA's,
+    a lead's, a customer's), whatever the receiving source said: written in the handler's
+    transaction, so the events' tenants and their effects commit together."""
+    if owners:
+        tx.execute(_ATTRIBUTE, [{"event_id": i, "owner": t} for i, t in sorted(owners.items())])
 
 
 class LeaseLost(RuntimeError):

@@ -26,6 +26,36 @@ from hookyard.providers.base import storable_key
 PENDING = "pending"
 
 
+def notification(
+    kind: Kind,
+    *,
+    tenant: str | None,
+    entity_type: EntityType,
+    entity_id: int,
+    change: str,
+    data: Mapping[str, Any],
+    event_id: int | None = None,
+) -> dict[str, Any] | None:
+    """The `notifications` row of one change of `kind` about the entity, for `tenant`'s
+    people; None when the entity has no tenant (nobody to tell). `change` tells this change
+    apart from others of the same entity (e.g. `event:42`, or `10035:event:42` for one
+    carrier). Inserted insert-or-nothing on `dedup_key` (`record`, or a domain's batch)."""
+    if tenant is None:
+        log.debug("notification_without_tenant", kind=kind.value, entity=entity_type.value)
+        return None
+    return {
+        "tenant": tenant,
+        "kind": kind.value,
+        "dedup_key": storable_key(f"{kind.value}:{entity_type.value}:{entity_id}:{change}"),
+        "entity_type": entity_type.value,
+        "entity_id": entity_id,
+        "event_id": event_id,
+        "data": {k: _plain(v) for k, v in data.items()},
+        "status": PENDING,
+        "created_at": datetime.now(UTC),
+    }
+
+
 def record(
     tx: Connection,
     kind: Kind,
@@ -37,25 +67,19 @@ def record(
     data: Mapping[str, Any],
     event_id: int | None = None,
 ) -> bool:
-    """Record one notification of `kind` about the entity, for `tenant`'s people. `change`
-    tells this change apart from others of the same entity (e.g. `event:42`, or
-    `10035:event:42` for one carrier). True if recorded now, False if it already was (or
-    the entity has no tenant: nobody to tell)."""
-    if tenant is None:
-        log.info("notification_without_tenant", kind=kind.value, entity=entity_type.value)
+    """Record one notification now (see `notification`). True if recorded now, False if it
+    already was (or the entity has no tenant)."""
+    values = notification(
+        kind,
+        tenant=tenant,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        change=change,
+        data=data,
+        event_id=event_id,
+    )
+    if values is None:
         return False
-    now = datetime.now(UTC)
-    values = {
-        "tenant": tenant,
-        "kind": kind.value,
-        "dedup_key": storable_key(f"{kind.value}:{entity_type.value}:{entity_id}:{change}"),
-        "entity_type": entity_type.value,
-        "entity_id": entity_id,
-        "event_id": event_id,
-        "data": {k: _plain(v) for k, v in data.items()},
-        "status": PENDING,
-        "created_at": now,
-    }
     recorded = _insert_new(tx, values)
     if recorded:
         log.info(

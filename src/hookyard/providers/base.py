@@ -191,6 +191,12 @@ class Adapter(ABC):
         """Apply the event inside `tx`, the transaction that also marks it done."""
         return Outcome.IGNORED
 
+    def handle_batch(self, events: Sequence[StoredEvent], tx: Connection) -> dict[int, Outcome]:
+        """Apply a claimed batch of this source's events (in id order) inside `tx`; the outcome
+        of each by id. One at a time here; the seed providers' domains apply a whole batch
+        with a few statements (domain/batch.py)."""
+        return {event.id: self.handle(event, tx) for event in events}
+
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN/Infinity: no JSON column stores them

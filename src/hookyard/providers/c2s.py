@@ -78,3 +78,6 @@ class C2SAdapter(Adapter):
     def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
         # on_create_lead, on_update_lead, on_close_lead; any other action is stored and ignored.
         return leads.apply(event, tx, self.config.tenant)
+
+    def handle_batch(self, events: Sequence[StoredEvent], tx: Connection) -> dict[int, Outcome]:
+        return leads.apply_batch(events, tx, self.config.tenant)

@@ -15,14 +15,16 @@ still in flight for it finds the lead changed and discards its result.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, update
+from sqlalchemy import Connection, update
 
-from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older, locked
+from hookyard.domain.batch import Batch
+from hookyard.domain.common import SyncSource, is_older, locked
 from hookyard.domain.leads.tables import lead_closures, leads
 from hookyard.domain.leads.validation import (
     mask_email,
@@ -34,7 +36,8 @@ from hookyard.live.change import Change, ChangeKind
 from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.notify.kinds import EntityType, Kind
-from hookyard.notify.record import record
+from hookyard.notify.record import notification
+from hookyard.notify.tables import notifications
 from hookyard.providers.base import Outcome, StoredEvent, storable_key, storable_text
 
 CREATE = "on_create_lead"
@@ -100,25 +103,79 @@ def contact_hash(email: str | None, phone: str | None) -> str:
 
 
 def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None) -> Outcome:
-    """Apply one C2S event inside `tx`; `default_tenant` owns a lead seen for the first time
-    when the event itself carries no tenant."""
-    if event.event_type not in ACTIONS:
-        return Outcome.IGNORED
-    change = LeadChange.from_event(event)
-    if change is None:
-        log.warning("c2s_event_unusable", event_id=event.id, event_type=event.event_type)
-        return Outcome.IGNORED
+    """Apply one C2S event inside `tx` (see `apply_batch`)."""
+    return apply_batch([event], tx, default_tenant)[event.id]
+
+
+def apply_batch(
+    events: Sequence[StoredEvent], tx: Connection, default_tenant: str | None = None
+) -> dict[int, Outcome]:
+    """Apply C2S events in order inside `tx`, each lead's row read (locked) and written once
+    for the whole batch; `default_tenant` owns a lead seen for the first time when the event
+    itself carries no tenant. The outcome of each event by id."""
+    outcomes: dict[int, Outcome] = {}
+    changes: list[tuple[StoredEvent, LeadChange]] = []
+    for event in events:
+        if event.event_type not in ACTIONS:
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        change = LeadChange.from_event(event)
+        if change is None:
+            log.warning("c2s_event_unusable", event_id=event.id, event_type=event.event_type)
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        changes.append((event, change))
+    if not changes:
+        return outcomes
     now = datetime.now(UTC)
-    tenant = event.tenant or default_tenant
-    lead = _lead(tx, change, tenant, now)
+    batch = Batch(tx)
+    # A lead seen for the first time belongs to the tenant of the first event naming it.
+    new: dict[str, dict[str, Any]] = {}
+    for event, change in changes:
+        new.setdefault(
+            change.lead_id, _new_lead(change.lead_id, event.tenant or default_tenant, now)
+        )
+    # Locked (FOR UPDATE on PostgreSQL): workers handling events of one lead serialise, so the
+    # ordering check and the update see the same row.
+    rows = batch.ensure(leads, "c2s_lead_id", new, lock=True)
+    for event, change in changes:
+        outcomes[event.id] = _apply(batch, event, change, rows[change.lead_id],
+                                    event.tenant or default_tenant, now)  # fmt: skip
+    batch.flush()
+    return outcomes
+
+
+def _new_lead(lead_id: str, tenant: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "c2s_lead_id": lead_id,
+        "status": LeadStatus.OPEN.value,
+        "contact_hash": contact_hash(None, None),
+        "enrichment_status": EnrichmentStatus.NOT_NEEDED.value,
+        "enrichment_attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _apply(
+    batch: Batch,
+    event: StoredEvent,
+    change: LeadChange,
+    lead: dict[str, Any],
+    tenant: str | None,
+    now: datetime,
+) -> Outcome:
+    """One event on its lead's row (`lead`, kept current in memory for the batch's later
+    events of the same lead)."""
     if tenant is not None and lead["tenant"] is not None and lead["tenant"] != tenant:
         # A source of one tenant must never change another tenant's leads.
         log.warning("c2s_tenant_mismatch", event_id=event.id, source=event.source)
         return Outcome.IGNORED
-    attribute_event(tx, event, lead["tenant"])
+    batch.attribute(event.id, lead["tenant"], event.tenant)
     applied = lead["c2s_updated_at"]
     if is_older(event.provider_ts, applied):
-        log.info("c2s_lead_superseded", event_id=event.id, lead=change.lead_id)
+        log.debug("c2s_lead_superseded", event_id=event.id, lead=change.lead_id)
         return Outcome.SUPERSEDED
     values = _contact(lead, change.fields)
     new_hash = contact_hash(values["email"], values["phone"])
@@ -135,45 +192,39 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
     closing = change.action == CLOSE and lead["status"] != LeadStatus.CLOSED
     if closing:
         values.update(status=LeadStatus.CLOSED.value, closed_at=event.provider_ts or now)
-    tx.execute(
-        update(leads)
-        .where(leads.c.id == lead["id"])
-        .values(
-            contact_hash=new_hash,
-            c2s_updated_at=event.provider_ts or applied,
-            last_event_id=event.id,
-            last_synced_at=now,
-            sync_source=SyncSource.of_origin(event.origin).value,
-            updated_at=now,
-            **values,
-        )
+    values.update(
+        contact_hash=new_hash,
+        c2s_updated_at=event.provider_ts or applied,
+        last_event_id=event.id,
+        last_synced_at=now,
+        sync_source=SyncSource.of_origin(event.origin).value,
+        updated_at=now,
     )
-    publish(
-        tx,
+    lead.update(values)
+    batch.update(leads, lead["id"], values)
+    batch.publish(
         lead_change(
             lead["id"],
             lead["tenant"],
-            values.get("status", lead["status"]),
+            lead["status"],
             change.lead_id,
-            values.get("enrichment_status", lead["enrichment_status"]),
+            lead["enrichment_status"],
             event_id=event.id,
-        ),
+        )
     )
     if closing:
-        insert_missing(
-            tx,
+        batch.insert(
             lead_closures,
-            keys=["event_id"],
-            values={
+            {
                 "lead_id": lead["id"],
                 "event_id": event.id,
                 "closed_at": event.provider_ts or now,
                 "recorded_at": now,
             },
+            unless=["event_id"],
         )
         # The e-mail to the lead's manager (found in this event's body when it is sent).
-        record(
-            tx,
+        news = notification(
             Kind.LEAD_CLOSED,
             tenant=lead["tenant"],
             entity_type=EntityType.LEAD,
@@ -186,7 +237,9 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
                 "closed_at": event.provider_ts or now,
             },
         )
-    log.info(
+        if news is not None:
+            batch.insert(notifications, news, unless=["dedup_key"])
+    log.debug(
         "c2s_lead_applied",
         event_id=event.id,
         lead=change.lead_id,
@@ -194,7 +247,7 @@ def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None)
         email=mask_email(values["email"]),
         phone=mask_phone(values["phone"]),
         errors=sorted(values["validation_errors"] or {}),
-        enrichment=values.get("enrichment_status", lead["enrichment_status"]),
+        enrichment=lead["enrichment_status"],
         closed=closing,
     )
     return Outcome.DONE
@@ -263,7 +316,7 @@ def lead_change(
     )
 
 
-def _contact(lead: RowMapping, fields: dict[str, Any]) -> dict[str, Any]:
+def _contact(lead: Mapping[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """Name, e-mail, phone and their validation errors after this event: a field the event
     carries replaces the stored one (an invalid value clears it and records the error)."""
     errors: dict[str, str] = dict(lead["validation_errors"] or {})
@@ -282,30 +335,3 @@ def _contact(lead: RowMapping, fields: dict[str, Any]) -> dict[str, Any]:
             errors[key] = storable_text(error, 500)
     values["validation_errors"] = errors or None
     return values
-
-
-def _lead(tx: Connection, change: LeadChange, tenant: str | None, now: datetime) -> RowMapping:
-    # Locked (FOR UPDATE on PostgreSQL): workers handling events of one lead serialise, so the
-    # ordering check and the update see the same row.
-    where = leads.c.c2s_lead_id == change.lead_id
-    row = locked(tx, leads, where)
-    if row is None:
-        insert_missing(
-            tx,
-            leads,
-            keys=["c2s_lead_id"],
-            values={
-                "tenant": tenant,
-                "c2s_lead_id": change.lead_id,
-                "status": LeadStatus.OPEN.value,
-                "contact_hash": contact_hash(None, None),
-                "enrichment_status": EnrichmentStatus.NOT_NEEDED.value,
-                "enrichment_attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        row = locked(tx, leads, where)
-        assert row is not None
-        log.info("c2s_lead_added", lead=change.lead_id, tenant=tenant)
-    return row

@@ -12,6 +12,7 @@ Nothing here logs; use `mask_email` / `mask_phone` wherever a value would reach 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -35,12 +36,22 @@ def is_fake_local(local_part: str) -> bool:
     return FAKE_LOCAL.fullmatch(_SEPARATORS.sub("", local_part)) is not None
 
 
+# A lead's updates repeat its contact: the validators' answers (pure functions of the value)
+# are kept for the most recent values, so only a new contact pays for the libraries' parsing.
+_CACHED = 8192
+
+
 def validate_email(value: object) -> tuple[str | None, str | None]:
     """The normalised address (email-validator's form, lower-cased: mainstream providers treat
     local parts case-insensitively, and the contact hash must not change with the case), or
     the error. No DNS lookup: deliverability is not checked."""
     if not isinstance(value, str) or not value.strip():
         return None, MISSING
+    return _validate_email(value)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _validate_email(value: str) -> tuple[str | None, str | None]:
     try:
         result = _email_validator(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -58,6 +69,11 @@ def validate_phone(value: object, default_region: str = "BR") -> tuple[str | Non
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         return None, MISSING
+    return _validate_phone(value, default_region)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _validate_phone(value: str, default_region: str) -> tuple[str | None, str | None]:
     try:
         number = phonenumbers.parse(value.strip(), default_region)
     except phonenumbers.NumberParseException as exc:
