@@ -557,9 +557,6 @@ def test_sqlite_hands_changes_over_only_after_a_successful_commit(
     assert got == [1, 4]
 
 
-@pytest.mark.skipif(
-    BACKEND != "postgresql", reason="several processes on one database: PostgreSQL only"
-)
 def test_changes_committed_by_a_worker_process_reach_every_api_process(
     settings: Settings, people: People, tmp_path: Path
 ) -> None:

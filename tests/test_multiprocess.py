@@ -1,5 +1,6 @@
-"""Scaling past one process: API processes and worker processes against one PostgreSQL lose
-nothing and do nothing twice."""
+"""Scaling past one process: API processes and worker processes against one database lose
+nothing and do nothing twice (PostgreSQL: SKIP LOCKED claims; SQLite: one writer at a time,
+queued by hookyard's writer lock, workers woken over the local bus)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import Engine
 
 from hookyard.config import Settings
 from hookyard.sources import SourceSet
-from tests.conftest import BACKEND, process_env
+from tests.conftest import process_env
 from tests.faults_support import (
     Load,
     assert_acked_are_stored,
@@ -19,11 +20,6 @@ from tests.faults_support import (
     wait_all_done,
 )
 from tests.support import Proc, start_server
-
-pytestmark = pytest.mark.skipif(
-    BACKEND != "postgresql",
-    reason="several processes claiming from one database: PostgreSQL only (SKIP LOCKED)",
-)
 
 EVENTS = 3000
 CLIENTS = 6

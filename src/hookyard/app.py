@@ -61,7 +61,7 @@ def _first_problem(exc: RequestValidationError) -> str:
 
 def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     committer = runtime.committer()
-    live = LiveFeed(runtime.engine)  # this process's live fan-out (docs/live.md)
+    live = LiveFeed(runtime.engine, bus=runtime.bus)  # this process's fan-out (docs/live.md)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -34,42 +35,48 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from hookyard.app import create_app
+    """Set up (demo secrets, migrations, demo platforms), bind the port, then supervise the
+    ingest and worker processes (hookyard.supervisor) until a signal."""
+    from hookyard import supervisor
+    from hookyard.db.engine import make_engine
     from hookyard.db.migrate import upgrade
     from hookyard.logs import configure
-    from hookyard.runtime import Runtime
 
     settings = _settings()
-    configure(settings.log_level, settings.log_format)
+    configure(settings.log_level, settings.log_format, process="supervisor")
+    processes, workers = _sizes(args, settings)
+    env = dict(os.environ)
+    sources = load_sources(settings)  # demo secrets are generated here, once, for every child
     platforms = None
     if args.demo_platforms:
         from hookyard.testing.fakes.demo import DemoPlatforms
 
-        demo_sources = load_sources(settings)
-        platforms = DemoPlatforms(demo_sources.sources, args.port + 100)
+        platforms = DemoPlatforms(sources.sources, args.port + 100)
         platforms.start()
-        settings = settings.model_copy(update=platforms.settings())
-        runtime = Runtime.build(settings, demo_sources)
-    else:
-        runtime = Runtime.build(settings)
-    upgrade(runtime.engine)
+        overrides = platforms.settings()
+        settings = settings.model_copy(update=overrides)
+        env.update({f"HOOKYARD_{name.upper()}": str(v) for name, v in overrides.items()})
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
     if platforms is not None:
-        _ensure_demo_tenant(runtime.engine)
-    if runtime.sources.generated:
+        _ensure_demo_tenant(engine)
+    database = engine.dialect.name
+    engine.dispose()
+    sockets = supervisor.listening_sockets(args.host, args.port, processes)
+    port = sockets[0].getsockname()[1]
+    url = f"http://{args.host}:{port}"
+    if sources.generated:
         print(f"Generated demo secrets (kept in {settings.demo_secrets_file}, shown once):")
-        for name, value in runtime.sources.generated.items():
+        for name, value in sources.generated.items():
             print(f"  {name}={value}")
     print(
-        f"hookyard listening on http://{args.host}:{args.port} "
-        f"({runtime.engine.dialect.name}, {len(runtime.sources.sources)} sources)"
+        f"hookyard listening on {url} ({database}, {len(sources.sources)} sources;"
+        f" {processes} ingest and {workers} worker processes)"
     )
-    for source in runtime.sources.sources:
+    for source in sources.sources:
         print(f"  {source.config.provider:8} {source.path}  ({source.name})")
     print(
-        f"dashboard on http://{args.host}:{args.port}/ui/"
-        " (log in with HOOKYARD_ADMIN_TOKEN, or as a user with a password)"
+        f"dashboard on {url}/ui/ (log in with HOOKYARD_ADMIN_TOKEN, or as a user with a password)"
     )
     if platforms is not None:
         print(
@@ -77,25 +84,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
             " (/tcr /hubspot /meta /c2s /enrichment, credentials: the fakes' own)"
         )
         threading.Thread(
-            target=lambda: print("\n".join("  demo: " + line for line in platforms.connect(
-                f"http://{args.host}:{args.port}")), flush=True),
+            target=lambda: print("\n".join("  demo: " + line for line in platforms.connect(url)),
+                                 flush=True),
             daemon=True,
         ).start()  # fmt: skip
     sys.stdout.flush()
-    app = create_app(runtime, run_workers=not args.no_worker)
-    uvicorn.run(
+    children = supervisor.build_children(
+        sockets, processes, workers, ["--host", args.host, "--port", str(port)]
+    )
+    try:
+        return supervisor.Supervisor(children, env).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+        if platforms is not None:
+            platforms.stop()
+
+
+def _sizes(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
+    from hookyard.supervisor import default_sizes
+
+    default_processes, default_workers = default_sizes()
+    processes = args.processes or settings.processes or default_processes
+    if args.no_worker:
+        return processes, 0
+    workers = args.workers if args.workers is not None else settings.workers
+    return processes, default_workers if workers is None else workers
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """One ingest process of `serve`: the webhooks, the management API and the dashboard on
+    the socket the supervisor bound (no workers: they are processes of their own)."""
+    import socket
+
+    import uvicorn
+
+    from hookyard.app import create_app
+    from hookyard.logs import configure
+    from hookyard.runtime import Runtime
+    from hookyard.supervisor import child_of_supervisor
+
+    child_of_supervisor()
+    settings = _settings()
+    configure(settings.log_level, settings.log_format, process=settings.process_name)
+    runtime = Runtime.build(settings, load_sources(settings, create_secrets=False))
+    app = create_app(runtime, run_workers=False)
+    config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
         log_level="warning",
         access_log=False,
         loop="uvloop",
         http="httptools",
         lifespan="on",
     )
-    runtime.engine.dispose()
-    if platforms is not None:
-        platforms.stop()
+    try:
+        uvicorn.Server(config).run(sockets=[socket.socket(fileno=args.fd)])
+    finally:
+        runtime.close()
     return 0
 
 
@@ -112,16 +157,19 @@ def _ensure_demo_tenant(engine: Any) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from hookyard.logs import configure
     from hookyard.runtime import Runtime
+    from hookyard.supervisor import child_of_supervisor
 
+    child_of_supervisor()
     settings = _settings()
-    configure(settings.log_level, settings.log_format)
-    runtime = Runtime.build(settings)
+    configure(settings.log_level, settings.log_format, process=settings.process_name)
+    runtime = Runtime.build(settings, load_sources(settings, create_secrets=False))
     if args.once:
         print(f"processed {runtime.make_worker().drain()} events")
         return 0
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    runtime.forward_live_changes()  # SQLite: to the API processes' live sockets
     runtime.start_workers(args.threads)
     try:
         stop.wait()
@@ -405,20 +453,52 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least(minimum: int) -> Any:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return number
+
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hookyard", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="API + workers in one process (migrates first)")
+    serve = sub.add_parser(
+        "serve", help="the gateway: ingest and API processes beside worker processes (migrates)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.add_argument(
+        "--processes",
+        type=_at_least(1),
+        help="ingest and API processes sharing the port (HOOKYARD_PROCESSES; default: half the"
+        " CPUs, at least 1)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_at_least(0),
+        help="worker processes (HOOKYARD_WORKERS; default: half the CPUs, at least 1; 0: none)",
+    )
+    serve.add_argument("--no-worker", action="store_true", help="no workers (--workers 0)")
     serve.add_argument(
         "--demo-platforms",
         action="store_true",
         help="also run fake TCR/HubSpot/Meta/C2S platforms on PORT+100, wired to this gateway",
     )
     serve.set_defaults(func=cmd_serve)
+
+    ingest = sub.add_parser("_ingest", help=argparse.SUPPRESS)  # a child of `serve`
+    ingest.add_argument("--fd", type=int, required=True, help="the listening socket")
+    ingest.add_argument("--host")
+    ingest.add_argument("--port", type=int)
+    ingest.set_defaults(func=cmd_ingest)
 
     worker = sub.add_parser("worker", help="process events (no HTTP)")
     worker.add_argument("--threads", type=int, default=None)

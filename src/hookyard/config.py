@@ -46,9 +46,17 @@ class Settings(BaseSettings):
     commit_concurrency: int = 2  # PostgreSQL: group commits in flight at once
     rejected_log_size: int = 1000
 
+    # Processes of `hookyard serve` (None: fit the machine, hookyard.supervisor.default_sizes).
+    processes: int | None = Field(default=None, ge=1)  # ingest and API processes
+    workers: int | None = Field(default=None, ge=0)  # worker processes
+    process_name: str | None = None  # set by the supervisor in each child: its logs say so
+
     # Workers.
-    worker_threads: int = 1
+    worker_threads: int = 1  # threads per worker process
     claim_batch_size: int = 100
+    # After a claim smaller than a batch, a worker waits this long before the next one, so
+    # that under load events are handled in batches (fewer transactions, write locks, fsyncs).
+    claim_gather_seconds: float = Field(default=0.01, ge=0)
     max_attempts: int = 8
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 3600.0

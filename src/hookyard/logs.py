@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
 
-def configure(level: str = "info", fmt: str = "console") -> None:
+def configure(level: str = "info", fmt: str = "console", process: str | None = None) -> None:
+    """`process`: the name every line carries (serve's children: ingest-0, worker-1…)."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -17,6 +19,7 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *([_named(process)] if process else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -31,3 +34,11 @@ def configure(level: str = "info", fmt: str = "console") -> None:
 
 
 log = structlog.get_logger("hookyard")
+
+
+def _named(process: str) -> structlog.types.Processor:
+    def add(_logger: object, _method: str, event: structlog.types.EventDict) -> Any:
+        event.setdefault("process", process)
+        return event
+
+    return add

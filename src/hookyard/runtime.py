@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from hookyard.alerts.evaluate import alert_jobs
+from hookyard.bus import LocalBus
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
+from hookyard.live.feed import send_changes
+from hookyard.live.publish import attach_local
 from hookyard.notify.job import EmailJob
 from hookyard.sources import SourceSet, load_sources
 from hookyard.sync.scheduler import Scheduler
@@ -39,13 +42,17 @@ class Runtime:
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _listener: PostgresListener | None = None
+    # SQLite: the other processes of this database (wake-ups, live changes); None otherwise.
+    bus: LocalBus | None = None
+    _detach_live: Callable[[], None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, sources: SourceSet | None = None) -> Runtime:
         engine = make_engine(settings.sqlalchemy_url, pool_size=max(5, settings.worker_threads + 4))
         sources = sources or load_sources(settings)
         store = EventStore(engine)
-        wakeup = Wakeup()
+        bus = LocalBus.for_sqlite_url(settings.sqlalchemy_url)
+        wakeup = Wakeup(bus)
         enrichment = EnrichmentPipeline.from_settings(settings, engine)
         jobs: list[BackgroundJob] = [enrichment] if enrichment is not None else []
         sync = SyncServices(settings, store, sources.sources, on_fed=wakeup.signal)
@@ -53,7 +60,7 @@ class Runtime:
             jobs.append(OutboxJob(sender))
         if (mailer := EmailJob.from_settings(settings, engine)) is not None:
             jobs.append(mailer)
-        return cls(settings, sources, engine, store, wakeup, jobs=jobs, sync=sync)
+        return cls(settings, sources, engine, store, wakeup, jobs=jobs, sync=sync, bus=bus)
 
     def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
         s = self.settings
@@ -74,6 +81,7 @@ class Runtime:
             wakeup=self.wakeup,
             retry=RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds),
             batch_size=s.claim_batch_size,
+            gather_seconds=s.claim_gather_seconds,
             lease_seconds=s.lease_seconds,
             retention_days=s.retention_days,
             retention_interval=s.retention_interval_seconds,
@@ -85,6 +93,7 @@ class Runtime:
         if self.store.is_postgres:
             self._listener = PostgresListener(self.engine, self.wakeup)
             self._listener.start()
+        self.wakeup.listen()  # SQLite: ingest processes' commits wake these workers
         for i in range(count or self.settings.worker_threads):
             worker = self.make_worker()
             thread = threading.Thread(
@@ -108,6 +117,13 @@ class Runtime:
         self._scheduler = SchedulerThread(Scheduler(self.engine, jobs, owner), self._stop)
         self._scheduler.start()
 
+    def forward_live_changes(self) -> None:
+        """A process without an API of its own (`hookyard worker`) on SQLite: what it commits
+        reaches the live sockets of the API processes over the bus (PostgreSQL: NOTIFY)."""
+        bus = self.bus
+        if bus is not None and self._detach_live is None:
+            self._detach_live = attach_local(self.engine, lambda c: send_changes(bus, c))
+
     def stop_workers(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._scheduler is not None:
@@ -124,4 +140,8 @@ class Runtime:
             job.close()
         if self.sync is not None:
             self.sync.close()
+        if self._detach_live is not None:
+            self._detach_live()
+        if self.bus is not None:
+            self.bus.close()
         self.engine.dispose()

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system: SQLite's own waiting only
+    fcntl = None  # type: ignore[assignment]
 
 from hookyard.config import normalise_database_url
 
@@ -17,16 +28,85 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT_SECONDS * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
+LOCK_TIMEOUT_SECONDS = 10.0  # SQLite's busy timeout, below, and the writer lock's
+
+
+class WriterLock:
+    """SQLite's single writer, queued fairly across the threads and processes of a database.
+
+    SQLite makes a second writer wait by sleeping and retrying (1, 2, 5, 10 … 100 ms), so a
+    writer can wait far longer than the transaction it waits for, and a worker process that
+    commits batch after batch starves ingest's commits (acknowledgements waited hundreds of
+    milliseconds). An exclusive `flock` on a file beside the database is a kernel queue
+    instead: a waiter wakes the moment the lock is released. Every writer transaction of
+    hookyard holds it from its BEGIN IMMEDIATE until its connection goes back to the pool.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._local = threading.Lock()  # flock is per open file: threads queue here first
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+    def acquire(self) -> None:
+        # Bounded like SQLite's own busy timeout: a thread that already holds the lock and
+        # asks again (a writer transaction opened inside another) fails instead of hanging.
+        if not self._local.acquire(timeout=LOCK_TIMEOUT_SECONDS):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            )
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+            except BaseException:
+                self._local.release()
+                raise
+
+    def release(self) -> None:
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._local.release()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+_HOLDS_LOCK = "hookyard_writer_lock"  # in a pooled connection's info: it holds the lock
+_locks: weakref.WeakKeyDictionary[Pool, WriterLock] = weakref.WeakKeyDictionary()
+
+
+def hold_writer_lock(engine: Engine, info: dict[Any, Any]) -> None:
+    """Take the engine's writer lock for the pooled connection whose `info` this is (SQLite;
+    released when the connection goes back to the pool). A no-op without one, or if held."""
+    lock = _locks.get(engine.pool)
+    if lock is not None and _HOLDS_LOCK not in info:
+        lock.acquire()
+        info[_HOLDS_LOCK] = lock
+
+
+def _release_writer_lock(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+    lock: WriterLock | None = record.info.pop(_HOLDS_LOCK, None)
+    if lock is not None:
+        lock.release()
+
+
+def _released_on_invalidate(
+    dbapi: DBAPIConnection | None, record: ConnectionPoolEntry, _exc: BaseException | None
+) -> None:
+    _release_writer_lock(dbapi, record)  # the connection is closed: SQLite's lock is gone too
+
+
 def _sqlite_begin(conn: Any) -> None:
     # pysqlite's own transaction handling is off (isolation_level=None below). Writers take
-    # the write lock up front, so two writers queue on busy_timeout instead of failing on a
-    # read-to-write lock upgrade; readers begin deferred and never block the writer (WAL).
+    # the write lock up front, so two writers queue instead of failing on a read-to-write
+    # lock upgrade; readers begin deferred and never block the writer (WAL).
     immediate = conn.get_execution_options().get(WRITER_OPTION, False)
+    if immediate:
+        hold_writer_lock(conn.engine, conn.connection.info)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -46,13 +126,22 @@ def libpq_dsn(engine: Engine) -> str:
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
+        memory = ":memory:" in url
         engine = create_engine(
             url,
-            poolclass=NullPool if ":memory:" in url else None,
-            connect_args={"check_same_thread": False, "timeout": 10, "isolation_level": None},
+            poolclass=NullPool if memory else None,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": LOCK_TIMEOUT_SECONDS,
+                "isolation_level": None,
+            },
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)
+        if not memory and engine.url.database:
+            _locks[engine.pool] = WriterLock(f"{engine.url.database}-lock")
+            event.listen(engine.pool, "checkin", _release_writer_lock)
+            event.listen(engine.pool, "invalidate", _released_on_invalidate)
         return engine
     return create_engine(
         url,

@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 
-from hookyard.db.engine import libpq_dsn, writer
+from hookyard.db.engine import hold_writer_lock, libpq_dsn, writer
 from hookyard.db.schema import DUE_SQL, events, rejected_requests
 from hookyard.inbox.model import FINISHED, NewEvent, RejectedRequest, Status
 from hookyard.live.change import Change, ChangeKind
@@ -203,6 +203,7 @@ class EventStore:
                 if rejected:
                     cursor.executemany(_PG_REJECTED, [_rejected_row(r) for r in rejected])
             else:
+                hold_writer_lock(self.engine, conn.info)  # released when `conn` is closed
                 cursor.execute("BEGIN IMMEDIATE")
                 if new:
                     params = [value for e in new for value in _sqlite_row(e)]

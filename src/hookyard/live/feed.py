@@ -4,20 +4,21 @@
   wake-up listener), so a change committed by any process — another API process, a
   `hookyard worker` — reaches the sockets of this one. If the connection is lost, clients
   are told they may have missed changes (`lagged`) once it is back.
-- SQLite: one process holds the database, so the commit hooks of `publish.attach_local`
-  hand this process's own commits to the hub. A separate `hookyard worker` process on SQLite
-  publishes to nobody: run one `hookyard serve` there.
+- SQLite: the commit hooks of `publish.attach_local` hand this process's own commits to the
+  hub, and send them over the local bus (hookyard.bus) to the other processes of the
+  database; what the bus brings from them (a worker process's commits) goes to the hub too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 from sqlalchemy import Engine
 
+from hookyard.bus import MAX_DATAGRAM, LocalBus
 from hookyard.db.engine import libpq_dsn
 from hookyard.live.change import Change
 from hookyard.live.hub import Hub
@@ -27,10 +28,14 @@ from hookyard.logs import log
 READY_TIMEOUT_SECONDS = 5.0  # start-up waits this long for LISTEN, then goes on without
 
 
+LIVE_CHANNEL = "live"  # the local bus's channel: encoded changes, one per line
+
+
 class LiveFeed:
-    def __init__(self, engine: Engine, hub: Hub | None = None) -> None:
+    def __init__(self, engine: Engine, hub: Hub | None = None, bus: LocalBus | None = None) -> None:
         self.engine = engine
         self.hub = hub or Hub()
+        self.bus = bus
         self._listener: ChangeListener | None = None
         self._detach: Callable[[], None] | None = None
 
@@ -44,7 +49,26 @@ class LiveFeed:
             if not ready:
                 log.warning("live_listen_not_ready", seconds=READY_TIMEOUT_SECONDS)
         else:
-            self._detach = attach_local(self.engine, self.hub.deliver)
+            self._detach = attach_local(self.engine, self._committed_here)
+            if self.bus is not None:
+                self.bus.listen(LIVE_CHANNEL, self._from_bus)
+
+    def _committed_here(self, changes: Sequence[Change]) -> None:
+        self.hub.deliver(changes)
+        if self.bus is not None:
+            send_changes(self.bus, changes)
+
+    def _from_bus(self, payload: bytes) -> None:
+        if not self.hub.clients:
+            return  # nobody to tell: not worth decoding (ingest processes under load)
+        changes = []
+        for line in payload.splitlines():
+            try:
+                changes.append(Change.decode(line))
+            except ValueError as exc:
+                log.warning("live_change_unreadable", error=str(exc)[:200])
+        if changes:
+            self.hub.deliver(changes)
 
     async def stop(self) -> None:
         if self._detach is not None:
@@ -55,6 +79,21 @@ class LiveFeed:
             await asyncio.to_thread(self._listener.join, 5.0)
             self._listener = None
         self.hub.close()
+
+
+def send_changes(bus: LocalBus, changes: Sequence[Change]) -> None:
+    """Committed changes to the other processes of a SQLite database (their hubs)."""
+    chunk: list[bytes] = []
+    size = 0
+    for change in changes:
+        line = change.encode().encode()
+        if chunk and size + len(line) + 1 > MAX_DATAGRAM:
+            bus.send(LIVE_CHANNEL, b"\n".join(chunk), wait=True)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        bus.send(LIVE_CHANNEL, b"\n".join(chunk), wait=True)
 
 
 class ChangeListener(threading.Thread):

@@ -64,6 +64,7 @@ class Worker:
     batch_size: int = 100
     lease_seconds: float = 60.0
     idle_seconds: float = 30.0  # longest sleep with nothing due (a timer, not a poll)
+    gather_seconds: float = 0.0  # after a partial batch, wait this long before the next claim
     retention_days: int = 30
     retention_interval: float = 3600.0
     rejected_log_size: int = 1000  # rows kept in rejected_requests
@@ -78,13 +79,19 @@ class Worker:
         log.info("worker_started", worker=self.name)
         while not stop.is_set():
             try:
-                handled = self.run_once()
+                events = self._run_events()
+                handled = events + self._run_jobs()
             except Exception as exc:  # database down: back off, keep the thread alive
                 log.warning("worker_cycle_failed", worker=self.name, error=str(exc)[:300])
                 stop.wait(1.0)
                 continue
             if handled == 0:
                 self.wakeup.wait(self._sleep_for())
+            elif 0 < events < self.batch_size and self.gather_seconds > 0:
+                # Caught up: let the next events gather into one batch for a moment, rather
+                # than chasing every ingest commit with a transaction of its own (each one
+                # takes the write lock and an fsync that ingest is waiting for).
+                stop.wait(self.gather_seconds)
         log.info("worker_stopped", worker=self.name)
 
     def run_once(self) -> int:
