@@ -1,11 +1,12 @@
--- wrk script for `hookyard bench`: every request is a unique webhook delivery.
+-- wrk script for `hookyard bench`: every request is a unique generic webhook delivery (the
+-- naive baseline and the ingest diagnosis; the realistic provider mix is replay.lua's).
 --
 --   wrk -c32 -d10s --latency -s bench/webhooks.lua http://127.0.0.1:PORT/webhooks/in/bench \
 --       -- TOKEN RUN_ID BODY_BYTES
 --
 -- Each request carries the shared token in X-Webhook-Token, a unique delivery id in
 -- X-Delivery-Id (RUN_ID-thread-counter), and a JSON body of about BODY_BYTES bytes.
--- The same requests go to the bare, naive and hookyard servers.
+-- The same requests go to the naive app and to `hookyard serve --no-worker` (ingest).
 
 local threads = {}
 local next_id = 0

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hookyard import benchmark
+from hookyard import bench
 from hookyard.config import Settings
 from hookyard.sources import SourcesError, describe, load_sources
 
@@ -572,7 +572,7 @@ def parser() -> argparse.ArgumentParser:
     users.add_argument("--api-key", metavar="NAME", help="also create an API key, shown once")
     users.set_defaults(func=cmd_users)
 
-    benchmark.add_parser(sub)
+    bench.add_parser(sub)
     return p
 
 
