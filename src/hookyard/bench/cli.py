@@ -225,6 +225,12 @@ class _Rounds:
             + (f"; not done: {not_done}" if not_done else ""),
             flush=True,
         )
+        if p.database_waits:
+            print(
+                "  PostgreSQL backends, busy samples: "
+                + ", ".join(f"{what} {pct:.0f}%" for what, pct in p.database_waits.items()),
+                flush=True,
+            )
         for error in p.errors:
             print(f"  error: {error}", flush=True)
         self.processing.setdefault(name, []).append(p)

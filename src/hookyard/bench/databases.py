@@ -45,7 +45,7 @@ class Databases:
         self.prefix = f"hookyard_bench_{os.getpid()}_"
         self._created: list[str] = []
 
-    def _admin(self) -> Any:
+    def admin_connection(self) -> Any:
         import psycopg
 
         return psycopg.connect(
@@ -57,7 +57,7 @@ class Databases:
     def check_postgres(self) -> str | None:
         """None when the server is reachable, else why not."""
         try:
-            with self._admin() as conn:
+            with self.admin_connection() as conn:
                 conn.execute("SELECT 1")
         except Exception as exc:
             return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
@@ -75,7 +75,7 @@ class Databases:
         from psycopg import sql
 
         name = self.prefix + tag.replace("-", "_")
-        with self._admin() as conn:
+        with self.admin_connection() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
@@ -94,7 +94,7 @@ class Databases:
         if not url.startswith("postgresql") or not name:
             return []
         try:
-            with self._admin() as conn:
+            with self.admin_connection() as conn:
                 rows = conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
                 ).fetchall()
@@ -108,7 +108,7 @@ class Databases:
         # Only ever a database this run created.
         if name not in self._created or not name.startswith(self.prefix):
             return
-        with self._admin() as conn:
+        with self.admin_connection() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
@@ -118,6 +118,54 @@ class Databases:
         for name in list(self._created):
             with contextlib.suppress(Exception):
                 self.drop(name)
+
+
+class WaitSampler:
+    """What the PostgreSQL backends of one database are doing, sampled: running, or waiting
+    on what (`Lock:transactionid` is a row lock held by another transaction, `IO:WALSync` a
+    commit's flush, `Client:ClientRead` the client's turn). Tells whether extra workers wait
+    on each other or on the disk. Nothing on SQLite."""
+
+    def __init__(self, databases: Databases, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.samples: Counter[str] = Counter()
+        self._name = make_url(url).database
+        self._conn: Any = None
+        if url.startswith("postgresql") and self._name:
+            with contextlib.suppress(Exception):
+                self._conn = databases.admin_connection()
+
+    def sample(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            rows = self._conn.execute(
+                "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                "WHERE datname = %s AND backend_type = 'client backend'",
+                (self._name,),
+            ).fetchall()
+        except Exception:
+            return
+        for state, kind, event in rows:
+            if state == "idle":
+                continue  # a pooled connection between transactions
+            if kind is None:
+                self.samples["running"] += 1
+            else:
+                self.samples[f"{kind}:{event}"] += 1
+
+    def shares(self, top: int = 5) -> dict[str, float]:
+        """The commonest states, in % of the samples of busy backends."""
+        total = sum(self.samples.values())
+        if not total:
+            return {}
+        return {what: round(100 * n / total, 1) for what, n in self.samples.most_common(top)}
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
 
 
 def count_rows(url: str, table: str) -> int | None:

@@ -126,6 +126,9 @@ def print_process_table(results: Sequence[ProcessResult]) -> None:
         )
         if len(r.runs) > 1:
             print(f"{'':38} rounds: {', '.join(f'{v:,.0f}' for v in r.runs)} events/s")
+        if r.database_waits:
+            waits = ", ".join(f"{what} {pct:.0f}%" for what, pct in r.database_waits.items())
+            print(f"{'':38} PostgreSQL backends: {waits}")
         for error in r.errors:
             print(f"{'':38} error: {error}")
     scale = {r.workers: r for r in results if r.scenario.startswith("scaleout-")}

@@ -71,6 +71,8 @@ class ProcessResult:
     diagnosis: bool = False
     statuses: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # PostgreSQL: what its busy backends were doing during the drain, in % of the samples.
+    database_waits: dict[str, float] = field(default_factory=dict)
     load_before: float | None = None
     runs: list[float] = field(default_factory=list)  # events/s of every round
 

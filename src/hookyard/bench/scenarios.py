@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hookyard.bench.cpu import CpuMeter, CpuUse
-from hookyard.bench.databases import Databases, Queue, count_rows, prepare
+from hookyard.bench.databases import Databases, Queue, WaitSampler, count_rows, prepare
 from hookyard.bench.processes import (
     Server,
     clean_env,
@@ -501,15 +501,23 @@ def _generic_planned(ctx: Context, events: int) -> list[Planned]:
     return [Planned("generic", GENERIC_NAME, delivery, 1) for delivery in deliveries]
 
 
+@dataclass
+class Drained:
+    seconds: float
+    events_per_s: float
+    database_waits: dict[str, float]
+
+
 def drain_with_workers(
     ctx: Context, scenario: str, url: str, sources: Path, events: int, workers: int
-) -> tuple[float, float]:
-    """Start `workers` `hookyard worker` processes on the preloaded inbox and time them:
-    (seconds, events/s) from the first finished batch until nothing is pending (so the
-    processes' start-up is not counted)."""
+) -> Drained:
+    """Start `workers` `hookyard worker` processes on the preloaded inbox and time them from
+    the first finished batch until nothing is pending (so the processes' start-up is not
+    counted); on PostgreSQL, sample what its backends wait on meanwhile."""
     argv = hookyard_argv("worker", "--threads", str(ctx.options.drain_threads))
     env = ctx.server_env(url, sources)
     queue = Queue(url)
+    waits = WaitSampler(ctx.databases, url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with contextlib.ExitStack() as profiles:
@@ -525,6 +533,8 @@ def drain_with_workers(
                 now = time.perf_counter()
                 if first is None and left < events:
                     first = (now, left)
+                if first is not None:
+                    waits.sample()
                 if left == 0:
                     break
                 if now > deadline:
@@ -543,6 +553,7 @@ def drain_with_workers(
     finally:
         _stop_all(procs)
         queue.close()
+        waits.close()
     for i in range(workers):
         path = ctx.profile_path(f"{scenario}-worker{i}")
         if path is not None and path.exists():
@@ -550,9 +561,9 @@ def drain_with_workers(
     assert first is not None
     started, remaining = first
     seconds = max(now - started, POLL_SECONDS)
-    if remaining == 0:  # all done before the first poll saw any progress
-        return seconds, events / seconds
-    return seconds, remaining / seconds
+    # All done before the first poll saw any progress: then every event counts.
+    rate = (remaining or events) / seconds
+    return Drained(seconds, rate, waits.shares())
 
 
 def _stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -596,7 +607,7 @@ def bench_processing(ctx: Context, backend: str, provider: str) -> ProcessResult
         sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries)
         preload_s = _preload(url, entries, planned)
         stored = sum(p.events for p in planned)
-        drain_s, rate = drain_with_workers(ctx, scenario, url, sources, stored, 1)
+        drained = drain_with_workers(ctx, scenario, url, sources, stored, 1)
         statuses, errors = _check_statuses(scenario, url)
     return ProcessResult(
         scenario,
@@ -606,11 +617,12 @@ def bench_processing(ctx: Context, backend: str, provider: str) -> ProcessResult
         1,
         ctx.options.drain_threads,
         preload_s,
-        drain_s,
-        rate,
+        drained.seconds,
+        drained.events_per_s,
         diagnosis=provider == "generic",
         statuses=statuses,
         errors=errors,
+        database_waits=drained.database_waits,
         load_before=load,
     )
 
@@ -628,7 +640,7 @@ def bench_scaleout(ctx: Context, backend: str, workers: int) -> ProcessResult:
         sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries)
         preload_s = _preload(url, entries, planned)
         stored = sum(p.events for p in planned)
-        drain_s, rate = drain_with_workers(ctx, scenario, url, sources, stored, workers)
+        drained = drain_with_workers(ctx, scenario, url, sources, stored, workers)
         statuses, errors = _check_statuses(scenario, url)
     return ProcessResult(
         scenario,
@@ -638,9 +650,10 @@ def bench_scaleout(ctx: Context, backend: str, workers: int) -> ProcessResult:
         workers,
         ctx.options.drain_threads,
         preload_s,
-        drain_s,
-        rate,
+        drained.seconds,
+        drained.events_per_s,
         statuses=statuses,
         errors=errors,
+        database_waits=drained.database_waits,
         load_before=load,
     )

@@ -420,9 +420,10 @@ class _Registry:
     (REVIEW, then APPROVED or REJECTED per carrier); a settled campaign is now and then
     suspended and reinstated by a carrier."""
 
-    def __init__(self, rng: random.Random, brands: int, offset: int) -> None:
+    def __init__(self, rng: random.Random, brands: int, in_review: int, offset: int) -> None:
         self.rng = rng
         self.offset = offset
+        self.review_size = in_review
         self.brands = [_Brand(_tcr_id("B", offset + n)) for n in range(brands)]
         self.in_review: list[_Campaign] = []
         self.settled: list[_Campaign] = []
@@ -448,7 +449,7 @@ class _Registry:
         if self.settled and rng.random() < 0.15:
             campaign = rng.choice(self.settled)
         else:
-            if len(self.in_review) < 100:
+            if len(self.in_review) < self.review_size:
                 self.in_review.append(self._new_campaign())
             campaign = rng.choice(self.in_review)
         carriers = campaign.carriers
@@ -503,10 +504,14 @@ class Workload:
         seed: int = 0,
         tag: str = "b",
         start: datetime | None = None,
-        companies: int = 200,
-        wabas: int = 3,
-        templates_per_waba: int = 40,
-        brands: int = 100,
+        # The pools are wide enough that two workers rarely wait on each other's row locks
+        # (a few hundred events per entity and hour at thousands per second), and small
+        # enough that every entity hears again and again during a run.
+        companies: int = 1000,
+        wabas: int = 10,
+        templates_per_waba: int = 50,
+        brands: int = 300,
+        campaigns_in_review: int = 400,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.mix = mix
@@ -524,7 +529,9 @@ class Workload:
         self._leads = _Leads(self.rng, tag)
         self._templates = _Templates(self.rng, wabas, templates_per_waba)
         self._companies = _Companies(self.rng, companies)
-        self._registry = _Registry(self.rng, brands, offset=self.rng.randrange(10**8))
+        self._registry = _Registry(
+            self.rng, brands, campaigns_in_review, offset=self.rng.randrange(10**8)
+        )
         self._hubspot_events = int(self.start.timestamp()) * 1000
         self._builders: dict[str, Callable[[datetime], Planned]] = {
             "c2s": self._c2s,
