@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import httpx
 import pytest
@@ -87,7 +87,9 @@ class Attempt:
 
     @property
     def source(self) -> Source | None:
-        return BY_PATH.get(self.path) or BY_PATH.get(self.path.rstrip("/"))
+        # As the server sees it: percent-decoded, then as mounted or with one trailing slash.
+        path = unquote(self.path)
+        return BY_PATH.get(path) or (BY_PATH.get(path[:-1]) if path.endswith("/") else None)
 
     @property
     def target(self) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope
+from hookyard.api.identity import Role
 from hookyard.api.params import MAX_ID, next_cursor
 from hookyard.api.schemas import (
     NO_NUL,
@@ -121,14 +122,16 @@ def show_event(store: Store, scope: ViewerScope, event_id: EventId) -> EventDeta
     cpf, cnpj, passport or address, and the keys name, first/last/full name, surname, rg,
     ssn, tax id, birth date and wa_id, compared ignoring case and separators — while
     `headers`, `body`, `body_encoding` and `last_traceback` are null and `masked` is true.
-    Members, admins and superadmins see the event as stored.
+    Members and admins see the event as stored, but for the raw body and the headers of the
+    request that carried it (null): one request can carry several tenants' events (a HubSpot
+    array or a Meta batch of a shared account), so only superadmins see those.
     """
     row = store.get(event_id, tenant=scope.tenant)
     if row is None:
         raise HTTPException(404, f"no event {event_id}")
     if not scope.principal.sees_personal_data:
         return EventDetail.masked_from_row(row)
-    return EventDetail.from_row(row)
+    return EventDetail.from_row(row, raw=scope.principal.role is Role.SUPERADMIN)
 
 
 @router.post(

@@ -81,11 +81,14 @@ class EventSummary(BaseModel):
 
 
 class EventDetail(EventSummary):
-    headers: dict[str, str] | None = Field(description="null when masked")
+    request_id: int | None = Field(description="the request that carried the event")
+    headers: dict[str, str] | None = Field(
+        description="the request's headers kept (never credentials); superadmins only"
+    )
     payload: Any = Field(description="personal values replaced by '***' when masked")
     body: str | None = Field(
-        description="the raw body: UTF-8 text, or base64 when body_encoding says so;"
-        " null when masked"
+        description="the request's raw body: UTF-8 text, or base64 when body_encoding says"
+        " so; superadmins only (a request can carry several tenants' events)"
     )
     body_encoding: str | None
     last_traceback: str | None = Field(description="null when masked")
@@ -94,12 +97,16 @@ class EventDetail(EventSummary):
     )
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> EventDetail:
-        raw: bytes = row["body"]
+    def from_row(cls, row: dict[str, Any], *, raw: bool = True) -> EventDetail:
+        """The event as stored; with `raw` False, without the request's body and headers."""
+        if not raw:
+            return cls.model_validate({**row, "headers": None, "body": None,
+                                       "body_encoding": None})  # fmt: skip
+        data: bytes = row["body"]
         try:
-            body, encoding = raw.decode("utf-8"), "utf-8"
+            body, encoding = data.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            body, encoding = base64.b64encode(raw).decode(), "base64"
+            body, encoding = base64.b64encode(data).decode(), "base64"
         return cls.model_validate({**row, "body": body, "body_encoding": encoding})
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Tables owned by the core: the inbox (`events`) and the bounded rejected-requests log.
+"""Tables owned by the core: the inbox (`events`, and the `requests` that carried them) and the
+bounded rejected-requests log.
 
 Migrations in `db/migrations` must produce exactly this schema; `tests/test_migrations.py`
 compares them.
@@ -62,6 +63,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# One row per accepted request: its raw bytes and the headers kept of it, stored once however
+# many events it carried (a HubSpot array, a Meta batch), and written only for a request that
+# brought at least one new event. The raw bytes may hold several tenants' events: they are
+# shown to superadmins only (each event keeps its own `payload`, or is the whole body).
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index(None, "received_at"),
+)
+
 events = Table(
     "events",
     metadata,
@@ -82,8 +98,11 @@ events = Table(
     Column("last_traceback", Text, nullable=True),
     Column("origin", String(20), nullable=False),
     Column("replay_count", Integer, nullable=False, default=0),
-    Column("headers", JSON, nullable=False),
-    Column("body", LargeBinary, nullable=False),
+    # The request that carried the event (requests.id). No foreign key: ingest inserts a
+    # batch's events first and then only the requests that brought a new one (a redelivery
+    # stores nothing), and retention deletes a request only once no event names it.
+    Column("request_id", Id, nullable=True),
+    # The event's own JSON; NULL when the event is its request's whole body (decoded from it).
     Column("payload", JSON(none_as_null=True), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
     Column("processed_at", UTCDateTime(), nullable=True),
@@ -94,6 +113,7 @@ events = Table(
     Index("ix_events_due", "next_attempt_at", "id", postgresql_where=DUE_SQL, sqlite_where=DUE_SQL),
     Index(None, "received_at"),
     Index(None, "entity_key"),
+    Index(None, "request_id"),
 )
 
 rejected_requests = Table(

@@ -31,6 +31,11 @@ class Origin(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
+    """An event as ingest (or a reconciler) hands it to the inbox. `headers` and `body` are
+    those of the request that carried it: the events of one request name the same `request`
+    (any object; ingress uses the parsed request) and are adjacent, so the request is stored
+    once. Without `request`, the event is its request's only one."""
+
     source: str
     provider: str
     tenant: str | None
@@ -43,26 +48,7 @@ class NewEvent:
     payload: Any  # None when the payload is the body itself
     received_at: datetime
     origin: Origin = Origin.WEBHOOK
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "provider": self.provider,
-            "tenant": self.tenant,
-            "event_type": self.event_type,
-            "dedup_key": self.dedup_key,
-            "entity_key": self.entity_key,
-            "provider_ts": self.provider_ts,
-            "status": Status.PENDING.value,
-            "attempts": 0,
-            "next_attempt_at": self.received_at,
-            "origin": self.origin.value,
-            "replay_count": 0,
-            "headers": self.headers,
-            "body": self.body,
-            "payload": self.payload,
-            "received_at": self.received_at,
-        }
+    request: object | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,12 @@ from sqlalchemy import (
     RowMapping,
     Select,
     String,
+    Update,
     bindparam,
     case,
     cast,
     delete,
+    exists,
     extract,
     func,
     literal,
@@ -34,7 +36,7 @@ from sqlalchemy import (
 )
 
 from hookyard.db.engine import hold_writer_lock, libpq_dsn, writer
-from hookyard.db.schema import DUE_SQL, events, rejected_requests
+from hookyard.db.schema import DUE_SQL, events, rejected_requests, requests
 from hookyard.inbox.model import FINISHED, NewEvent, RejectedRequest, Status
 from hookyard.live.change import Change, ChangeKind
 from hookyard.live.publish import publish
@@ -52,8 +54,7 @@ _HANDLER_COLUMNS = (
     events.c.entity_key,
     events.c.provider_ts,
     events.c.payload,
-    events.c.body,
-    events.c.headers,
+    events.c.request_id,
     events.c.attempts,
     events.c.origin,
 )
@@ -107,8 +108,8 @@ def _event_change(row: Row[Any], at: datetime) -> Change:
     )
 
 
-def decode_payload(payload: Any, body: bytes) -> Any:
-    if payload is not None or not body.strip():
+def decode_payload(payload: Any, body: bytes | None) -> Any:
+    if payload is not None or body is None or not body.strip():
         return payload
     try:
         return json.loads(body)
@@ -116,7 +117,11 @@ def decode_payload(payload: Any, body: bytes) -> Any:
         return None
 
 
-def stored_event(row: RowMapping | Mapping[str, Any]) -> StoredEvent:
+def stored_event(
+    row: RowMapping | Mapping[str, Any], request: RowMapping | Mapping[str, Any] | None
+) -> StoredEvent:
+    """An event as handlers see it, from its row and the `request` row that carried it."""
+    body = request["body"] if request is not None else None
     return StoredEvent(
         id=row["id"],
         source=row["source"],
@@ -126,8 +131,8 @@ def stored_event(row: RowMapping | Mapping[str, Any]) -> StoredEvent:
         dedup_key=row["dedup_key"],
         entity_key=row["entity_key"],
         provider_ts=row["provider_ts"],
-        payload=decode_payload(row["payload"], row["body"]),
-        headers=row["headers"],
+        payload=decode_payload(row["payload"], body),
+        headers=request["headers"] if request is not None else {},
         attempts=row["attempts"],
         origin=row["origin"],
     )
@@ -185,9 +190,11 @@ class EventStore:
         """Insert in one transaction; return the ids of the rows that were new.
 
         A (source, dedup_key) already stored is skipped by the unique constraint, so a
-        duplicate never becomes a second row, whichever process received it. This is the
-        hot path: one statement per batch inside one transaction (one fsync); on PostgreSQL
-        a trigger (migration 0002) notifies the workers of every process.
+        duplicate never becomes a second row, whichever process received it. The requests that
+        carried new events are stored with them, once each (`requests`); a request whose
+        events were all duplicates is not. This is the hot path: one statement per batch
+        inside one transaction (one fsync); on PostgreSQL a trigger (migration 0002) notifies
+        the workers of every process.
         """
         # The raw driver connection (still from the engine's pool): this path runs for every
         # batch, and SQLAlchemy's Connection, events and result objects cost more CPU here
@@ -206,8 +213,7 @@ class EventStore:
                 hold_writer_lock(self.engine, conn.info)  # released when `conn` is closed
                 cursor.execute("BEGIN IMMEDIATE")
                 if new:
-                    params = [value for e in new for value in _sqlite_row(e)]
-                    rows = cursor.execute(_sqlite_insert(len(new)), params).fetchall()
+                    rows = _sqlite_insert_batch(cursor, new)
                 if rejected:
                     cursor.executemany(
                         _SQLITE_REJECTED, [_rejected_row(r, sqlite=True) for r in rejected]
@@ -248,28 +254,30 @@ class EventStore:
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[StoredEvent]:
         """Lease up to `limit` due events to `owner` (committed at once, so others skip them)."""
         now = utcnow()
-        due = (
-            select(events.c.id)
-            .where(DUE_SQL, events.c.next_attempt_at <= now)
-            .order_by(events.c.next_attempt_at, events.c.id)
-            .limit(limit)
-        )
-        if self.is_postgres:
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(events)
-            .where(events.c.id.in_(due.scalar_subquery()))
-            .values(
-                status=Status.PROCESSING.value,
-                attempts=events.c.attempts + 1,
-                lease_owner=owner,
-                lease_until=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(*_HANDLER_COLUMNS)
-        )
+        params = {
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "until": now + timedelta(seconds=lease_seconds),
+        }
         with self.writer.begin() as tx:
-            rows = tx.execute(stmt).mappings().all()
-        return sorted((stored_event(r) for r in rows), key=lambda e: e.id)
+            rows = tx.execute(_CLAIM[self.is_postgres], params).mappings().all()
+        if not rows:
+            return []
+        # The requests' bodies and headers after the claim's commit (they never change), so
+        # the write lock is held no longer than the claim itself.
+        carried = self.requests({r["request_id"] for r in rows if r["request_id"] is not None})
+        claimed = (stored_event(r, carried.get(r["request_id"])) for r in rows)
+        return sorted(claimed, key=lambda e: e.id)
+
+    def requests(self, ids: Iterable[int]) -> dict[int, RowMapping]:
+        """Request rows by id (body, headers)."""
+        wanted = sorted(ids)
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            found = conn.execute(_REQUESTS, {"ids": wanted}).mappings().all()
+        return {row["id"]: row for row in found}
 
     def finish(self, tx: Connection, outcomes: Mapping[str, Sequence[int]], owner: str) -> None:
         """Mark events finished inside the handler's transaction; raise if a lease was lost."""
@@ -394,14 +402,22 @@ class EventStore:
             return list(conn.execute(query).scalars())
 
     def purge_finished(self, older_than: datetime) -> int:
-        """Retention: delete finished events received before `older_than`."""
+        """Retention: delete finished events received before `older_than`, and the requests
+        left with no event."""
         with self.writer.begin() as tx:
-            return tx.execute(
+            purged = tx.execute(
                 delete(events).where(
                     events.c.status.in_([s.value for s in FINISHED]),
                     events.c.received_at < older_than,
                 )
             ).rowcount
+            tx.execute(
+                delete(requests).where(
+                    requests.c.received_at < older_than,
+                    ~exists().where(events.c.request_id == requests.c.id),
+                )
+            )
+            return purged
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -416,8 +432,13 @@ class EventStore:
             return [dict(r) for r in rows]
 
     def get(self, event_id: int, *, tenant: str | None = None) -> dict[str, Any] | None:
-        """One event (with `tenant`: only if it is that tenant's)."""
-        query = select(events).where(events.c.id == event_id)
+        """One event (with `tenant`: only if it is that tenant's), with the raw `body` and the
+        `headers` of the request that carried it: those may hold other tenants' events too,
+        so the caller decides who sees them (superadmins only, api/events.py)."""
+        query = select(events, requests.c.body, requests.c.headers).select_from(
+            events.outerjoin(requests, requests.c.id == events.c.request_id)
+        )
+        query = query.where(events.c.id == event_id)
         if tenant is not None:
             query = query.where(events.c.tenant == tenant)
         with self.engine.connect() as conn:
@@ -425,8 +446,20 @@ class EventStore:
         if row is None:
             return None
         data = dict(row)
+        data["body"] = data["body"] or b""
+        data["headers"] = data["headers"] or {}
         data["payload"] = decode_payload(data["payload"], data["body"])
         return data
+
+    @staticmethod
+    def payload_of(tx: Connection, event_id: int) -> Any:
+        """An event's payload (decoded from its request's body where it is that body)."""
+        row = tx.execute(
+            select(events.c.payload, requests.c.body)
+            .select_from(events.outerjoin(requests, requests.c.id == events.c.request_id))
+            .where(events.c.id == event_id)
+        ).first()
+        return None if row is None else decode_payload(row.payload, row.body)
 
     def queue_stats(self) -> tuple[int, datetime | None]:
         """(events not yet finished or dead, received_at of the oldest of them)."""
@@ -587,28 +620,108 @@ class EventStore:
             conn.execute(select(1))
 
 
-_INSERT_COLUMNS = (
-    "source, provider, tenant, event_type, dedup_key, entity_key, provider_ts, status, attempts,"
-    " next_attempt_at, origin, replay_count, headers, body, payload, received_at"
+def _claim_statement(skip_locked: bool) -> Update:
+    due = (
+        select(events.c.id)
+        .where(DUE_SQL, events.c.next_attempt_at <= bindparam("now"))
+        .order_by(events.c.next_attempt_at, events.c.id)
+        .limit(bindparam("limit"))
+    )
+    if skip_locked:  # PostgreSQL: claimers pass each other's rows by (SQLite: one writer)
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(events)
+        .where(events.c.id.in_(due.scalar_subquery()))
+        .values(
+            status=Status.PROCESSING.value,
+            attempts=events.c.attempts + 1,
+            lease_owner=bindparam("owner"),
+            lease_until=bindparam("until"),
+        )
+        .returning(*_HANDLER_COLUMNS)
+    )
+
+
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+_REQUESTS = select(requests.c.id, requests.c.headers, requests.c.body).where(
+    requests.c.id.in_(bindparam("ids", expanding=True))
 )
 
+_EVENT_COLUMNS = (
+    "source, provider, tenant, event_type, dedup_key, entity_key, provider_ts, status, attempts,"
+    " next_attempt_at, origin, replay_count, payload, received_at"
+)
+
+# One statement for a whole batch: request ids drawn from the sequence, the events inserted
+# (duplicates skipped), then only the requests that brought a new event.
 _PG_INSERT = (
-    f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT * FROM unnest("
+    "WITH ids AS MATERIALIZED (SELECT nextval('requests_id_seq') AS id, n"
+    " FROM generate_series(1, %b::int) AS n),"
+    f" new_events AS (INSERT INTO events ({_EVENT_COLUMNS}, request_id)"
+    " SELECT u.source, u.provider, u.tenant, u.event_type, u.dedup_key, u.entity_key,"
+    " u.provider_ts, u.status, u.attempts, u.next_attempt_at, u.origin, u.replay_count,"
+    " u.payload, u.received_at, ids.id FROM unnest("
     "%b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[],"
     " %b::timestamptz[], %b::varchar[], %b::int[], %b::timestamptz[], %b::varchar[], %b::int[],"
-    " %b::text[]::json[], %b::bytea[], %b::text[]::json[], %b::timestamptz[])"
-    " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
+    " %b::text[]::json[], %b::timestamptz[], %b::int[]) AS u(source, provider, tenant,"
+    " event_type, dedup_key, entity_key, provider_ts, status, attempts, next_attempt_at, origin,"
+    " replay_count, payload, received_at, n) JOIN ids USING (n)"
+    " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key, request_id),"
+    " new_requests AS (INSERT INTO requests (id, source, headers, body, received_at)"
+    " SELECT ids.id, r.source, r.headers, r.body, r.received_at FROM unnest("
+    "%b::varchar[], %b::text[]::json[], %b::bytea[], %b::timestamptz[])"
+    " WITH ORDINALITY AS r(source, headers, body, received_at, n) JOIN ids USING (n)"
+    " WHERE ids.id IN (SELECT request_id FROM new_events))"
+    " SELECT id, source, dedup_key FROM new_events"
 )
 
 
 @functools.lru_cache(maxsize=128)
 def _sqlite_insert(rows: int) -> str:
     # One statement for the whole batch: one call into SQLite, one GIL hand-over.
-    values = ", ".join(["(" + ", ".join("?" * 16) + ")"] * rows)
+    values = ", ".join(["(" + ", ".join("?" * 15) + ")"] * rows)
     return (
-        f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES {values}"
-        " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
+        f"INSERT INTO events ({_EVENT_COLUMNS}, request_id) VALUES {values}"
+        " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key, request_id"
     )
+
+
+@functools.lru_cache(maxsize=128)
+def _sqlite_insert_requests(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO requests (id, source, headers, body, received_at) VALUES {values}"
+
+
+def _sqlite_insert_batch(cursor: Any, new: Sequence[NewEvent]) -> list[Any]:
+    """SQLite, inside the writer's transaction: the events, then their new requests. Request
+    ids are the next free ones (one writer at a time), so events can name them first."""
+    ordinals, carriers = _requests_of(new)
+    (last,) = cursor.execute("SELECT coalesce(max(id), 0) FROM requests").fetchone()
+    params = [
+        value for e, n in zip(new, ordinals, strict=True) for value in _sqlite_row(e, last + n)
+    ]
+    rows: list[Any] = cursor.execute(_sqlite_insert(len(new)), params).fetchall()
+    used = sorted({row[3] for row in rows})
+    if used:
+        request_rows = [
+            value for rid in used for value in _sqlite_request_row(carriers[rid - last - 1], rid)
+        ]
+        cursor.execute(_sqlite_insert_requests(len(used)), request_rows)
+    return rows
+
+
+def _requests_of(new: Sequence[NewEvent]) -> tuple[list[int], list[NewEvent]]:
+    """The request (1, 2, …) of each event, and the first event of each request: consecutive
+    events of one request (`NewEvent.request`) share it."""
+    ordinals: list[int] = []
+    carriers: list[NewEvent] = []
+    previous: NewEvent | None = None
+    for event in new:
+        if previous is None or event.request is None or event.request is not previous.request:
+            carriers.append(event)
+        ordinals.append(len(carriers))
+        previous = event
+    return ordinals, carriers
 
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per call
@@ -694,9 +807,11 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else _compact(value)
 
 
-def _pg_columns(new: Sequence[NewEvent]) -> list[list[Any]]:
+def _pg_columns(new: Sequence[NewEvent]) -> list[Any]:
     pending = Status.PENDING.value
+    ordinals, carriers = _requests_of(new)
     return [
+        len(carriers),
         [e.source for e in new],
         [e.provider for e in new],
         [e.tenant for e in new],
@@ -709,10 +824,13 @@ def _pg_columns(new: Sequence[NewEvent]) -> list[list[Any]]:
         [e.received_at for e in new],
         [e.origin.value for e in new],
         [0] * len(new),
-        [_compact(e.headers) for e in new],
-        [e.body for e in new],
         [_json_or_none(e.payload) for e in new],
         [e.received_at for e in new],
+        ordinals,
+        [r.source for r in carriers],
+        [_compact(r.headers) for r in carriers],
+        [r.body for r in carriers],
+        [r.received_at for r in carriers],
     ]
 
 
@@ -723,7 +841,7 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_row(e: NewEvent) -> tuple[Any, ...]:
+def _sqlite_row(e: NewEvent, request_id: int) -> tuple[Any, ...]:
     received = _sqlite_time(e.received_at)
     return (
         e.source,
@@ -738,13 +856,16 @@ def _sqlite_row(e: NewEvent) -> tuple[Any, ...]:
         received,
         e.origin.value,
         0,
-        _compact(e.headers),
-        e.body,
         _json_or_none(e.payload),
         received,
+        request_id,
     )
 
 
+def _sqlite_request_row(e: NewEvent, request_id: int) -> tuple[Any, ...]:
+    return (request_id, e.source, _compact(e.headers), e.body, _sqlite_time(e.received_at))
+
+
 LIST_COLUMNS = tuple(
-    c for c in events.c if c.name not in ("body", "payload", "headers", "last_traceback")
+    c for c in events.c if c.name not in ("payload", "request_id", "last_traceback")
 )

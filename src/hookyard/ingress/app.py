@@ -96,7 +96,10 @@ class Ingress:
             await self.fallback(scope, receive, send)
             return
         path: str = scope["path"]
-        source = self.routes.get(path) or self.routes.get(path.rstrip("/"))
+        # The path as mounted, or with one trailing slash (never `…/demo//`, nor `…/demo/%2F`).
+        source = self.routes.get(path) or (
+            self.routes.get(path[:-1]) if path.endswith("/") else None
+        )
         if source is None:
             if path.startswith(WEBHOOK_PREFIXES):
                 REJECTED.labels("", "unknown_source").inc()
@@ -156,6 +159,7 @@ class Ingress:
                     body=body,
                     payload=None if p.payload_is_body else p.payload,
                     received_at=received_at,
+                    request=request,  # one request row for all its events
                 )
                 for p in parsed
             ]

@@ -11,7 +11,6 @@ admins are told (by their preferences).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,8 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, select
 
 from hookyard.api.tables import users
-from hookyard.db.schema import events
 from hookyard.domain.leads.validation import mask_email, validate_email
+from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 from hookyard.notify import preferences as prefs
 from hookyard.notify.kinds import Kind, Mode
@@ -118,10 +117,7 @@ def manager_address(
     """The first valid e-mail at one of `paths` in the event's body (normalised)."""
     if event_id is None or not paths:
         return None
-    row = tx.execute(select(events.c.payload, events.c.body).where(events.c.id == event_id)).first()
-    if row is None:  # purged by retention: nothing to read any more
-        return None
-    body = _decoded(row.payload, row.body)
+    body = EventStore.payload_of(tx, event_id)  # None once purged by retention
     for path in paths:
         value = _at(body, path)
         if isinstance(value, str):
@@ -129,15 +125,6 @@ def manager_address(
             if address is not None:
                 return address
     return None
-
-
-def _decoded(payload: Any, body: bytes) -> Any:
-    if payload is not None:
-        return payload
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def _at(value: Any, path: Sequence[str]) -> Any:
