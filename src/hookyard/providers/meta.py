@@ -83,3 +83,6 @@ class MetaAdapter(Adapter):
     def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
         # Template status and quality changes; every other field is stored and ignored.
         return whatsapp.apply(event, tx, self.config.tenant)
+
+    def handle_batch(self, events: Sequence[StoredEvent], tx: Connection) -> dict[int, Outcome]:
+        return whatsapp.apply_batch(events, tx, self.config.tenant)

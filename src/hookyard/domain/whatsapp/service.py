@@ -4,19 +4,26 @@ paused on a PAUSED or DISABLED template, alerts a person acknowledges.
 Everything runs in the caller's transaction (the worker's, which also marks the event done)
 and never commits. The event is the unit of idempotency: its id in the history makes a
 redelivered or replayed event a no-op, so no second alert or pause record appears.
+
+A claimed batch is applied together (`apply_batch`, through domain/batch.py): its history,
+accounts and templates are read with one statement each, every event is applied in order to
+the templates' rows in memory (a later event of a template sees the earlier ones' effects),
+and the writes go out with one statement per table and shape. Pausing campaigns and noting
+a reinstated template read the campaigns with a statement of their own (rare).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older
+from hookyard.domain.batch import Batch, Row
+from hookyard.domain.common import SyncSource, is_older
 from hookyard.domain.whatsapp.tables import (
     accounts,
     alerts,
@@ -29,7 +36,8 @@ from hookyard.live.change import Change, ChangeKind
 from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.notify.kinds import EntityType, Kind
-from hookyard.notify.record import record
+from hookyard.notify.record import notification
+from hookyard.notify.tables import notifications
 from hookyard.providers.base import Outcome, StoredEvent, storable_text
 
 STATUS_FIELD = "message_template_status_update"
@@ -172,81 +180,171 @@ def _text(value: Any, limit: int, *, cut: bool = True) -> str | None:
 
 
 def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None) -> Outcome:
-    """Apply one Meta event inside `tx`; `default_tenant` owns a WABA seen for the first time
-    when the event itself carries no tenant."""
-    if event.event_type not in (STATUS_FIELD, QUALITY_FIELD):
-        return Outcome.IGNORED
-    change = TemplateChange.from_event(event)
-    if change is None:
-        log.warning("whatsapp_event_unusable", event_id=event.id, event_type=event.event_type)
-        return Outcome.IGNORED
-    handled = tx.execute(
-        select(template_history.c.outcome).where(template_history.c.event_id == event.id)
-    ).scalar()
-    if handled is not None:  # redelivered or replayed: its effects are already committed
-        return Outcome.SUPERSEDED if handled == HistoryOutcome.SUPERSEDED else Outcome.DONE
+    """Apply one Meta event inside `tx` (see `apply_batch`)."""
+    return apply_batch([event], tx, default_tenant)[event.id]
+
+
+def apply_batch(
+    events: Sequence[StoredEvent], tx: Connection, default_tenant: str | None = None
+) -> dict[int, Outcome]:
+    """Apply Meta events in order inside `tx`, each template's row read (locked) and written
+    once for the whole batch; `default_tenant` owns a WABA seen for the first time when the
+    event itself carries no tenant. The outcome of each event by id."""
+    outcomes: dict[int, Outcome] = {}
+    changes: list[tuple[StoredEvent, TemplateChange]] = []
+    for event in events:
+        if event.event_type not in (STATUS_FIELD, QUALITY_FIELD):
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        change = TemplateChange.from_event(event)
+        if change is None:
+            log.warning("whatsapp_event_unusable", event_id=event.id, event_type=event.event_type)
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        changes.append((event, change))
+    if not changes:
+        return outcomes
     now = datetime.now(UTC)
-    tenant = event.tenant or default_tenant
-    account = _account(tx, change.waba_id, tenant, now)
-    if tenant is not None and account["tenant"] is not None and account["tenant"] != tenant:
-        # A source of one tenant must never change another tenant's templates or campaigns.
-        log.warning(
-            "whatsapp_tenant_mismatch", event_id=event.id, source=event.source, waba=change.waba_id
+    batch = Batch(tx)
+    # An event with a history row was handled before (redelivered or replayed): its effects
+    # are committed. Events handled here are added as they are, so a repeat sees them too.
+    handled: dict[int, str] = {
+        row["event_id"]: row["outcome"]
+        for row in batch.select(template_history, "event_id", (e.id for e, _ in changes))
+    }
+    fresh = [(event, change) for event, change in changes if event.id not in handled]
+    by_waba = _accounts(batch, fresh, default_tenant, now)
+    # A template seen for the first time belongs to the account of the first event allowed
+    # to change it. Locked (FOR UPDATE on PostgreSQL): workers handling events of one
+    # template serialise, so the ordering check and the update see the same row.
+    new: dict[str, Row] = {}
+    for event, change in fresh:
+        account = by_waba[change.waba_id]
+        if not _foreign(account, event.tenant or default_tenant):
+            new.setdefault(change.meta_template_id, _new_template(account, change, now))
+    by_meta_id = batch.ensure(templates, "meta_template_id", new, lock=True)
+    for event, change in changes:
+        done = handled.get(event.id)
+        if done is not None:
+            outcomes[event.id] = (
+                Outcome.SUPERSEDED if done == HistoryOutcome.SUPERSEDED else Outcome.DONE
+            )
+            continue
+        account = by_waba[change.waba_id]
+        if _foreign(account, event.tenant or default_tenant):
+            # A source of one tenant must never change another tenant's templates or campaigns.
+            log.warning(
+                "whatsapp_tenant_mismatch",
+                event_id=event.id,
+                source=event.source,
+                waba=change.waba_id,
+            )
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        batch.attribute(event.id, account["tenant"], event.tenant)
+        template = by_meta_id[change.meta_template_id]
+        if template["account_id"] != account["id"]:
+            # The template belongs to another WABA (perhaps another tenant's): not this one's.
+            log.warning(
+                "whatsapp_template_account_mismatch",
+                event_id=event.id,
+                waba=change.waba_id,
+                template=change.meta_template_id,
+            )
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        if change.kind is HistoryKind.STATUS:
+            outcome = _apply_status(batch, event, change, template, now)
+        else:
+            outcome = _apply_quality(batch, event, change, template, now)
+        outcomes[event.id] = outcome
+        handled[event.id] = (
+            HistoryOutcome.SUPERSEDED if outcome is Outcome.SUPERSEDED else HistoryOutcome.APPLIED
         )
-        return Outcome.IGNORED
-    attribute_event(tx, event, account["tenant"])
-    template = _template(tx, account, change, now)
-    if template["account_id"] != account["id"]:
-        # The template belongs to another WABA (perhaps another tenant's): not this one's.
-        log.warning(
-            "whatsapp_template_account_mismatch",
-            event_id=event.id,
-            waba=change.waba_id,
-            template=change.meta_template_id,
-        )
-        return Outcome.IGNORED
-    if change.kind is HistoryKind.STATUS:
-        return _apply_status(tx, event, change, template, now)
-    return _apply_quality(tx, event, change, template, now)
+    batch.flush()
+    return outcomes
+
+
+def _foreign(account: Row, tenant: str | None) -> bool:
+    """The account belongs to another tenant than the event's source (or its default)."""
+    return tenant is not None and account["tenant"] is not None and account["tenant"] != tenant
+
+
+def _accounts(
+    batch: Batch,
+    changes: Sequence[tuple[StoredEvent, TemplateChange]],
+    default_tenant: str | None,
+    now: datetime,
+) -> dict[str, Row]:
+    """The account of every WABA the events name, by WABA id; one seen for the first time
+    belongs to the tenant of the first event naming it."""
+    tenants: dict[str, str | None] = {}
+    for event, change in changes:
+        tenants.setdefault(change.waba_id, event.tenant or default_tenant)
+    found = batch.rows(accounts, "waba_id", tenants)
+    missing = {
+        waba: {"waba_id": waba, "tenant": tenant, "created_at": now}
+        for waba, tenant in tenants.items()
+        if waba not in found
+    }
+    if missing:
+        found |= batch.ensure(accounts, "waba_id", missing)
+        for waba, tenant in sorted(tenants.items()):
+            if waba in missing:
+                log.info("whatsapp_account_added", waba=waba, tenant=tenant)
+    return found
+
+
+def _new_template(account: Row, change: TemplateChange, now: datetime) -> Row:
+    return {
+        "account_id": account["id"],
+        "tenant": account["tenant"],
+        "meta_template_id": change.meta_template_id,
+        "name": change.name or change.meta_template_id,
+        "language": change.language,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _apply_status(
-    tx: Connection,
+    batch: Batch,
     event: StoredEvent,
     change: TemplateChange,
-    template: RowMapping,
+    template: Row,
     now: datetime,
 ) -> Outcome:
+    """One status event on its template's row (`template`, kept current in memory for the
+    batch's later events of the same template)."""
     old, new = template["status"], STATUS_OF_EVENT.get(change.value, change.value)
     if is_older(event.provider_ts, template["status_event_at"]):
-        _history(tx, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
+        _history(batch, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
         return Outcome.SUPERSEDED
-    tx.execute(
-        update(templates)
-        .where(templates.c.id == template["id"])
-        .values(
-            status=new,
-            reason=change.reason,
-            disable_info=change.disable_info,
-            other_info=change.other_info,
-            status_event_at=event.provider_ts or template["status_event_at"],
-            **_synced(event, change, template, now),
-        )
+    name = template["name"]  # as the event found it: the campaign log names it so
+    _change(
+        batch,
+        template,
+        status=new,
+        reason=change.reason,
+        disable_info=change.disable_info,
+        other_info=change.other_info,
+        status_event_at=event.provider_ts or template["status_event_at"],
+        **_synced(event, change, template, now),
     )
-    _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
+    _history(batch, template, event, change, old, new, HistoryOutcome.APPLIED, now)
     paused = 0
     if new != old and new in PAUSING:
-        paused = _pause_campaigns(tx, template, event, new, change.reason, now)
-    _live_template(tx, template, event, previous_status=old, campaigns_paused=paused)
+        paused = _pause_campaigns(batch, template, name, event, new, change.reason, now)
+    _live_template(batch, template, event, previous_status=old, campaigns_paused=paused)
     if change.value == REINSTATED:
-        _note_reinstated(tx, template, event, now)
+        _note_reinstated(batch, template, name, event, now)
     if new != old and (kind := ALERT_ON_STATUS.get(new)) is not None:
-        _alert(tx, template, event, kind, change.reason, now)
+        _alert(batch, template, event, kind, change.reason, now)
     if new != old and (news := NOTIFY_ON_STATUS.get(new)) is not None:
-        _notify(tx, template, event, change, news,
+        _notify(batch, template, event, change, news,
                 {"status": new, "previous_status": old, "reason": change.reason,
                  "campaigns_paused": paused})  # fmt: skip
-    log.info(
+    log.debug(
         "whatsapp_template_status",
         event_id=event.id,
         template=change.meta_template_id,
@@ -257,33 +355,32 @@ def _apply_status(
 
 
 def _apply_quality(
-    tx: Connection,
+    batch: Batch,
     event: StoredEvent,
     change: TemplateChange,
-    template: RowMapping,
+    template: Row,
     now: datetime,
 ) -> Outcome:
+    """One quality event on its template's row (as `_apply_status`)."""
     old = template["quality"] if template["quality"] is not None else change.previous
     new = change.value
     if is_older(event.provider_ts, template["quality_event_at"]):
-        _history(tx, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
+        _history(batch, template, event, change, old, new, HistoryOutcome.SUPERSEDED, now)
         return Outcome.SUPERSEDED
-    tx.execute(
-        update(templates)
-        .where(templates.c.id == template["id"])
-        .values(
-            quality=new,
-            quality_event_at=event.provider_ts or template["quality_event_at"],
-            **_synced(event, change, template, now),
-        )
+    _change(
+        batch,
+        template,
+        quality=new,
+        quality_event_at=event.provider_ts or template["quality_event_at"],
+        **_synced(event, change, template, now),
     )
-    _history(tx, template, event, change, old, new, HistoryOutcome.APPLIED, now)
-    _live_template(tx, template, event, previous_quality=old)
+    _history(batch, template, event, change, old, new, HistoryOutcome.APPLIED, now)
+    _live_template(batch, template, event, previous_quality=old)
     if new == Quality.RED and old != Quality.RED:
-        _alert(tx, template, event, AlertKind.RED_QUALITY, f"quality {old} -> {new}", now)
-        _notify(tx, template, event, change, Kind.TEMPLATE_RED_QUALITY,
+        _alert(batch, template, event, AlertKind.RED_QUALITY, f"quality {old} -> {new}", now)
+        _notify(batch, template, event, change, Kind.TEMPLATE_RED_QUALITY,
                 {"quality": new, "previous_quality": old})  # fmt: skip
-    log.info(
+    log.debug(
         "whatsapp_template_quality",
         event_id=event.id,
         template=change.meta_template_id,
@@ -293,8 +390,15 @@ def _apply_quality(
     return Outcome.DONE
 
 
+def _change(batch: Batch, template: Row, **values: Any) -> None:
+    """Update the template's row in memory now (later events read it) and in the database at
+    the batch's flush."""
+    template.update(values)
+    batch.update(templates, template["id"], values)
+
+
 def _synced(
-    event: StoredEvent, change: TemplateChange, template: RowMapping, now: datetime
+    event: StoredEvent, change: TemplateChange, template: Row, now: datetime
 ) -> dict[str, Any]:
     source = SyncSource.of_origin(event.origin)
     return {
@@ -306,51 +410,9 @@ def _synced(
     }
 
 
-def _account(tx: Connection, waba_id: str, tenant: str | None, now: datetime) -> RowMapping:
-    query = select(accounts).where(accounts.c.waba_id == waba_id)
-    row = tx.execute(query).mappings().first()
-    if row is None:
-        insert_missing(
-            tx, accounts, {"waba_id": waba_id, "tenant": tenant, "created_at": now}, ["waba_id"]
-        )
-        row = tx.execute(query).mappings().one()
-        log.info("whatsapp_account_added", waba=waba_id, tenant=tenant)
-    return row
-
-
-def _template(
-    tx: Connection, account: RowMapping, change: TemplateChange, now: datetime
-) -> RowMapping:
-    # FOR UPDATE (PostgreSQL) serialises workers handling events of one template, so the
-    # ordering check and the update see the same row; SQLite has a single writer anyway.
-    query = (
-        select(templates)
-        .where(templates.c.meta_template_id == change.meta_template_id)
-        .with_for_update()
-    )
-    row = tx.execute(query).mappings().first()
-    if row is None:
-        insert_missing(
-            tx,
-            templates,
-            keys=["meta_template_id"],
-            values={
-                "account_id": account["id"],
-                "tenant": account["tenant"],
-                "meta_template_id": change.meta_template_id,
-                "name": change.name or change.meta_template_id,
-                "language": change.language,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        row = tx.execute(query).mappings().one()
-    return row
-
-
 def _history(
-    tx: Connection,
-    template: RowMapping,
+    batch: Batch,
+    template: Row,
     event: StoredEvent,
     change: TemplateChange,
     old: str | None,
@@ -358,43 +420,56 @@ def _history(
     outcome: HistoryOutcome,
     now: datetime,
 ) -> None:
-    tx.execute(
-        insert(template_history).values(
-            template_id=template["id"],
-            event_id=event.id,
-            kind=change.kind.value,
-            event=change.value,
-            from_value=old,
-            to_value=new,
-            reason=change.reason,
-            outcome=outcome.value,
-            provider_ts=event.provider_ts,
-            recorded_at=now,
-        )
+    batch.insert(
+        template_history,
+        {
+            "template_id": template["id"],
+            "event_id": event.id,
+            "kind": change.kind.value,
+            "event": change.value,
+            "from_value": old,
+            "to_value": new,
+            "reason": change.reason,
+            "outcome": outcome.value,
+            "provider_ts": event.provider_ts,
+            "recorded_at": now,
+        },
     )
 
 
+# The rare paths' statements, built once. Campaigns are locked (FOR UPDATE on PostgreSQL)
+# before they are paused, in id order like every lock of a batch.
+_ACTIVE_CAMPAIGNS = (
+    select(campaigns.c.id)
+    .where(
+        campaigns.c.template_id == bindparam("template_id"),
+        campaigns.c.status == CampaignStatus.ACTIVE.value,
+    )
+    .order_by(campaigns.c.id)
+    .with_for_update()
+)
+_PAUSED_CAMPAIGNS = (
+    select(campaigns.c.id)
+    .where(
+        campaigns.c.template_id == bindparam("template_id"),
+        campaigns.c.status == CampaignStatus.PAUSED.value,
+    )
+    .order_by(campaigns.c.id)
+)
+
+
 def _pause_campaigns(
-    tx: Connection,
-    template: RowMapping,
+    batch: Batch,
+    template: Row,
+    name: str,
     event: StoredEvent,
     status: str,
     reason: str | None,
     now: datetime,
 ) -> int:
-    """Pause the template's active campaigns; how many were paused."""
-    active = (
-        tx.execute(
-            select(campaigns.c.id)
-            .where(
-                campaigns.c.template_id == template["id"],
-                campaigns.c.status == CampaignStatus.ACTIVE,
-            )
-            .with_for_update()
-        )
-        .scalars()
-        .all()
-    )
+    """Pause the template's active campaigns; how many were paused. `name` is the template's
+    name before this event."""
+    active = batch.execute(_ACTIVE_CAMPAIGNS, {"template_id": template["id"]}).scalars().all()
     if not active:
         return 0
     why = (
@@ -402,34 +477,28 @@ def _pause_campaigns(
         if status == TemplateStatus.DISABLED
         else PauseReason.TEMPLATE_PAUSED
     )
-    tx.execute(
-        update(campaigns)
-        .where(campaigns.c.id.in_(active))
-        .values(
-            status=CampaignStatus.PAUSED.value,
-            paused_reason=why.value,
-            paused_at=now,
-            paused_by_event=event.id,
-            paused_by=None,
-            updated_at=now,
-        )
-    )
-    detail = f"template {template['name']} is {status}" + (f" ({reason})" if reason else "")
-    tx.execute(
-        insert(campaign_log),
-        [
+    paused = {
+        "status": CampaignStatus.PAUSED.value,
+        "paused_reason": why.value,
+        "paused_at": now,
+        "paused_by_event": event.id,
+        "paused_by": None,
+        "updated_at": now,
+    }
+    detail = f"template {name} is {status}" + (f" ({reason})" if reason else "")
+    for campaign_id in active:
+        batch.update(campaigns, campaign_id, paused)
+        batch.insert(
+            campaign_log,
             {
                 "campaign_id": campaign_id,
                 "action": CampaignAction.PAUSED.value,
                 "event_id": event.id,
                 "detail": detail,
                 "at": now,
-            }
-            for campaign_id in active
-        ],
-    )
-    publish(
-        tx,
+            },
+        )
+    batch.publish(
         *(
             Change(
                 ChangeKind.WHATSAPP_CAMPAIGN,
@@ -446,63 +515,48 @@ def _pause_campaigns(
 
 
 def _note_reinstated(
-    tx: Connection, template: RowMapping, event: StoredEvent, now: datetime
+    batch: Batch, template: Row, name: str, event: StoredEvent, now: datetime
 ) -> None:
-    paused = (
-        tx.execute(
-            select(campaigns.c.id).where(
-                campaigns.c.template_id == template["id"],
-                campaigns.c.status == CampaignStatus.PAUSED,
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if paused:
-        tx.execute(
-            insert(campaign_log),
-            [
-                {
-                    "campaign_id": campaign_id,
-                    "action": CampaignAction.TEMPLATE_REINSTATED.value,
-                    "event_id": event.id,
-                    "detail": f"template {template['name']} reinstated; still paused",
-                    "at": now,
-                }
-                for campaign_id in paused
-            ],
+    """Tell the template's paused campaigns it is usable again (they stay paused)."""
+    paused = batch.execute(_PAUSED_CAMPAIGNS, {"template_id": template["id"]}).scalars().all()
+    for campaign_id in paused:
+        batch.insert(
+            campaign_log,
+            {
+                "campaign_id": campaign_id,
+                "action": CampaignAction.TEMPLATE_REINSTATED.value,
+                "event_id": event.id,
+                "detail": f"template {name} reinstated; still paused",
+                "at": now,
+            },
         )
 
 
-def _live_template(tx: Connection, template: RowMapping, event: StoredEvent, **data: Any) -> None:
+def _live_template(batch: Batch, template: Row, event: StoredEvent, **data: Any) -> None:
     """Publish the template as this event left it (hookyard.live; delivered iff it commits)."""
-    row = tx.execute(select(templates).where(templates.c.id == template["id"])).mappings().one()
-    fields = {k: row[k] for k in ("meta_template_id", "name", "language", "quality")}
-    publish(
-        tx,
+    fields = {k: template[k] for k in ("meta_template_id", "name", "language", "quality")}
+    batch.publish(
         Change(
             ChangeKind.WHATSAPP_TEMPLATE,
-            row["id"],
-            row["tenant"],
-            row["status"],
+            template["id"],
+            template["tenant"],
+            template["status"],
             fields | data | {"event_id": event.id},
-        ),
+        )
     )
 
 
 def _alert(
-    tx: Connection,
-    template: RowMapping,
+    batch: Batch,
+    template: Row,
     event: StoredEvent,
     kind: AlertKind,
     detail: str | None,
     now: datetime,
 ) -> None:
-    insert_missing(
-        tx,
+    batch.insert(
         alerts,
-        keys=["event_id", "kind"],
-        values={
+        {
             "tenant": template["tenant"],
             "template_id": template["id"],
             "kind": kind.value,
@@ -510,21 +564,21 @@ def _alert(
             "detail": detail,
             "created_at": now,
         },
+        unless=["event_id", "kind"],
     )
-    log.info("whatsapp_alert", event_id=event.id, kind=kind.value, template_id=template["id"])
+    log.debug("whatsapp_alert", event_id=event.id, kind=kind.value, template_id=template["id"])
 
 
 def _notify(
-    tx: Connection,
-    template: RowMapping,
+    batch: Batch,
+    template: Row,
     event: StoredEvent,
     change: TemplateChange,
     kind: Kind,
     data: Mapping[str, Any],
 ) -> None:
     """Record an e-mail notification in this event's transaction (once per event)."""
-    record(
-        tx,
+    news = notification(
         kind,
         tenant=template["tenant"],
         entity_type=EntityType.WHATSAPP_TEMPLATE,
@@ -538,6 +592,8 @@ def _notify(
             **data,
         },
     )
+    if news is not None:
+        batch.insert(notifications, news, unless=["dedup_key"])
 
 
 def acknowledge_alert(
