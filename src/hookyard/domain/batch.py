@@ -67,7 +67,10 @@ class Batch:
         if not wanted:
             return []
         self.flush()
-        found = self.tx.execute(_select_in(table, column, lock), {"keys": wanted}).mappings()
+        params: dict[str, Any] = {"keys": wanted}
+        if not isinstance(column, str):
+            params["leading"] = sorted({key[0] for key in wanted})
+        found = self.tx.execute(_select_in(table, column, lock), params).mappings()
         return [dict(row) for row in found]
 
     def rows(
@@ -165,12 +168,17 @@ def _key_of(row: Row, column: Key) -> Any:
 @functools.cache
 def _select_in(table: Table, column: Key, lock: bool) -> Executable:
     if isinstance(column, str):
-        key: ColumnElement[Any] = table.c[column]
-        order: list[ColumnElement[Any]] = [key]
+        order: list[ColumnElement[Any]] = [table.c[column]]
+        where = [order[0].in_(bindparam("keys", expanding=True))]
     else:
         order = [table.c[c] for c in column]
-        key = tuple_(*order)
-    statement = select(table).where(key.in_(bindparam("keys", expanding=True))).order_by(*order)
+        # The leading column's values too: SQLite searches a composite unique index only by a
+        # plain IN on its leading column (a tuple IN alone scans the whole index).
+        where = [
+            order[0].in_(bindparam("leading", expanding=True)),
+            tuple_(*order).in_(bindparam("keys", expanding=True)),
+        ]
+    statement = select(table).where(*where).order_by(*order)
     return statement.with_for_update() if lock else statement
 
 

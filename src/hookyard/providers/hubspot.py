@@ -77,3 +77,6 @@ class HubSpotAdapter(Adapter):
     def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
         # Company property changes and deletions, by the CRM field rules; others are ignored.
         return crm.apply(event, tx, self.config.tenant)
+
+    def handle_batch(self, events: Sequence[StoredEvent], tx: Connection) -> dict[int, Outcome]:
+        return crm.apply_batch(events, tx, self.config.tenant)

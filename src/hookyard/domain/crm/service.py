@@ -19,7 +19,9 @@ pushes them, and when reconciliation finds a company carrying one of our BANs).
 `company.creation` → IGNORED (no customer to link yet). `company.deletion` → the customer
 keeps its row and is flagged (`hubspot_deleted_at`).
 
-Everything runs in the caller's transaction and never commits.
+A worker hands over its claimed events together (`apply_batch`): they apply in order, as if
+one at a time, with a few statements for the whole batch. Everything runs in the caller's
+transaction and never commits.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
-from hookyard.domain.common import SyncSource, attribute_event, insert_missing, is_older, locked
+from hookyard.domain.batch import Batch
+from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     BY_PROPERTY,
@@ -155,98 +159,290 @@ def change_field(
 
 
 def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None) -> Outcome:
-    """Apply one HubSpot company event inside `tx`; `default_tenant` is the source's tenant
-    when the event carries none."""
-    if event.event_type not in (PROPERTY_CHANGE, CREATION, DELETION):
-        return Outcome.IGNORED
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    company_id = _company_id(payload.get("objectId"))
-    if company_id is None:
-        log.warning("crm_event_unusable", event_id=event.id, event_type=event.event_type)
-        return Outcome.IGNORED
-    if event.event_type == CREATION:
-        log.info("crm_company_created", event_id=event.id, company=company_id)
-        return Outcome.IGNORED
+    """Apply one HubSpot company event inside `tx` (see `apply_batch`)."""
+    return apply_batch([event], tx, default_tenant)[event.id]
+
+
+def apply_batch(
+    events: Sequence[StoredEvent], tx: Connection, default_tenant: str | None = None
+) -> dict[int, Outcome]:
+    """Apply HubSpot company events in order inside `tx`; `default_tenant` is the source's
+    tenant when an event carries none. The outcome of each event by id.
+
+    The batch's customers are read (locked) with one statement, their field states and open
+    conflicts with one each; every event then works on those rows in memory, kept current, so
+    a later event of the same customer sees what an earlier one did; the writes go out
+    together at the end (domain/batch.py)."""
+    outcomes: dict[int, Outcome] = {}
+    named: list[tuple[StoredEvent, Mapping[str, Any], str]] = []
+    for event in events:
+        if event.event_type not in (PROPERTY_CHANGE, CREATION, DELETION):
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        body: Mapping[str, Any] = event.payload if isinstance(event.payload, dict) else {}
+        company_id = _company_id(body.get("objectId"))
+        if company_id is None:
+            log.warning("crm_event_unusable", event_id=event.id, event_type=event.event_type)
+            outcomes[event.id] = Outcome.IGNORED
+        elif event.event_type == CREATION:
+            log.debug("crm_company_created", event_id=event.id, company=company_id)
+            outcomes[event.id] = Outcome.IGNORED
+        else:
+            named.append((event, body, company_id))
+    if not named:
+        return outcomes
+    batch = Batch(tx)
     # FOR UPDATE (PostgreSQL) serialises workers handling events of one customer, so the
-    # ordering check and the update see the same state.
-    customer = locked(tx, customers, customers.c.hubspot_company_id == company_id)
-    if customer is None:
-        log.info("crm_company_unlinked", event_id=event.id, company=company_id)
-        return Outcome.IGNORED
-    tenant = event.tenant or default_tenant
-    if tenant is not None and customer["tenant"] is not None and customer["tenant"] != tenant:
-        log.warning("crm_tenant_mismatch", event_id=event.id, source=event.source)
-        return Outcome.IGNORED
-    attribute_event(tx, event, customer["tenant"])
+    # ordering checks and the updates see the same state.
+    linked = batch.rows(customers, "hubspot_company_id", (c for _, _, c in named), lock=True)
+    changes: list[_Change] = []
+    for event, payload, company_id in named:
+        customer = linked.get(company_id)
+        if customer is None:
+            log.debug("crm_company_unlinked", event_id=event.id, company=company_id)
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        tenant = event.tenant or default_tenant
+        if tenant is not None and customer["tenant"] is not None and customer["tenant"] != tenant:
+            log.warning("crm_tenant_mismatch", event_id=event.id, source=event.source)
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        batch.attribute(event.id, customer["tenant"], event.tenant)
+        if event.event_type == DELETION:
+            changes.append(_Change(event, payload, customer))
+            continue
+        read = _read_property(event, payload)
+        if read is None:
+            outcomes[event.id] = Outcome.IGNORED
+            continue
+        changes.append(_Change(event, payload, customer, *read))
+    # Every property change reaching a field has the field's state row (made when missing).
+    states = batch.ensure(
+        field_state,
+        ("customer_id", "field"),
+        {(c.customer["id"], c.rule.field): {"customer_id": c.customer["id"], "field": c.rule.field}
+         for c in changes if c.rule is not None},
+    )  # fmt: skip
+    conflicts = _OpenConflicts.of(
+        batch, {c.customer["id"] for c in changes if c.rule is not None and c.rule.inbound}
+    )
     now = datetime.now(UTC)
-    ts = event.provider_ts or now
-    source = SyncSource.of_origin(event.origin)
-    if event.event_type == DELETION:
-        deleted = customer["hubspot_deleted_at"]
-        tx.execute(
-            update(customers)
-            .where(customers.c.id == customer["id"])
-            .values(
-                hubspot_deleted_at=ts if deleted is None else min(deleted, ts),
-                **_synced(source, now),
+    for change in changes:
+        if change.rule is None:
+            outcomes[change.event.id] = _deletion(batch, change, now)
+        else:
+            state = states[(change.customer["id"], change.rule.field)]
+            outcomes[change.event.id] = _property_change(
+                batch, change, change.rule, state, conflicts, now
             )
-        )
-        _live(tx, customer["id"], "deleted", event_id=event.id)
-        log.info("crm_company_deleted", event_id=event.id, customer_id=customer["id"])
-        return Outcome.DONE
-    return _property_change(tx, event, payload, customer, ts, source, now)
+    conflicts.close(batch, now)
+    return outcomes
 
 
-def _property_change(
-    tx: Connection,
-    event: StoredEvent,
-    payload: Mapping[str, Any],
-    customer: RowMapping,
-    ts: datetime,
-    source: SyncSource,
-    now: datetime,
-) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """An event of a linked customer, in its tenant: a deletion (no rule), or a change of the
+    rule's property to `theirs` (HubSpot's value as canonical text)."""
+
+    event: StoredEvent
+    payload: Mapping[str, Any]
+    customer: dict[str, Any]  # the row, kept current through the batch
+    rule: FieldRule | None = None
+    theirs: str | None = None
+
+    @property
+    def source(self) -> SyncSource:
+        return SyncSource.of_origin(self.event.origin)
+
+
+def _read_property(
+    event: StoredEvent, payload: Mapping[str, Any]
+) -> tuple[FieldRule, str | None] | None:
+    """The changed property's rule and HubSpot's value; None for a property without a rule
+    or a value its field cannot hold."""
     name = payload.get("propertyName")
     rule = BY_PROPERTY.get(name) if isinstance(name, str) else None
     if rule is None:
-        return Outcome.IGNORED
+        return None
     try:
-        theirs = rule.parse(payload.get("propertyValue"))
+        return rule, rule.parse(payload.get("propertyValue"))
     except UnusableValue as exc:
         log.warning("crm_value_unusable", event_id=event.id, field=rule.field, reason=str(exc))
-        return Outcome.IGNORED
-    state = _state(tx, customer["id"], rule.field)
+        return None
+
+
+def _deletion(batch: Batch, change: _Change, now: datetime) -> Outcome:
+    customer, event = change.customer, change.event
+    ts = event.provider_ts or now
+    deleted = customer["hubspot_deleted_at"]
+    values = {
+        "hubspot_deleted_at": ts if deleted is None else min(deleted, ts),
+        **_synced(change.source, now),
+    }
+    _update_customer(batch, customer, values)
+    batch.publish(_customer_change(customer, "deleted", event_id=event.id))
+    log.debug("crm_company_deleted", event_id=event.id, customer_id=customer["id"])
+    return Outcome.DONE
+
+
+def _property_change(
+    batch: Batch,
+    change: _Change,
+    rule: FieldRule,
+    state: dict[str, Any],
+    conflicts: _OpenConflicts,
+    now: datetime,
+) -> Outcome:
+    """One change of `rule`'s property on the customer's row and the field's `state` (both
+    kept current in memory for the batch's later events)."""
+    event, customer, theirs = change.event, change.customer, change.theirs
+    ts = event.provider_ts or now
     if is_older(ts, state["their_changed_at"]):
         return Outcome.SUPERSEDED
-    tx.execute(
-        update(field_state)
-        .where(field_state.c.id == state["id"])
-        .values(their_value=theirs, their_changed_at=ts, their_event_id=event.id)
+    _update_state(
+        batch, state, {"their_value": theirs, "their_changed_at": ts, "their_event_id": event.id}
     )
     if not rule.inbound:
         return Outcome.IGNORED
-    if _is_echo(payload, state, theirs):
-        log.info(
-            "crm_echo_ignored", event_id=event.id, customer_id=customer["id"], field=rule.field
-        )
+    if _is_echo(change.payload, state, theirs):
+        log.debug("crm_echo_ignored", event_id=event.id, customer_id=customer["id"],
+                  field=rule.field)  # fmt: skip
         return Outcome.IGNORED
     ours = rule.current(customer)
     if theirs == ours:
-        _close_open(tx, customer["id"], rule.field, event.id, now)
-        tx.execute(
-            update(customers).where(customers.c.id == customer["id"]).values(**_synced(source, now))
-        )
+        conflicts.close_others(customer["id"], rule.field, event.id)
+        _update_customer(batch, customer, _synced(change.source, now))
         return Outcome.DONE
     if rule.authority is Authority.LATEST:
         our_at = state["our_changed_at"]
         if our_at is not None and ts <= our_at:
             return Outcome.SUPERSEDED
     if rule.authority is Authority.OURS:
-        _conflict(tx, customer, rule, ours, theirs, event, now)
+        # One conflict per event and field: a redelivered or replayed event adds none.
+        batch.insert(
+            sync_conflicts,
+            {
+                "tenant": customer["tenant"],
+                "customer_id": customer["id"],
+                "field": rule.field,
+                "our_value": ours,
+                "their_value": theirs,
+                "event_id": event.id,
+                "provider_ts": event.provider_ts,
+                "created_at": now,
+            },
+            unless=["event_id", "field"],
+        )
+        conflicts.opened(customer["id"], rule.field, event.id)
+        conflicts.close_others(customer["id"], rule.field, event.id)
+        batch.publish(_customer_change(customer, "conflict", field=rule.field, event_id=event.id))
+        log.debug("crm_conflict", event_id=event.id, customer_id=customer["id"], field=rule.field)
         return Outcome.DONE
-    _set_ours(tx, customer, rule, theirs, ts, source, now)
-    log.info("crm_field_applied", event_id=event.id, customer_id=customer["id"], field=rule.field)
+    _update_customer(batch, customer, {**rule.columns(theirs), **_synced(change.source, now)})
+    _update_state(batch, state, {"our_value": theirs, "our_changed_at": ts})
+    batch.publish(_customer_change(customer, "field_changed", field=rule.field,
+                                   sync_source=change.source.value))  # fmt: skip
+    log.debug("crm_field_applied", event_id=event.id, customer_id=customer["id"], field=rule.field)
     return Outcome.DONE
+
+
+def _update_customer(batch: Batch, customer: dict[str, Any], values: Mapping[str, Any]) -> None:
+    customer.update(values)
+    # Every column an event may change, from the locked row kept current: each customer is
+    # then written with the same statement (one for the batch, not one per mix of changes).
+    batch.update(customers, customer["id"], {c: customer[c] for c in _EVENT_COLUMNS})
+
+
+def _update_state(batch: Batch, state: dict[str, Any], values: Mapping[str, Any]) -> None:
+    state.update(values)
+    batch.update(field_state, state["id"], {c: state[c] for c in _STATE_COLUMNS})
+
+
+# The customer columns an event writes: a deletion's flag, the sync stamp, and the columns of
+# the fields whose HubSpot value may be applied (inbound, not ours to decide).
+_EVENT_COLUMNS = (
+    "hubspot_deleted_at",
+    "last_synced_at",  # the columns of _synced
+    "sync_source",
+    "updated_at",
+    *(c for r in RULES if r.inbound and r.authority is not Authority.OURS for c in r.columns(None)),
+)
+_STATE_COLUMNS = (
+    "our_value",
+    "our_changed_at",
+    "their_value",
+    "their_changed_at",
+    "their_event_id",
+)
+
+
+class _OpenConflicts:
+    """The open conflicts of the batch's customers by (customer, field): the events whose
+    conflict is open. A conflict closed by a newer change of its field is closed at the end
+    of the batch (`close`), with one statement for the batch; only conflicts still open then
+    are touched, so a person's decision made meanwhile stands."""
+
+    def __init__(self, open_events: dict[tuple[int, str], set[int]]) -> None:
+        self._open = open_events
+        self._closing: list[tuple[int, str, int]] = []
+
+    @classmethod
+    def of(cls, batch: Batch, customer_ids: Collection[int]) -> _OpenConflicts:
+        found: dict[tuple[int, str], set[int]] = {}
+        if customer_ids:
+            rows = batch.execute(_OPEN_CONFLICTS, {"customers": sorted(customer_ids)})
+            for row in rows:
+                found.setdefault((row.customer_id, row.field), set()).add(row.event_id)
+        return cls(found)
+
+    def opened(self, customer_id: int, field: str, event_id: int) -> None:
+        self._open.setdefault((customer_id, field), set()).add(event_id)
+
+    def close_others(self, customer_id: int, field: str, event_id: int) -> None:
+        """Close the field's open conflicts of other events: a newer HubSpot change replaced
+        them."""
+        events = self._open.get((customer_id, field))
+        if not events:
+            return
+        self._closing.extend((customer_id, field, e) for e in sorted(events) if e != event_id)
+        events &= {event_id}
+
+    def close(self, batch: Batch, now: datetime) -> None:
+        """Write the batch, then close the conflicts found replaced (after the batch's new
+        conflicts are in: an event may replace one an earlier event of the batch raised)."""
+        batch.flush()
+        if self._closing:
+            closing, self._closing = self._closing, []
+            batch.tx.execute(
+                _CLOSE_CONFLICT,
+                [{"b_customer": c, "b_field": f, "b_event": e, "b_now": now}
+                 for c, f, e in closing],
+            )  # fmt: skip
+
+
+_OPEN_CONFLICTS = select(
+    sync_conflicts.c.customer_id, sync_conflicts.c.field, sync_conflicts.c.event_id
+).where(
+    sync_conflicts.c.customer_id.in_(bindparam("customers", expanding=True)),
+    sync_conflicts.c.resolved_at.is_(None),
+)
+
+# Matched on the conflict's unique key and its customer, and only while it is open: a person
+# may have decided it since the batch read it.
+_CLOSE_CONFLICT = (
+    update(sync_conflicts)
+    .where(
+        sync_conflicts.c.event_id == bindparam("b_event"),
+        sync_conflicts.c.field == bindparam("b_field"),
+        sync_conflicts.c.customer_id == bindparam("b_customer"),
+        sync_conflicts.c.resolved_at.is_(None),
+    )
+    .values(
+        resolved_at=bindparam("b_now"),
+        resolved_by=SYSTEM,
+        resolution=Resolution.SUPERSEDED.value,
+    )
+)
 
 
 # Who changed a property, as HubSpot reports it: a change by an app through the API (ours
@@ -254,7 +450,7 @@ def _property_change(
 _API_SOURCES = frozenset({"INTEGRATION", "API"})
 
 
-def _is_echo(payload: Mapping[str, Any], state: RowMapping, theirs: str | None) -> bool:
+def _is_echo(payload: Mapping[str, Any], state: Mapping[str, Any], theirs: str | None) -> bool:
     """HubSpot telling us about our own change: the value we last pushed for the field,
     changed through the API. Applying it would undo a newer change of ours waiting in the
     outbox, or raise a conflict with ourselves."""
@@ -311,64 +507,24 @@ def _set_ours(
 
 def _live(tx: Connection, customer_id: int, what: str, **data: Any) -> None:
     """Publish the customer as this transaction leaves it (hookyard.live; delivered iff it
-    commits): its status, ids and which change, never field values."""
+    commits)."""
     row = tx.execute(
         select(customers.c.tenant, customers.c.status, customers.c.ban).where(
             customers.c.id == customer_id
         )
     ).one()
-    publish(
-        tx,
-        Change(
-            ChangeKind.CRM_CUSTOMER,
-            customer_id,
-            row.tenant,
-            row.status,
-            {"ban": row.ban, "change": what, **data},
-        ),
-    )
+    publish(tx, _customer_change({"id": customer_id, **row._mapping}, what, **data))
 
 
-def _conflict(
-    tx: Connection,
-    customer: RowMapping,
-    rule: FieldRule,
-    ours: str | None,
-    theirs: str | None,
-    event: StoredEvent,
-    now: datetime,
-) -> None:
-    insert_missing(
-        tx,
-        sync_conflicts,
-        keys=["event_id", "field"],
-        values={
-            "tenant": customer["tenant"],
-            "customer_id": customer["id"],
-            "field": rule.field,
-            "our_value": ours,
-            "their_value": theirs,
-            "event_id": event.id,
-            "provider_ts": event.provider_ts,
-            "created_at": now,
-        },
-    )
-    _close_open(tx, customer["id"], rule.field, event.id, now)
-    _live(tx, customer["id"], "conflict", field=rule.field, event_id=event.id)
-    log.info("crm_conflict", event_id=event.id, customer_id=customer["id"], field=rule.field)
-
-
-def _close_open(tx: Connection, customer_id: int, field: str, event_id: int, now: datetime) -> None:
-    """Close the field's open conflicts of other events: a newer HubSpot change replaced them."""
-    tx.execute(
-        update(sync_conflicts)
-        .where(
-            sync_conflicts.c.customer_id == customer_id,
-            sync_conflicts.c.field == field,
-            sync_conflicts.c.event_id != event_id,
-            sync_conflicts.c.resolved_at.is_(None),
-        )
-        .values(resolved_at=now, resolved_by=SYSTEM, resolution=Resolution.SUPERSEDED.value)
+def _customer_change(customer: Mapping[str, Any], what: str, **data: Any) -> Change:
+    """The customer as live clients see it: its status, ids and which change, never field
+    values."""
+    return Change(
+        ChangeKind.CRM_CUSTOMER,
+        customer["id"],
+        customer["tenant"],
+        customer["status"],
+        {"ban": customer["ban"], "change": what, **data},
     )
 
 
