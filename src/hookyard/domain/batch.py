@@ -87,13 +87,28 @@ class Batch:
         from `new`'s values (insert-or-nothing: a concurrent insert of the same key wins and
         is read back)."""
         rows = self.rows(table, column, new, lock=lock)
-        missing = sorted(key for key in new if key not in rows)
+        missing = {key: values for key, values in new.items() if key not in rows}
         if missing:
-            # Key order: two workers inserting overlapping keys wait instead of deadlocking.
-            unique = (column,) if isinstance(column, str) else column
-            self.tx.execute(_insert(table, unique, self._dialect), [new[k] for k in missing])
-            rows |= self.rows(table, column, missing, lock=lock)
+            rows |= self.create(table, column, missing)
+            # A concurrent insert of the same key won: read its row (committed by now).
+            rows |= self.rows(table, column, [k for k in missing if k not in rows], lock=lock)
         return rows
+
+    def create(self, table: Table, column: Key, new: Mapping[Any, Row]) -> dict[Any, Row]:
+        """Insert now the rows of `new` (by the unique `column`), insert-or-nothing as in
+        `ensure`; the rows inserted, by key (a key missing there was inserted concurrently:
+        read it with `rows`). Until the transaction ends no one else can lock or change the
+        rows it inserted, so they need no lock. For a domain that reads its rows with several
+        statements (some locked, some not) but inserts the missing ones together."""
+        if not new:
+            return {}
+        self.flush()
+        # Key order: two workers inserting overlapping keys wait instead of deadlocking.
+        unique = (column,) if isinstance(column, str) else column
+        rows = [new[key] for key in sorted(new)]
+        inserted = self.tx.execute(_insert_returning(table, unique, self._dialect), rows)
+        found = [dict(row) for row in inserted.mappings()]
+        return {_key_of(row, column): row for row in found}
 
     def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -189,6 +204,17 @@ def _insert(table: Table, unless: tuple[str, ...] | None, dialect: str) -> Execu
         return insert(table)
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return dialect_insert(table).on_conflict_do_nothing(index_elements=list(unless))
+
+
+@functools.cache
+def _insert_returning(table: Table, unless: tuple[str, ...], dialect: str) -> Executable:
+    # One statement for all the rows (SQLAlchemy's "insertmanyvalues"), returning those inserted.
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        dialect_insert(table)
+        .on_conflict_do_nothing(index_elements=list(unless))
+        .returning(*table.c)
+    )
 
 
 @functools.cache

@@ -84,3 +84,6 @@ class TCRAdapter(Adapter):
     def handle(self, event: StoredEvent, tx: Connection) -> Outcome:
         # Brands this source's events create belong to the source's tenant.
         return tendlc.apply(event, tx, self.config.tenant)
+
+    def handle_batch(self, events: Sequence[StoredEvent], tx: Connection) -> dict[int, Outcome]:
+        return tendlc.apply_batch(events, tx, self.config.tenant)
