@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -81,6 +82,24 @@ def delivery(source: Source, seq: int = 0, event: str | None = None, **data: Any
     return d
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid` (Linux /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
 class Proc:
     """A `hookyard` subprocess; output goes to a log file kept beside the test's tmp dir."""
 
@@ -97,8 +116,12 @@ class Proc:
         )
 
     def kill9(self) -> None:
+        """SIGKILL the process and every process under it at once (`serve`'s children too):
+        the whole gateway crashing, as when its machine or container dies."""
         if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGKILL)
+            for pid in [*descendants(self.popen.pid), self.popen.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.popen.wait(10)
         self._log.close()
 

@@ -162,7 +162,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     child_of_supervisor()
     settings = _settings()
     configure(settings.log_level, settings.log_format, process=settings.process_name)
-    runtime = Runtime.build(settings, load_sources(settings, create_secrets=False))
+    sources = load_sources(settings, create_secrets=False)
+    runtime = Runtime.build(settings, sources, acknowledges=False)
     if args.once:
         print(f"processed {runtime.make_worker().drain()} events")
         return 0

@@ -47,8 +47,16 @@ class Runtime:
     _detach_live: Callable[[], None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings, sources: SourceSet | None = None) -> Runtime:
-        engine = make_engine(settings.sqlalchemy_url, pool_size=max(5, settings.worker_threads + 4))
+    def build(
+        cls, settings: Settings, sources: SourceSet | None = None, *, acknowledges: bool = True
+    ) -> Runtime:
+        """`acknowledges` False: a worker process, which answers no webhook, so its SQLite
+        commits need not be fsynced one by one (db/engine.py)."""
+        engine = make_engine(
+            settings.sqlalchemy_url,
+            pool_size=max(5, settings.worker_threads + 4),
+            durable_commits=acknowledges,
+        )
         sources = sources or load_sources(settings)
         store = EventStore(engine)
         bus = LocalBus.for_sqlite_url(settings.sqlalchemy_url)

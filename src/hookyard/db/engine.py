@@ -22,15 +22,24 @@ except ImportError:  # pragma: no cover - not a POSIX system: SQLite's own waiti
 from hookyard.config import normalise_database_url
 
 
-def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-    # WAL lets readers run beside the single writer; FULL makes every commit durable
-    # against power loss too (group commit keeps that to one fsync per batch).
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT_SECONDS * 1000)}")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def _sqlite_setup(durable_commits: bool) -> Any:
+    # WAL lets readers run beside the single writer. FULL makes every commit durable against
+    # power loss too (group commit keeps that to one fsync per batch): what an acknowledgement
+    # promises. A worker process's commits (claims, handler effects with "done") are NORMAL:
+    # not fsynced one by one, still safe when a process is killed (the WAL is written), and
+    # made durable by the next fsync of the WAL or checkpoint; a power loss before that can
+    # only undo them together, so the events are handled again (at least once, never lost).
+    synchronous = "FULL" if durable_commits else "NORMAL"
+
+    def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT_SECONDS * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
 
 
 LOCK_TIMEOUT_SECONDS = 10.0  # SQLite's busy timeout, below, and the writer lock's
@@ -123,7 +132,9 @@ def libpq_dsn(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, durable_commits: bool = True) -> Engine:
+    """An engine for `url`. `durable_commits` False (SQLite, a worker process that acknowledges
+    nothing): commits are not fsynced one by one (see `_sqlite_setup`)."""
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
         memory = ":memory:" in url
@@ -136,7 +147,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
                 "isolation_level": None,
             },
         )
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect", _sqlite_setup(durable_commits))
         event.listen(engine, "begin", _sqlite_begin)
         if not memory and engine.url.database:
             _locks[engine.pool] = WriterLock(f"{engine.url.database}-lock")

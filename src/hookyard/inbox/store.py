@@ -286,23 +286,8 @@ class EventStore:
         for status, ids in outcomes.items():
             if not ids:
                 continue
-            rows = tx.execute(
-                update(events)
-                .where(
-                    events.c.id.in_(ids),
-                    events.c.lease_owner == owner,
-                    events.c.status == Status.PROCESSING.value,
-                )
-                .values(
-                    status=status,
-                    processed_at=now,
-                    lease_owner=None,
-                    lease_until=None,
-                    last_error=None,
-                    last_traceback=None,
-                )
-                .returning(*_LIVE_COLUMNS)
-            ).all()
+            params = {"ids": list(ids), "owner": owner, "status": status, "now": now}
+            rows = tx.execute(_FINISH, params).all()
             if len(rows) != len(ids):
                 raise LeaseLost(f"lease lost on some of events {list(ids)}")
             changes.extend(_event_change(row, now) for row in rows)
@@ -643,6 +628,23 @@ def _claim_statement(skip_locked: bool) -> Update:
 
 
 _CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+_FINISH = (
+    update(events)
+    .where(
+        events.c.id.in_(bindparam("ids", expanding=True)),
+        events.c.lease_owner == bindparam("owner"),
+        events.c.status == Status.PROCESSING.value,
+    )
+    .values(
+        status=bindparam("status"),
+        processed_at=bindparam("now"),
+        lease_owner=None,
+        lease_until=None,
+        last_error=None,
+        last_traceback=None,
+    )
+    .returning(*_LIVE_COLUMNS)
+)
 _REQUESTS = select(requests.c.id, requests.c.headers, requests.c.body).where(
     requests.c.id.in_(bindparam("ids", expanding=True))
 )
