@@ -168,7 +168,8 @@ def listed(api: TestClient, headers: dict[str, str], **params: Any) -> list[dict
 
 def gauges(api: TestClient) -> dict[tuple[str, ...], float]:
     """The alert samples on /metrics: (name, "label=value"…) -> value."""
-    text = api.get("/metrics").text
+    scraper = {"Authorization": f"Bearer {SECRETS['admin']}"}  # /metrics is not public
+    text = api.get("/metrics", headers=scraper).text
     return {
         (sample.name, *(f"{k}={v}" for k, v in sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

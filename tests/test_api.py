@@ -125,7 +125,7 @@ def test_service_endpoints(client: TestClient, runtime: Runtime) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
     accept(runtime, "effects", 2)
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=AUTH).text  # docs/security.md: not public
     assert "hookyard_queue_depth 2.0" in metrics
     assert "hookyard_oldest_pending_age_seconds" in metrics
     assert "hookyard_ack_latency_seconds_bucket" in metrics

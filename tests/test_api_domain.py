@@ -428,9 +428,12 @@ ROUTES = [
 def test_every_route_refuses_missing_or_unknown_credentials(
     api: TestClient, world: World, headers: dict[str, str]
 ) -> None:
-    for method, path in ROUTES:
+    guessed = headers.get("Authorization", "").startswith("Bearer")
+    for n, (method, path) in enumerate(ROUTES):
         response = api.request(method, V1 + path, headers=headers)
-        assert response.status_code == 401, (method, path, response.text)
+        # A wrong key or token counts against the client: after 10 of them, 429 (throttle).
+        expected = 429 if guessed and n >= 10 else 401
+        assert response.status_code == expected, (method, path, response.text)
         assert response.json()["detail"]
 
 
@@ -590,7 +593,7 @@ def test_viewers_see_personal_data_masked_everyone_else_in_clear(
     listed = {lead["id"]: lead for lead in get(api, "/leads", viewer)["items"]}
     assert listed[world.acme_lead]["email"] == "m***@example.com"
     assert listed[world.acme_lead]["phone"] == "***4321"
-    assert listed[world.acme_lead]["name"] == "Maria Test"
+    assert listed[world.acme_lead]["name"] == "M*** T***"  # a name is personal data too
     assert listed[world.acme_lead]["personal_data_masked"] is True
 
     masked = get(api, f"/leads/{world.acme_lead}", viewer)
@@ -598,7 +601,7 @@ def test_viewers_see_personal_data_masked_everyone_else_in_clear(
     enrichment = masked["enrichment"]
     assert enrichment["document"] == "***09"
     assert enrichment["data"] == {
-        "name": "Maria Test",
+        "name": "M*** T***",
         "document": "***09",
         "email": "m***@example.com",
         "mobile": "***4321",
@@ -613,7 +616,7 @@ def test_viewers_see_personal_data_masked_everyone_else_in_clear(
         "identity: unexpected ValueError: no answer for m***@example.com or ***78"
     )
     body = str(get(api, f"/leads/{world.acme_lead}", viewer))
-    for secret in ("maria.test@", "maria@", "987654321", "12345678909", "1990"):
+    for secret in ("maria.test@", "maria@", "987654321", "12345678909", "1990", "Maria Test"):
         assert secret not in body
 
     for headers in (

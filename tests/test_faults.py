@@ -412,7 +412,7 @@ def test_concurrent_duplicates_are_stored_and_processed_once(
         assert len(rows_by_dedup_key(engine)) == rounds
         wait_all_done(engine, timeout=60)
         assert_processed_exactly_once(engine)
-        metrics = httpx.get(base + "/metrics", timeout=10).text
+        metrics = httpx.get(base + "/metrics", headers=ADMIN, timeout=10).text
         expected = float(rounds * (copies - 1))
         assert f'hookyard_events_duplicate_total{{source="effects"}} {expected}' in metrics
     except BaseException:

@@ -14,6 +14,7 @@ from hookyard.db.schema import events, rejected_requests
 from hookyard.inbox.store import EventStore
 from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet
+from tests.conftest import SECRETS
 from tests.support import delivery, wait_for
 
 
@@ -64,7 +65,11 @@ def test_duplicate_delivery_answers_200_and_is_stored_once(
     assert first.status_code == second.status_code == 200
     assert second.json() == {"status": "duplicate", "events": [None]}
     assert count(runtime) == 1
-    assert 'hookyard_events_duplicate_total{source="demo"}' in client.get("/metrics").text
+    scraper = {"Authorization": f"Bearer {SECRETS['admin']}"}  # /metrics is not public
+    assert (
+        'hookyard_events_duplicate_total{source="demo"}'
+        in client.get("/metrics", headers=scraper).text
+    )
 
 
 def test_unknown_source_is_404_with_a_reason(client: TestClient) -> None:

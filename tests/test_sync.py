@@ -361,7 +361,7 @@ def test_hubspot_down_retries_then_fails_visibly_and_loses_nothing(world: World)
     assert world.outbox_pass() == 0  # no more attempts
     failed = world.api("GET", "/api/v1/sync/outbox", params={"status": "failed"}).json()
     assert [f["customer_id"] for f in failed] == [cid]
-    metrics = httpx.get(world.url + "/metrics").text
+    metrics = httpx.get(world.url + "/metrics", headers=ADMIN).text
     assert "hookyard_crm_sync_failed_total 1.0" in metrics
     # A person retries; our value was never lost.
     world.hubspot.clear_records()  # HubSpot is back

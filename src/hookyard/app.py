@@ -22,19 +22,23 @@ from hookyard import __version__
 from hookyard.alerts import metrics as alert_metrics
 from hookyard.api.accounts import router as accounts_router
 from hookyard.api.alerts import router as alerts_router
-from hookyard.api.auth import ERRORS
+from hookyard.api.auth import ERRORS, authenticate_token
 from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
+from hookyard.api.identity import Role
 from hookyard.api.leads import router as leads_router
 from hookyard.api.live import router as live_router
 from hookyard.api.messaging import router as messaging_router
+from hookyard.api.middleware import BodyLimit, StrictTransport, json_refusal
 from hookyard.api.sync import router as sync_router
+from hookyard.api.throttle import AuthGuard
 from hookyard.api.whatsapp import router as whatsapp_router
 from hookyard.deadline import Deadline
 from hookyard.ingress.app import ASGIApp, Ingress
 from hookyard.live.feed import LiveFeed
 from hookyard.logs import log
 from hookyard.metrics import QueueCollector
+from hookyard.providers.signing import constant_time_equal
 from hookyard.runtime import Runtime
 from hookyard.sources import admin_token, session_secret
 from hookyard.sync.tcr import subscribe_all
@@ -57,6 +61,35 @@ def _first_problem(exc: RequestValidationError) -> str:
         where = ".".join(str(part) for part in error.get("loc", ())[1:])
         return f"{where}: {error.get('msg', 'not valid')}"[:200]
     return "the request is not valid"
+
+
+def _replacing_decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _refusal(request: Request, status: int, detail: str) -> Response:
+    """How the body limit refuses: the dashboard's page for a browser, else JSON."""
+    if web.is_ui(request):
+        return web.ui_error(request, HTTPException(status, detail))
+    return json_refusal(request, status, detail)
+
+
+def _may_scrape(request: Request, metrics_token: str | None) -> None:
+    """/metrics shows sources, tenants' alert counts and traffic: a scraper sends
+    `Authorization: Bearer` with HOOKYARD_METRICS_TOKEN, the admin token or a superadmin's
+    API key (throttled like any bearer token)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            401,
+            "send Authorization: Bearer <HOOKYARD_METRICS_TOKEN, the admin token or a"
+            " superadmin's API key>, or set HOOKYARD_METRICS_PUBLIC=true on a private network",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if metrics_token and constant_time_equal(token, metrics_token):
+        return
+    if not authenticate_token(request, token).at_least(Role.SUPERADMIN):
+        raise HTTPException(403, "metrics are for superadmins and the metrics token")
 
 
 def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
@@ -89,7 +122,17 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
             runtime.stop_workers()
             await live.stop()
 
-    api = FastAPI(title="hookyard", version=__version__, lifespan=lifespan)
+    settings = runtime.settings
+    # Swagger UI and ReDoc load scripts from a CDN and list every route to anyone: off unless
+    # asked for. /openapi.json stays (clients and schemathesis read it; it holds no data).
+    docs = settings.api_docs
+    api = FastAPI(
+        title="hookyard",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     api.state.store = runtime.store
     api.state.sources = runtime.sources.sources
     api.state.wakeup = runtime.wakeup
@@ -99,6 +142,9 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     api.state.session_minutes = runtime.settings.session_minutes
     api.state.sync = runtime.sync
     api.state.live = live.hub
+    api.state.auth_guard = AuthGuard.from_settings(settings)
+    api.state.trust_proxy_headers = settings.trust_proxy_headers
+    api.state.secure_cookies = settings.secure_cookies
     for router in (
         accounts_router,
         events_router,
@@ -115,6 +161,18 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     alert_metrics.register(runtime.engine)
 
     web.install(api)
+    # Outermost last: HSTS goes on every answer, the body limit's refusals included.
+    api.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api_max_body_bytes,
+        login_max_bytes=settings.login_max_body_bytes,
+        refuse=_refusal,
+    )
+    api.add_middleware(
+        StrictTransport,
+        seconds=settings.hsts_seconds,
+        trust_proxy_headers=settings.trust_proxy_headers,
+    )
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -151,9 +209,10 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
             return web.ui_error(request, HTTPException(400, _first_problem(exc)))
         # FastAPI's own 422, but encoded as ASCII JSON: its body echoes the input, and a lone
         # surrogate in that input cannot be encoded as UTF-8 (the default answer is a 500).
-        body = json.dumps(
-            {"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, default=str
-        )
+        # The input may also be bytes that are no UTF-8 (a JSON route posted a binary body):
+        # shown with replacement characters, not a UnicodeDecodeError.
+        errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _replacing_decode})
+        body = json.dumps({"detail": errors}, ensure_ascii=True, default=str)
         return Response(body, status_code=422, media_type="application/json")
 
     @api.get("/health", include_in_schema=False)
@@ -168,8 +227,13 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
             return JSONResponse({"status": "unavailable", "error": str(exc)[:200]}, 503)
         return JSONResponse({"status": "ready"})
 
+    metrics_token = settings.metrics_token
+    metrics_public = settings.metrics_public
+
     @api.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(request: Request) -> PlainTextResponse:
+        if not metrics_public:
+            _may_scrape(request, metrics_token)
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return Ingress(

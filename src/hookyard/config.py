@@ -37,6 +37,30 @@ class Settings(BaseSettings):
     session_secret: str | None = Field(default=None, min_length=32)
     session_minutes: float = 15.0
 
+    # The management API and dashboard (docs/security.md). Bodies are refused over these
+    # sizes before anything parses them; the login forms take far less than the rest.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    login_max_body_bytes: int = Field(default=64 * 1024, ge=1)
+    # Failed password logins, API keys and admin tokens: after this many in the window, a
+    # client address (and, for passwords and API keys, the account) gets 429 until the
+    # oldest failure leaves the window. Counted by each ingest process on its own.
+    auth_failures_per_client: int = Field(default=10, ge=1)
+    auth_failures_per_account: int = Field(default=10, ge=1)
+    auth_failure_window_seconds: float = Field(default=300.0, gt=0)
+    # Password checks (argon2id: 64 MiB and ~50 ms of CPU each) running at once per process;
+    # a login that waits longer than login_wait_seconds for its turn gets 503.
+    login_concurrency: int = Field(default=4, ge=1)
+    login_wait_seconds: float = Field(default=5.0, gt=0)
+    # Cookies are Secure on https (seen directly, or through X-Forwarded-Proto with
+    # trust_proxy_headers); this marks them Secure always, for a proxy hookyard cannot see.
+    secure_cookies: bool = False
+    hsts_seconds: int = Field(default=31_536_000, ge=0)  # on https answers; 0: no HSTS
+    # /metrics needs `Authorization: Bearer` with this token (or the admin token, or a
+    # superadmin's key) unless metrics_public says the listener is private.
+    metrics_token: str | None = None
+    metrics_public: bool = False
+    api_docs: bool = False  # Swagger UI at /docs and ReDoc at /redoc (/openapi.json always)
+
     # Ingress.
     max_body_bytes: int = 1024 * 1024
     trust_proxy_headers: bool = False

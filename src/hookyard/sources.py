@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hookyard.config import Settings
+from hookyard.private_file import UnsafeFile, read_private, write_private
 from hookyard.providers.base import Source
 from hookyard.providers.registry import ADAPTERS
 
@@ -112,13 +113,24 @@ def _generate(kind: str) -> str:
     return "demo-" + secrets.token_urlsafe(24)
 
 
+def _unsafe(exc: UnsafeFile) -> SourcesError:
+    return SourcesError(
+        f"demo secrets file: {exc}; point HOOKYARD_DEMO_SECRETS_FILE at a regular file of"
+        " this user (it is written with mode 0600)"
+    )
+
+
 def read_env_file(path: Path) -> dict[str, str]:
+    """The `NAME=value` lines of the demo secrets file (private_file.py's checks apply)."""
+    try:
+        text = read_private(path)
+    except UnsafeFile as exc:
+        raise _unsafe(exc) from None
     values: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and not name.startswith("#"):
-                values[name.strip()] = value.strip()
+    for line in (text or "").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.startswith("#"):
+            values[name.strip()] = value.strip()
     return values
 
 
@@ -126,7 +138,8 @@ def demo_secrets(settings: Settings, *, create: bool) -> tuple[dict[str, str], d
     """Every demo secret (by variable name), and those generated now.
 
     A variable that is set wins; otherwise the value kept in the demo secrets file; otherwise
-    (with `create`) a new random value, written to that file with mode 0600.
+    (with `create`) a new random value, written to that file with mode 0600 (never through a
+    link; a looser mode is fixed: see private_file.py).
     """
     kept = read_env_file(settings.demo_secrets_file)
     values: dict[str, str] = {}
@@ -141,10 +154,13 @@ def demo_secrets(settings: Settings, *, create: bool) -> tuple[dict[str, str], d
         elif create:
             values[var] = stored[var] = generated[var] = _generate(kind)
     if generated:
-        fd = os.open(settings.demo_secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write("# hookyard demo secrets, generated; not for production\n")
-            out.writelines(f"{var}={value}\n" for var, value in stored.items())
+        text = "# hookyard demo secrets, generated; not for production\n" + "".join(
+            f"{var}={value}\n" for var, value in stored.items()
+        )
+        try:
+            write_private(settings.demo_secrets_file, text)
+        except UnsafeFile as exc:
+            raise _unsafe(exc) from None
     return values, generated
 
 

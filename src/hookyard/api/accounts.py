@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -11,9 +12,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from hookyard.api import identity
-from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope, engine_of
+from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope, engine_of, too_many
 from hookyard.api.identity import AuthError, Role
 from hookyard.api.params import RowId
+from hookyard.api.throttle import AuthGuard, LoginBusy, Throttled
 
 router = APIRouter(prefix="/api/v1")
 Engine_ = Annotated[Engine, Depends(engine_of)]
@@ -93,16 +95,31 @@ class KeyOut(BaseModel):
 
 
 @router.post("/auth/login", response_model=Session)
-def login(request: Request, engine: Engine_, body: Login) -> Session:
+async def login(request: Request, engine: Engine_, body: Login) -> Session:
+    """A session for an e-mail and password. Failures are counted per client address and
+    per e-mail: too many in the window answer 429 with Retry-After (docs/security.md)."""
     secret: str | None = request.app.state.session_secret
     if not secret:
         raise HTTPException(503, "sessions are disabled: set HOOKYARD_SESSION_SECRET")
+    guard: AuthGuard = request.app.state.auth_guard
     try:
-        principal = identity.login(engine, body.email, body.password)
+        principal = await guard.check_password(
+            request, body.email, partial(identity.login, engine, body.email, body.password)
+        )
+    except Throttled as exc:
+        raise too_many(exc) from None
+    except LoginBusy:
+        raise login_busy() from None
     except AuthError as exc:
         raise HTTPException(401, str(exc)) from None
     token, seconds = identity.issue_session(principal, secret, request.app.state.session_minutes)
     return Session(access_token=token, expires_in=seconds)
+
+
+def login_busy() -> HTTPException:
+    return HTTPException(
+        503, "too many logins are being checked at once; retry", headers={"Retry-After": "2"}
+    )
 
 
 @router.get("/me", response_model=Me)

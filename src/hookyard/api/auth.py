@@ -11,6 +11,9 @@ Every route depends on one of the scope dependencies below, which
 
 A route then filters every query with `scope.where(table.c.tenant)`, and answers 404 for a
 row of another tenant: an id guessed across tenants looks exactly like a missing one.
+
+Failed API keys and admin tokens are counted per client (and API keys per key too): too many
+answer 429 (api/throttle.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from hookyard.api.identity import (
     operator,
     read_session,
 )
+from hookyard.api.throttle import AuthGuard, Credential, Throttled, api_key_account
 from hookyard.providers.signing import constant_time_equal
 
 CUSTOMER_HEADER = "x-customer-id"
@@ -52,6 +56,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "the role is not enough, or another tenant"},
     404: {"model": ErrorBody, "description": "no such row (in this tenant)"},
     409: {"model": ErrorBody, "description": "in conflict with the current state"},
+    413: {"model": ErrorBody, "description": "the body is over the limit (1 MiB by default)"},
+    429: {
+        "model": ErrorBody,
+        "description": "too many failed credentials from this client or for this account;"
+        " see Retry-After",
+    },
     503: {"model": ErrorBody, "description": "storage or a provider unavailable; retry"},
 }
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -92,22 +102,44 @@ def authenticate(request: Request) -> Principal:
 
 def authenticate_token(request: Request, token: str) -> Principal:
     """Who a bearer token is, wherever it came from (a header, a socket's query, the
-    dashboard's cookie): 401 when it is nobody."""
+    dashboard's cookie): 401 when it is nobody, 429 after too many such failures."""
     state = request.app.state
     kind = kind_of(token)
-    try:
-        if kind is KeyKind.API_KEY:
-            return authenticate_key(state.engine, token)
-        if kind is KeyKind.SESSION:
-            if not state.session_secret:
-                raise AuthError("sessions are disabled: set HOOKYARD_SESSION_SECRET")
+    if kind is KeyKind.SESSION:  # signed: nothing to guess, so not throttled
+        if not state.session_secret:
+            raise HTTPException(
+                401, "sessions are disabled: set HOOKYARD_SESSION_SECRET", headers=_CHALLENGE
+            )
+        try:
             return read_session(state.engine, token, state.session_secret, state.admin_token)
-    except AuthError as exc:
-        raise HTTPException(401, str(exc), headers=_CHALLENGE) from None
+        except AuthError as exc:
+            raise HTTPException(401, str(exc), headers=_CHALLENGE) from None
+    guard: AuthGuard = state.auth_guard
+    client = guard.client_of(request)
+    credential, account = (
+        (Credential.API_KEY, api_key_account(token))
+        if kind is KeyKind.API_KEY
+        else (Credential.ADMIN_TOKEN, None)
+    )
+    try:
+        guard.check(credential, client, account)
+    except Throttled as exc:
+        raise too_many(exc) from None
+    if kind is KeyKind.API_KEY:
+        try:
+            return authenticate_key(state.engine, token)
+        except AuthError as exc:
+            guard.failed(credential, client, account)
+            raise HTTPException(401, str(exc), headers=_CHALLENGE) from None
     expected: str | None = state.admin_token
     if expected and constant_time_equal(token, expected):
         return operator()
+    guard.failed(credential, client, account)
     raise HTTPException(401, "unknown token", headers=_CHALLENGE)
+
+
+def too_many(exc: Throttled) -> HTTPException:
+    return HTTPException(429, str(exc), headers={"Retry-After": str(exc.seconds)})
 
 
 def scope_of(request: Request, principal: Principal, minimum: Role, asked: str) -> Scope:

@@ -94,7 +94,8 @@ def list_events(
         int | None, Query(ge=1, le=MAX_ID, description="cursor from the last page")
     ] = None,
 ) -> EventPage:
-    """The scope's events, newest first; viewers and up."""
+    """The scope's events, newest first; viewers and up (`last_error` masked for viewers,
+    as on one event's page)."""
     flt = EventFilter(
         source,
         provider,
@@ -106,7 +107,10 @@ def list_events(
         q=q or None,
     )
     rows = store.list_events(flt, limit=limit, before_id=before_id)
-    items = [EventSummary.model_validate(r) for r in rows]
+    if scope.principal.sees_personal_data:
+        items = [EventSummary.model_validate(r) for r in rows]
+    else:  # an error text can echo the payload's values
+        items = [EventSummary.masked_from_row(r) for r in rows]
     return EventPage(items=items, next_cursor=next_cursor(items, limit))
 
 
@@ -120,8 +124,10 @@ def show_event(store: Store, scope: ViewerScope, event_id: EventId) -> EventDeta
     number): they get the summary fields and the payload with the value of every personal
     key replaced by "***" at any depth — keys containing email, phone, mobile, document,
     cpf, cnpj, passport or address, and the keys name, first/last/full name, surname, rg,
-    ssn, tax id, birth date and wa_id, compared ignoring case and separators — while
+    ssn, tax id, birth date and wa_id, compared ignoring case and separators — and
+    `last_error` with quoted values, e-mail addresses and long numbers masked, while
     `headers`, `body`, `body_encoding` and `last_traceback` are null and `masked` is true.
+    A payload nesting deeper than 64 levels shows a replacement below that depth.
     Members and admins see the event as stored, but for the raw body and the headers of the
     request that carried it (null): one request can carry several tenants' events (a HubSpot
     array or a Meta batch of a shared account), so only superadmins see those.

@@ -1,9 +1,9 @@
 """`/api/v1/leads`: C2S leads, their validated contact and their enrichment (outcome, the
 document and person data found, the last run's step timings, attempts and errors).
 
-Viewers see e-mail addresses, phone numbers and document numbers masked, in the person data
-and in error texts too (`api/privacy.py`); members and up see them as stored. Each answer
-says which it is (`personal_data_masked`)."""
+Viewers see names, e-mail addresses, phone numbers and document numbers masked, in the
+person data and in error texts too (`api/privacy.py`); members and up see them as stored.
+Each answer says which it is (`personal_data_masked`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ from sqlalchemy import Engine
 
 from hookyard.api.auth import MemberScope, Scope, ViewerScope, engine_of
 from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
-from hookyard.api.privacy import mask_document, mask_email, mask_personal, mask_phone, mask_text
+from hookyard.api.privacy import (
+    clip_depth,
+    mask_document,
+    mask_email,
+    mask_name,
+    mask_personal,
+    mask_phone,
+    mask_text,
+)
 from hookyard.domain.common import SyncSource
 from hookyard.domain.leads import queries
 from hookyard.domain.leads.service import (
@@ -34,7 +42,7 @@ class LeadSummary(BaseModel):
     id: int
     tenant: str | None
     c2s_lead_id: str
-    name: str | None
+    name: str | None = Field(description="masked for viewers (each word's first letter)")
     email: str | None = Field(description="normalised; masked for viewers")
     phone: str | None = Field(description="E.164; masked for viewers")
     status: LeadStatus
@@ -85,7 +93,11 @@ class LeadPage(BaseModel):
 def _contact(row: dict[str, Any], clear: bool) -> dict[str, Any]:
     if clear:
         return row | {"personal_data_masked": False}
-    masked = {"email": mask_email(row["email"]), "phone": mask_phone(row["phone"])}
+    masked = {
+        "name": mask_name(row["name"]),
+        "email": mask_email(row["email"]),
+        "phone": mask_phone(row["phone"]),
+    }
     return row | masked | {"personal_data_masked": True}
 
 
@@ -95,7 +107,7 @@ def _detail(row: dict[str, Any], scope: Scope) -> LeadDetail:
         "status": row["enrichment_status"],
         "reason": row["enrichment_reason"],
         "document": row["document"],
-        "data": row["enrichment_data"],
+        "data": clip_depth(row["enrichment_data"]),  # an outside service's answer
         "steps": row["enrichment_steps"] or [],
         "attempts": row["enrichment_attempts"],
         "error": row["enrichment_error"],

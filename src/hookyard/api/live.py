@@ -39,7 +39,8 @@ RECHECK_SECONDS = 60.0
 UNAUTHENTICATED, FORBIDDEN, NO_TENANT, BAD_REQUEST = 4401, 4403, 4404, 4400
 TRY_AGAIN_LATER = 1013
 GOING_AWAY = 1001
-_CLOSE_CODES = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NO_TENANT}
+# 429: the client's credentials failed too often (api/throttle.py); try again later.
+_CLOSE_CODES = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NO_TENANT, 429: TRY_AGAIN_LATER}
 _KINDS = [kind.value for kind in ChangeKind]
 # A client that went away: Starlette's disconnect, or a send on a socket already closed.
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)

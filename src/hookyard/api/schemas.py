@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from hookyard.api.privacy import MAX_DEPTH, clip_depth, mask_error
 from hookyard.inbox.model import Status
 
 # Text a query may carry: no NUL (PostgreSQL refuses it in text); the pattern says so in
@@ -77,7 +78,14 @@ class EventSummary(BaseModel):
     next_attempt_at: datetime
     received_at: datetime
     processed_at: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="the last failure; for viewers, quoted values, e-mail addresses and long"
+        " numbers masked (an error can echo the payload)"
+    )
+
+    @classmethod
+    def masked_from_row(cls, row: dict[str, Any]) -> EventSummary:
+        return cls.model_validate({**row, "last_error": mask_error(row["last_error"])})
 
 
 class EventDetail(EventSummary):
@@ -85,7 +93,10 @@ class EventDetail(EventSummary):
     headers: dict[str, str] | None = Field(
         description="the request's headers kept (never credentials); superadmins only"
     )
-    payload: Any = Field(description="personal values replaced by '***' when masked")
+    payload: Any = Field(
+        description="personal values replaced by '***' when masked; what nests deeper than"
+        f" {MAX_DEPTH} levels is replaced (by '***' when masked)"
+    )
     body: str | None = Field(
         description="the request's raw body: UTF-8 text, or base64 when body_encoding says"
         " so; superadmins only (a request can carry several tenants' events)"
@@ -99,6 +110,7 @@ class EventDetail(EventSummary):
     @classmethod
     def from_row(cls, row: dict[str, Any], *, raw: bool = True) -> EventDetail:
         """The event as stored; with `raw` False, without the request's body and headers."""
+        row = {**row, "payload": clip_depth(row["payload"])}
         if not raw:
             return cls.model_validate({**row, "headers": None, "body": None,
                                        "body_encoding": None})  # fmt: skip
@@ -111,12 +123,13 @@ class EventDetail(EventSummary):
 
     @classmethod
     def masked_from_row(cls, row: dict[str, Any]) -> EventDetail:
-        """The detail without personal data: see `mask_personal`; no headers, raw body or
-        traceback (they repeat the payload, or may)."""
+        """The detail without personal data: see `mask_personal` and `mask_error`; no
+        headers, raw body or traceback (they repeat the payload, or may)."""
         return cls.model_validate(
             {
                 **row,
                 "payload": mask_personal(row["payload"]),
+                "last_error": mask_error(row["last_error"]),
                 "headers": None,
                 "body": None,
                 "body_encoding": None,
@@ -160,15 +173,30 @@ def is_personal_key(key: str) -> bool:
 
 def mask_personal(value: Any) -> Any:
     """A copy of a JSON value with the value of every personal key (at any depth) replaced
-    by '***', whatever it holds (a string, a number, an object, a list); null stays null."""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if v is not None else None) if is_personal_key(str(k)) else mask_personal(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_personal(v) for v in value]
-    return value
+    by '***', whatever it holds (a string, a number, an object, a list); null stays null.
+    Whatever nests deeper than MAX_DEPTH is replaced by '***' too. Built without recursion:
+    a payload may nest as deep as its sender likes."""
+    root: list[Any] = [None]
+    pending: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
+    while pending:
+        item, parent, slot, depth = pending.pop()
+        if isinstance(item, dict | list) and depth >= MAX_DEPTH:
+            parent[slot] = MASK
+        elif isinstance(item, dict):
+            copy: dict[Any, Any] = dict.fromkeys(item)
+            parent[slot] = copy
+            for k, v in item.items():
+                if is_personal_key(str(k)):
+                    copy[k] = MASK if v is not None else None
+                else:
+                    pending.append((v, copy, k, depth + 1))
+        elif isinstance(item, list):
+            listed: list[Any] = [None] * len(item)
+            parent[slot] = listed
+            pending.extend((v, listed, i, depth + 1) for i, v in enumerate(item))
+        else:
+            parent[slot] = item
+    return root[0]
 
 
 class EventPage(BaseModel):

@@ -3,6 +3,7 @@ pages of each area (their own modules), static assets, and how dashboard errors 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -13,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hookyard.api import identity
-from hookyard.api.identity import AuthError, Role
+from hookyard.api.identity import AuthError, Principal, Role
+from hookyard.api.throttle import AuthGuard, Credential, LoginBusy, Throttled
 from hookyard.logs import log
 from hookyard.providers.signing import constant_time_equal
 from hookyard.web import alerts, conflicts, events, leads, messaging, whatsapp
@@ -47,25 +49,34 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login", dependencies=[Depends(check_origin)])
-def login(
+async def login(
     request: Request,
     email: Text = "",
     password: Text = "",
     token: Text = "",
     next: Text = HOME,
 ) -> Response:
-    """E-mail and password, or the operator's admin token."""
+    """E-mail and password, or the operator's admin token; throttled like the API's login
+    and bearer tokens (api/throttle.py)."""
     state = request.app.state
     if not state.session_secret:
         return _refused(request, 503, "logins are disabled: set HOOKYARD_SESSION_SECRET", next)
+    guard: AuthGuard = state.auth_guard
     try:
         if token:
-            expected: str | None = state.admin_token
-            if not expected or not constant_time_equal(token, expected):
-                raise AuthError("wrong admin token")
-            principal = identity.operator()
+            principal = _operator(request, guard, token)
         else:
-            principal = identity.login(state.engine, email, password)
+            principal = await guard.check_password(
+                request, email, partial(identity.login, state.engine, email, password)
+            )
+    except Throttled as exc:
+        answer = _refused(request, 429, str(exc), next)
+        answer.headers["Retry-After"] = str(exc.seconds)
+        return answer
+    except LoginBusy:
+        answer = _refused(request, 503, "too many logins are being checked at once; retry", next)
+        answer.headers["Retry-After"] = "2"
+        return answer
     except AuthError as exc:
         log.info("ui_login_refused", how="token" if token else "password")
         return _refused(request, 401, str(exc), next)
@@ -73,6 +84,17 @@ def login(
     response = RedirectResponse(dashboard_path(next, HOME), status_code=303)
     open_session(request, response, principal)
     return response
+
+
+def _operator(request: Request, guard: AuthGuard, token: str) -> Principal:
+    """The operator, for the admin token; its failures count as the API's do."""
+    client = guard.client_of(request)
+    guard.check(Credential.ADMIN_TOKEN, client)
+    expected: str | None = request.app.state.admin_token
+    if not expected or not constant_time_equal(token, expected):
+        guard.failed(Credential.ADMIN_TOKEN, client)
+        raise AuthError("wrong admin token")
+    return identity.operator()
 
 
 def _refused(request: Request, status: int, detail: str, next: str) -> Response:

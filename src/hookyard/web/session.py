@@ -28,6 +28,7 @@ from fastapi.params import Depends as DependsParam
 from hookyard.api.auth import SESSION_COOKIE, Scope, authenticate_token, scope_of, scoped
 from hookyard.api.identity import KeyKind, Principal, Role, issue_session, kind_of
 from hookyard.providers.signing import constant_time_equal
+from hookyard.proxy import is_https
 
 TENANT_COOKIE = "hookyard_tenant"
 CSRF_COOKIE = "hookyard_csrf"
@@ -40,7 +41,12 @@ class LoginRequired(Exception):
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Cookies only over https: seen directly, or the `X-Forwarded-Proto` of a proxy the
+    operator trusts (HOOKYARD_TRUST_PROXY_HEADERS), or always (HOOKYARD_SECURE_COOKIES)."""
+    state = request.app.state
+    if state.secure_cookies:
+        return True
+    return is_https(request.url.scheme, request.headers, state.trust_proxy_headers)
 
 
 def open_session(request: Request, response: Response, principal: Principal) -> None:
