@@ -292,14 +292,14 @@ SCHEMES = [
     Scheme(
         "hubspot-v2",
         secrets,
-        lambda s: HubSpotSignature(s, clock=clock),
+        lambda s: HubSpotSignature(s, ("v2",), clock=clock),
         _hubspot_v2,
         ("x-hubspot-signature",),
     ),
     Scheme(
         "hubspot-v1",
         secrets,
-        lambda s: HubSpotSignature(s, clock=clock),
+        lambda s: HubSpotSignature(s, ("v1",), clock=clock),
         _hubspot_v1,
         ("x-hubspot-signature",),
     ),

@@ -177,6 +177,19 @@ class VerifierContract:
                 if self.disabled_word is not None:
                     assert self.disabled_word in reason, (empty, reason)
 
+    def test_while_a_secret_is_rotated_either_one_passes(self) -> None:
+        # `client_secret = ["new", "old"]`: both verify until the old one is dropped.
+        rotating = self.make_verifier([self.wrong_secret, self.secret])  # type: ignore[arg-type]
+        assert rotating.verify(self.sign(make_request(), self.secret)) is None
+        assert rotating.verify(self.sign(make_request(), self.wrong_secret)) is None
+
+    def test_an_empty_secret_in_a_rotation_opens_nothing(self) -> None:
+        for empty in self.empty_secrets:
+            verifier = self.make_verifier([empty, self.secret])  # type: ignore[arg-type]
+            assert verifier.verify(self.sign_with_empty_key(make_request())) is not None
+            assert verifier.verify(make_request()) is not None
+            assert verifier.verify(self.sign(make_request(), self.secret)) is None
+
     def test_reasons_never_echo_the_secret_or_the_expected_signature(self) -> None:
         good = self.sign(make_request(), self.secret)
         forged = self.sign(make_request(), self.wrong_secret)
@@ -619,7 +632,7 @@ class TestHubSpotV2(SignsBodyContract):
     credential_headers = ("x-hubspot-signature", "x-hubspot-signature-version")
 
     def make_verifier(self, secret: str, clock: Callable[[], float] = AT_NOW) -> Verifier:
-        return HubSpotSignature(secret, clock=clock)
+        return HubSpotSignature(secret, ("v3", "v2", "v1"), clock=clock)  # opted in
 
     def sign(self, request: WebhookRequest, secret: str, at: float = NOW) -> WebhookRequest:
         signature = HubSpotSDK.get_signature(
@@ -642,7 +655,8 @@ class TestHubSpotV2(SignsBodyContract):
                 ),
             },
         )
-        assert HubSpotSignature("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy").verify(request) is None
+        verifier = HubSpotSignature("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", ("v2", "v1"))
+        assert verifier.verify(request) is None
 
     def test_the_url_and_method_are_signed(self) -> None:
         signed = self.sign(make_request(), self.secret)
@@ -672,7 +686,7 @@ class TestHubSpotV1(SignsBodyContract):
     credential_headers = ("x-hubspot-signature",)
 
     def make_verifier(self, secret: str, clock: Callable[[], float] = AT_NOW) -> Verifier:
-        return HubSpotSignature(secret, clock=clock)
+        return HubSpotSignature(secret, ("v3", "v2", "v1"), clock=clock)  # opted in
 
     def sign(self, request: WebhookRequest, secret: str, at: float = NOW) -> WebhookRequest:
         signature = HubSpotSDK.get_signature(secret, request.body.decode(), "v1")
@@ -696,7 +710,8 @@ class TestHubSpotV1(SignsBodyContract):
                 ),
             },
         )
-        assert HubSpotSignature("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy").verify(request) is None
+        verifier = HubSpotSignature("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", ("v2", "v1"))
+        assert verifier.verify(request) is None
 
     def test_version_header_defaults_to_v1(self) -> None:
         signed = without_header(
@@ -756,7 +771,15 @@ class TestIpAllowList(VerifierContract):
     disabled_word = None
 
     def make_verifier(self, secret: str, clock: Callable[[], float] = AT_NOW) -> Verifier:
-        return IpAllowList([ipaddress.ip_network(n) for n in secret.split(",") if n])
+        # A "rotation" of networks is a list allowing each of them.
+        networks = ",".join(secret) if isinstance(secret, list) else secret
+        return IpAllowList([ipaddress.ip_network(n) for n in networks.split(",") if n])
+
+    def test_an_empty_secret_in_a_rotation_opens_nothing(self) -> None:
+        # An empty entry adds no network: only the listed one is let in.
+        verifier = self.make_verifier(["", self.secret])  # type: ignore[arg-type]
+        assert verifier.verify(self.sign(make_request(), self.wrong_secret)) is not None
+        assert verifier.verify(self.sign(make_request(), self.secret)) is None
 
     def sign(self, request: WebhookRequest, secret: str, at: float = NOW) -> WebhookRequest:
         # With no network configured, "signing" uses an address a real list would allow.

@@ -678,7 +678,7 @@ _PG_INSERT = (
 )
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=1024)
 def _sqlite_insert(rows: int) -> str:
     # One statement for the whole batch: one call into SQLite, one GIL hand-over.
     values = ", ".join(["(" + ", ".join("?" * 15) + ")"] * rows)
@@ -688,7 +688,7 @@ def _sqlite_insert(rows: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=1024)
 def _sqlite_insert_requests(rows: int) -> str:
     values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO requests (id, source, headers, body, received_at) VALUES {values}"
@@ -699,17 +699,24 @@ def _sqlite_insert_batch(cursor: Any, new: Sequence[NewEvent]) -> list[Any]:
     ids are the next free ones (one writer at a time), so events can name them first."""
     ordinals, carriers = _requests_of(new)
     (last,) = cursor.execute("SELECT coalesce(max(id), 0) FROM requests").fetchone()
-    params = [
-        value for e, n in zip(new, ordinals, strict=True) for value in _sqlite_row(e, last + n)
-    ]
-    rows: list[Any] = cursor.execute(_sqlite_insert(len(new)), params).fetchall()
+    rows: list[Any] = []
+    # At most _SQLITE_ROWS rows a statement: a statement takes at most 32,766 values, and
+    # one batch must never fail for the size of another request in it.
+    for start in range(0, len(new), _SQLITE_ROWS):
+        part = range(start, min(start + _SQLITE_ROWS, len(new)))
+        params = [value for i in part for value in _sqlite_row(new[i], last + ordinals[i])]
+        rows += cursor.execute(_sqlite_insert(len(part)), params).fetchall()
     used = sorted({row[3] for row in rows})
-    if used:
+    for start in range(0, len(used), _SQLITE_ROWS):
+        ids = used[start : start + _SQLITE_ROWS]
         request_rows = [
-            value for rid in used for value in _sqlite_request_row(carriers[rid - last - 1], rid)
+            value for rid in ids for value in _sqlite_request_row(carriers[rid - last - 1], rid)
         ]
-        cursor.execute(_sqlite_insert_requests(len(used)), request_rows)
+        cursor.execute(_sqlite_insert_requests(len(ids)), request_rows)
     return rows
+
+
+_SQLITE_ROWS = 500
 
 
 def _requests_of(new: Sequence[NewEvent]) -> tuple[list[int], list[NewEvent]]:

@@ -6,6 +6,7 @@ A plain ASGI app, so that nothing but these steps runs per webhook. Every answer
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
@@ -45,8 +46,14 @@ def _may_hold_credentials(name: str) -> bool:
     return any(word in name for word in _SECRET_HEADER_WORDS)
 
 
-def stored_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if not _may_hold_credentials(name)}
+def stored_headers(headers: dict[str, str], secret: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The headers kept of a request: none that may hold a credential, nor `secret` (the
+    source's signature and credential headers, `Adapter.secret_headers`)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name not in secret and not _may_hold_credentials(name)
+    }
 
 
 class _Reject(Exception):
@@ -79,6 +86,7 @@ class Ingress:
         fallback: ASGIApp,
         *,
         max_body_bytes: int = 1024 * 1024,
+        body_timeout_seconds: float = 15.0,
         trust_proxy_headers: bool = False,
     ) -> None:
         self.routes = {s.path: s for s in sources}
@@ -89,6 +97,7 @@ class Ingress:
         self.committer = committer
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
         self.trust_proxy_headers = trust_proxy_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,7 +154,14 @@ class Ingress:
                 raise _Reject(
                     400, "parse", f"body could not be parsed ({type(exc).__name__})"
                 ) from None
-            kept = stored_headers(headers)
+            limit = source.adapter.events_per_request
+            if len(parsed) > limit:
+                raise _Reject(
+                    413,
+                    "too_many_events",
+                    f"{len(parsed)} events in one request; this source takes at most {limit}",
+                )
+            kept = stored_headers(headers, source.adapter.secret_headers)
             new = [
                 NewEvent(
                     source=source.name,
@@ -196,17 +212,28 @@ class Ingress:
                 raise _Reject(413, "too_large", f"body over the {self.max_body_bytes}-byte limit")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Reject(400, "bad_request", "client went away before the body ended")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _Reject(413, "too_large", f"body over the {self.max_body_bytes}-byte limit")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        # A sender that stalls mid-body would hold its connection (and memory) for ever.
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Reject(400, "bad_request", "client went away before the body ended")
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise _Reject(
+                            413, "too_large", f"body over the {self.max_body_bytes}-byte limit"
+                        )
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise _Reject(
+                408,
+                "timeout",
+                f"the body did not arrive within {self.body_timeout_seconds:g} seconds",
+            ) from None
 
     @staticmethod
     def _check_content_type(source: Source, headers: dict[str, str]) -> None:
@@ -264,7 +291,7 @@ class Ingress:
             reason=rejection.reason[:300],
             client=client[0] if client else None,
         )
-        if rejection.status in (400, 401, 413, 415):
+        if rejection.status in (400, 401, 408, 413, 415):
             self.committer.log_rejected(
                 RejectedRequest(
                     source=source.name,
@@ -272,7 +299,7 @@ class Ingress:
                     status_code=rejection.status,
                     reason=rejection.reason,
                     client_ip=client[0] if client else None,
-                    headers=stored_headers(headers),
+                    headers=stored_headers(headers, source.adapter.secret_headers),
                     body_excerpt=body[:512],
                     received_at=datetime.now(UTC),
                 )

@@ -12,11 +12,11 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection
 
 
@@ -43,6 +43,9 @@ class PlainResponse:
 class ParseError(ValueError):
     """The body is not what this provider sends (answered 400)."""
 
+
+# Provider clocks run a little ahead of ours; beyond this, a provider time counts as now.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 # Column widths of the inbox (db/schema.py): what a parsed event must fit.
 EVENT_TYPE_LENGTH = 200
@@ -100,6 +103,12 @@ class ParsedEvent:
                 utc = self.provider_ts.astimezone(UTC)
             except OverflowError:
                 raise ParseError("provider timestamp out of range") from None
+            # A time from the future (a wrong clock, or a forged 9999-12-31) would make every
+            # later genuine event of the entity look older and be superseded, for good: for
+            # ordering it counts as now (the payload keeps what was sent).
+            now = datetime.now(UTC)
+            if utc > now + FUTURE_TOLERANCE:
+                utc = now
             object.__setattr__(self, "provider_ts", utc)
 
 
@@ -128,20 +137,57 @@ class StoredEvent:
 
 
 class Verifier(Protocol):
+    @property
+    def secret_headers(self) -> tuple[str, ...]:
+        """The (lower-case) headers carrying the signature or credential it checks."""
+        ...
+
     def verify(self, request: WebhookRequest) -> str | None:
         """None when the request passes; otherwise the reason it does not."""
 
 
 class SourceConfig(BaseModel):
-    """Options common to every source; providers extend it with their own secrets."""
+    """Options common to every source; providers extend it with their own secrets.
+
+    A secret field (`secret_fields`) takes one secret or a list, newest first, while a secret
+    is rotated (`client_secret = ["new", "old"]`): requests signed with any of them pass, and
+    the field itself holds the newest (what hookyard's own tools sign with)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     name: str
     provider: str
     path: str
     tenant: str | None = None
     description: str = ""
+    # Most events one request may carry (None: the provider's own bound, `Adapter.max_events`);
+    # more are refused with 413 and nothing is stored.
+    max_events_per_request: int | None = Field(default=None, ge=1, le=10_000)
+    # The older secrets of a rotation, by field: filled from a list given for a secret field.
+    previous_secrets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rotating_secrets(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        previous = dict(data.get("previous_secrets") or {})
+        for name in cls.secret_fields:
+            value = data.get(name)
+            if isinstance(value, list | tuple):
+                if not value or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{name}: a secret, or a list of secrets (newest first)")
+                data[name], previous[name] = value[0], tuple(value[1:])
+        if previous:
+            data["previous_secrets"] = previous
+        return data
+
+    def secrets(self, name: str) -> tuple[str, ...]:
+        """The secrets of field `name` a request may be signed with, newest first."""
+        current = getattr(self, name)
+        return (current, *self.previous_secrets.get(name, ())) if current is not None else ()
 
 
 @dataclass(frozen=True)
@@ -164,10 +210,21 @@ class Adapter(ABC):
     # Content types this provider sends; anything else is answered 415. A missing
     # Content-Type is tolerated (some senders omit it) and the body decides.
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    # Most events one request may carry (HubSpot sends up to 100); a source may lower it.
+    max_events: ClassVar[int] = 1
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
         self.verifiers: Sequence[Verifier] = self.build_verifiers()
+        # Headers holding a signature or a credential: never stored (a signature with its
+        # body is a request anyone could send again).
+        self.secret_headers: frozenset[str] = frozenset(
+            name for verifier in self.verifiers for name in verifier.secret_headers
+        )
+
+    @property
+    def events_per_request(self) -> int:
+        return self.config.max_events_per_request or self.max_events
 
     @abstractmethod
     def build_verifiers(self) -> Sequence[Verifier]: ...

@@ -24,6 +24,7 @@ from hookyard.providers.verify import SharedToken
 
 
 class C2SConfig(SourceConfig):
+    secret_fields = ("token",)
     token: str
 
 
@@ -45,7 +46,7 @@ class C2SAdapter(Adapter):
     def build_verifiers(self) -> Sequence[Verifier]:
         return [
             SharedToken(
-                self.config.token,
+                self.config.secrets("token"),
                 header="x-webhook-token",
                 setting=f"token of source {self.config.name!r}",
             )

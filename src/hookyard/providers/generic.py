@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
+from pydantic import model_validator
 from sqlalchemy import Connection
 
 from hookyard.providers.base import (
@@ -26,15 +27,28 @@ Handler = Callable[[StoredEvent, Connection], Outcome | None]
 
 
 class GenericConfig(SourceConfig):
+    secret_fields = ("secret",)
     scheme: Literal["standard", "hmac", "token"] = "standard"
     secret: str
     header: str | None = None  # hmac: signature header; token: token header
     prefix: str = ""  # hmac: e.g. "sha256="
     encoding: Literal["hex", "base64"] = "hex"
-    id_header: str | None = None  # a header carrying the sender's delivery id
+    # A header carrying the sender's delivery id, the dedup key (token scheme only: no HMAC of
+    # the body covers a header, so under `hmac` anyone replaying a signed body with a new id
+    # would make a new event; Standard Webhooks signs its own `webhook-id`).
+    id_header: str | None = None
     event_type_field: str = "type"
     tolerance_seconds: int = 300
     handler: str | None = None  # "package.module:function", run inside the worker's transaction
+
+    @model_validator(mode="after")
+    def _id_header_is_signed(self) -> GenericConfig:
+        if self.id_header and self.scheme != "token":
+            raise ValueError(
+                f"id_header is unsigned under scheme {self.scheme!r}: remove it (the dedup key"
+                " is then the body's hash, or Standard Webhooks' signed webhook-id)"
+            )
+        return self
 
 
 def load_handler(dotted: str) -> Handler:
@@ -59,15 +73,21 @@ class GenericAdapter(Adapter):
         c = self.config
         setting = f"secret of source {c.name!r}"
         if c.scheme == "standard":
-            return [StandardWebhooks(c.secret, setting, c.tolerance_seconds)]
+            return [StandardWebhooks(c.secrets("secret"), setting, c.tolerance_seconds)]
         if c.scheme == "hmac":
             return [
                 HmacHeader(
-                    c.secret, (c.header or "x-signature").lower(), c.prefix, c.encoding, setting
+                    c.secrets("secret"),
+                    (c.header or "x-signature").lower(),
+                    c.prefix,
+                    c.encoding,
+                    setting,
                 )
             ]
         return [
-            SharedToken(c.secret, header=(c.header or "x-webhook-token").lower(), setting=setting)
+            SharedToken(
+                c.secrets("secret"), header=(c.header or "x-webhook-token").lower(), setting=setting
+            )
         ]
 
     def parse(self, request: WebhookRequest) -> list[ParsedEvent]:

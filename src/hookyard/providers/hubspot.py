@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import Connection
 
@@ -23,8 +24,11 @@ from hookyard.providers.verify import HubSpotSignature
 
 
 class HubSpotConfig(SourceConfig):
+    secret_fields = ("client_secret",)
     client_secret: str
-    signature_versions: tuple[str, ...] = ("v3", "v2", "v1")
+    # v3 only: HubSpot signs every request with it. v1 and v2 carry no timestamp, so a
+    # captured request could be sent again for ever; allow them only for an old app.
+    signature_versions: tuple[Literal["v3", "v2", "v1"], ...] = ("v3",)
     max_age_seconds: int = 300
 
 
@@ -36,6 +40,7 @@ def _millis(value: object) -> datetime | None:
 
 class HubSpotAdapter(Adapter):
     provider = "hubspot"
+    max_events = 100  # HubSpot sends at most 100 events in one request
     config_model = HubSpotConfig
     config: HubSpotConfig
 
@@ -43,7 +48,7 @@ class HubSpotAdapter(Adapter):
         c = self.config
         return [
             HubSpotSignature(
-                c.client_secret,
+                c.secrets("client_secret"),
                 c.signature_versions,
                 c.max_age_seconds,
                 setting=f"client_secret of source {c.name!r}",

@@ -27,17 +27,20 @@ from hookyard.providers.verify import MetaSignature
 
 
 class MetaConfig(SourceConfig):
+    secret_fields = ("app_secret",)
     app_secret: str
     verify_token: str
 
 
 class MetaAdapter(Adapter):
     provider = "meta"
+    max_events = 1000  # changes of one request (entry[].changes[]); more are refused
     config_model = MetaConfig
     config: MetaConfig
 
     def build_verifiers(self) -> Sequence[Verifier]:
-        return [MetaSignature(self.config.app_secret, f"app_secret of source {self.config.name!r}")]
+        c = self.config
+        return [MetaSignature(c.secrets("app_secret"), f"app_secret of source {c.name!r}")]
 
     def handshake(self, request: WebhookRequest) -> PlainResponse | None:
         token = self.config.verify_token

@@ -26,6 +26,7 @@ from hookyard.providers.verify import IpAllowList, SharedToken
 
 
 class TCRConfig(SourceConfig):
+    secret_fields = ("token",)
     # None: TCR does not sign, and no token is asked. A configured but empty token is a
     # mistake (an unset variable) and disables the source instead of opening it.
     token: str | None = None
@@ -43,7 +44,7 @@ class TCRAdapter(Adapter):
         if c.token is not None:
             stack.append(
                 SharedToken(
-                    c.token,
+                    c.secrets("token"),
                     basic_auth=True,
                     query_param="token",
                     setting=f"token of source {c.name!r}",

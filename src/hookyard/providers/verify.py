@@ -1,7 +1,10 @@
 """Stackable request verifiers. Each names what it checks and, on failure, what to fix.
 
-An empty configured secret never verifies anything: the source is treated as disabled,
-because an empty HMAC key or token would accept whatever an attacker sends.
+Each takes the source's secrets, newest first: while a secret is rotated, a request signed
+with the old one still passes (`client_secret = ["new", "old"]`). Every comparison is in
+constant time. An empty configured secret never verifies anything: with no other secret, the
+source is treated as disabled, because an empty HMAC key or token would accept whatever an
+attacker sends.
 """
 
 from __future__ import annotations
@@ -21,6 +24,25 @@ def _disabled(setting: str) -> str:
     return f"source is disabled: its secret is empty (set {setting})"
 
 
+Secrets = str | Sequence[str]  # one secret, or several newest first (a rotation)
+
+
+def _usable(secrets: Secrets) -> list[str]:
+    """The secrets that can verify something (an empty one never does)."""
+    if isinstance(secrets, str):
+        secrets = (secrets,)
+    return [secret for secret in secrets if secret]
+
+
+def _matches(sent: str, expected: Sequence[str]) -> bool:
+    # Every candidate is compared (in constant time each), so the time taken says nothing
+    # about which secret, if any, signed the request.
+    found = False
+    for value in expected:
+        found |= signing.constant_time_equal(sent, value)
+    return found
+
+
 def _parse_timestamp(raw: str, *, milliseconds: bool) -> float | None:
     # ASCII digits only (str.isdigit() also takes "¹"), and few enough to be a time.
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 16):
@@ -33,19 +55,22 @@ def _parse_timestamp(raw: str, *, milliseconds: bool) -> float | None:
 class StandardWebhooks:
     """`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> …` (Standard Webhooks)."""
 
-    secret: str
+    secrets: Secrets
     setting: str = "secret"
     tolerance_seconds: int = 300
     clock: Callable[[], float] = time.time
+    secret_headers: tuple[str, ...] = ("webhook-signature",)
 
     def verify(self, request: WebhookRequest) -> str | None:
-        if not self.secret:
-            return _disabled(self.setting)
-        try:
-            key = signing.standard_webhooks_key(self.secret)
-        except (binascii.Error, ValueError):
-            return f"source secret is not a valid whsec_ base64 key (fix {self.setting})"
-        if not key:  # "whsec_" alone (an unset variable after it) is an empty key
+        keys = []
+        for secret in _usable(self.secrets):
+            try:
+                key = signing.standard_webhooks_key(secret)
+            except (binascii.Error, ValueError):
+                return f"source secret is not a valid whsec_ base64 key (fix {self.setting})"
+            if key:  # "whsec_" alone (an unset variable after it) is an empty key
+                keys.append(key)
+        if not keys:
             return _disabled(self.setting)
         msg_id = request.headers.get("webhook-id")
         timestamp = request.headers.get("webhook-timestamp")
@@ -58,10 +83,10 @@ class StandardWebhooks:
         if abs(self.clock() - sent_at) > self.tolerance_seconds:
             return "webhook-timestamp outside the tolerance window"
         signed = f"{msg_id}.{timestamp}.".encode() + request.body
-        expected = base64.b64encode(signing.hmac_sha256(key, signed)).decode()
+        expected = [base64.b64encode(signing.hmac_sha256(k, signed)).decode() for k in keys]
         for candidate in signatures.split():
             version, _, value = candidate.partition(",")
-            if version == "v1" and signing.constant_time_equal(value, expected):
+            if version == "v1" and _matches(value, expected):
                 return None
         return "webhook-signature does not match"
 
@@ -70,23 +95,32 @@ class StandardWebhooks:
 class HmacHeader:
     """A hex or base64 HMAC-SHA256 of the raw body in one header, with an optional prefix."""
 
-    secret: str
+    secrets: Secrets
     header: str = "x-signature"
     prefix: str = ""
     encoding: str = "hex"
     setting: str = "secret"
 
+    @property
+    def secret_headers(self) -> tuple[str, ...]:
+        return (self.header,)
+
     def verify(self, request: WebhookRequest) -> str | None:
-        if not self.secret:
+        secrets = _usable(self.secrets)
+        if not secrets:
             return _disabled(self.setting)
         sent = request.headers.get(self.header)
         if not sent:
             return f"missing {self.header} header"
         if self.prefix and not sent.startswith(self.prefix):
             return f"{self.header} must start with {self.prefix!r}"
-        digest = signing.hmac_sha256(self.secret.encode(), request.body)
-        expected = digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode()
-        if not signing.constant_time_equal(sent[len(self.prefix) :], expected):
+        expected = []
+        for secret in secrets:
+            digest = signing.hmac_sha256(secret.encode(), request.body)
+            expected.append(
+                digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode()
+            )
+        if not _matches(sent[len(self.prefix) :], expected):
             return f"{self.header} does not match"
         return None
 
@@ -95,17 +129,23 @@ class HmacHeader:
 class SharedToken:
     """A shared secret in a header, a basic-auth password or a `?token=` query parameter."""
 
-    token: str
+    tokens: Secrets
     header: str | None = None
     basic_auth: bool = False
     query_param: str | None = None
     setting: str = "token"
 
+    @property
+    def secret_headers(self) -> tuple[str, ...]:
+        # `authorization` and the query string are never stored anyway (ingress/app.py).
+        return (self.header,) if self.header else ()
+
     def verify(self, request: WebhookRequest) -> str | None:
-        if not self.token:
+        tokens = _usable(self.tokens)
+        if not tokens:
             return _disabled(self.setting)
         for candidate in self._candidates(request):
-            if signing.constant_time_equal(candidate, self.token):
+            if _matches(candidate, tokens):
                 return None
         places = [
             p
@@ -138,16 +178,19 @@ class SharedToken:
 
 @dataclass(frozen=True, slots=True)
 class HubSpotSignature:
-    """HubSpot v3 (HMAC, 5-minute window), or the older v2/v1 when allowed."""
+    """HubSpot v3 (HMAC, 5-minute window); the older v2/v1, which carry no time and so can be
+    replayed for ever, only where the source allows them."""
 
-    secret: str
-    versions: Sequence[str] = ("v3", "v2", "v1")
+    secrets: Secrets
+    versions: Sequence[str] = ("v3",)
     max_age_seconds: int = 300
     setting: str = "client_secret"
     clock: Callable[[], float] = time.time
+    secret_headers: tuple[str, ...] = ("x-hubspot-signature-v3", "x-hubspot-signature")
 
     def verify(self, request: WebhookRequest) -> str | None:
-        if not self.secret:
+        secrets = _usable(self.secrets)
+        if not secrets:
             return _disabled(self.setting)
         headers = request.headers
         if (v3 := headers.get("x-hubspot-signature-v3")) is not None:
@@ -159,21 +202,28 @@ class HubSpotSignature:
                 return "missing or invalid X-HubSpot-Request-Timestamp"
             if abs(self.clock() - sent_at) > self.max_age_seconds:
                 return "X-HubSpot-Request-Timestamp outside the 5-minute window"
-            expected = signing.hubspot_v3(
-                self.secret, request.method, request.url, request.body, timestamp
-            )
-            return None if signing.constant_time_equal(v3, expected) else "v3 signature mismatch"
+            expected = [
+                signing.hubspot_v3(secret, request.method, request.url, request.body, timestamp)
+                for secret in secrets
+            ]
+            return None if _matches(v3, expected) else "v3 signature mismatch"
         sent = headers.get("x-hubspot-signature")
         if sent is None:
-            return "missing X-HubSpot-Signature-v3 (or X-HubSpot-Signature) header"
+            return "missing X-HubSpot-Signature-v3 header"
         version = headers.get("x-hubspot-signature-version", "v1").lower()
         if version not in self.versions or version not in ("v1", "v2"):
-            return f"signature version {version!r} is not accepted by this source"
+            return (
+                f"signature version {version!r} is not accepted by this source (HubSpot signs"
+                " every request with v3; allow older ones with signature_versions)"
+            )
         if version == "v2":
-            expected = signing.hubspot_v2(self.secret, request.method, request.url, request.body)
+            expected = [
+                signing.hubspot_v2(secret, request.method, request.url, request.body)
+                for secret in secrets
+            ]
         else:
-            expected = signing.hubspot_v1(self.secret, request.body)
-        if not signing.constant_time_equal(sent, expected):
+            expected = [signing.hubspot_v1(secret, request.body) for secret in secrets]
+        if not _matches(sent, expected):
             return f"{version} signature mismatch"
         return None
 
@@ -182,17 +232,19 @@ class HubSpotSignature:
 class MetaSignature:
     """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>`."""
 
-    app_secret: str
+    app_secrets: Secrets
     setting: str = "app_secret"
+    secret_headers: tuple[str, ...] = ("x-hub-signature-256", "x-hub-signature")
 
     def verify(self, request: WebhookRequest) -> str | None:
-        if not self.app_secret:
+        secrets = _usable(self.app_secrets)
+        if not secrets:
             return _disabled(self.setting)
         sent = request.headers.get("x-hub-signature-256")
         if not sent:
             return "missing X-Hub-Signature-256 header"
-        expected = signing.meta_signature(self.app_secret, request.body)
-        if not signing.constant_time_equal(sent, expected):
+        expected = [signing.meta_signature(secret, request.body) for secret in secrets]
+        if not _matches(sent, expected):
             return "X-Hub-Signature-256 does not match"
         return None
 
@@ -200,6 +252,7 @@ class MetaSignature:
 @dataclass(frozen=True, slots=True)
 class IpAllowList:
     networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    secret_headers: tuple[str, ...] = ()
 
     def verify(self, request: WebhookRequest) -> str | None:
         try:
