@@ -6,6 +6,8 @@ Whatever is posted, no answer is a 500."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookyard.api.middleware import BodyLimit
+from hookyard.app import create_app
 from hookyard.config import Settings
+from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet
+from hookyard.testing.fakes.server import serving
 from tests.people import People
 from tests.support import delivery
 from tests.test_throttle import gateway
@@ -92,6 +97,25 @@ def test_the_limits_are_settings_and_webhooks_keep_their_own(
         assert len(d.body) > 100
         answer = client.post("/webhooks/in/demo", content=d.body, headers=d.headers)
         assert answer.status_code == 200, answer.text
+
+
+def test_a_stalled_body_is_cut_off_by_the_api_deadline(settings: Settings) -> None:
+    runtime = Runtime.build(settings.model_copy(update={"api_timeout_seconds": 1.0}))
+    try:
+        with serving(create_app(runtime, run_workers=False)) as base:
+            host, port = base.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as conn:
+                started = time.monotonic()
+                conn.sendall(
+                    b"POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                )  # and never the rest
+                answer = conn.recv(4096)
+                waited = time.monotonic() - started
+    finally:
+        runtime.close()
+    assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in answer.lower()
+    assert 0.9 < waited < 5
 
 
 # -- the middleware on its own --------------------------------------------------------------
