@@ -111,6 +111,7 @@ token = "{SECRETS["tcr"]}"
 name = "tcr-open"
 provider = "tcr"
 path = "/webhooks/tcr/campaigns"
+allow_unauthenticated = true
 """
 
 ROOT = Path(__file__).resolve().parent.parent

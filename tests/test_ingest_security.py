@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -26,9 +28,10 @@ from hookyard.ingress.app import Ingress
 from hookyard.providers import signing
 from hookyard.providers.base import FUTURE_TOLERANCE, WebhookRequest
 from hookyard.runtime import Runtime
-from hookyard.sources import SourcesError, build_source, load_sources_file
+from hookyard.sources import SourcesError, build_source, load_sources_file, read_env_file
 from hookyard.testing import simulate
-from tests.conftest import SECRETS, SOURCES_TOML
+from tests.conftest import SECRETS, SOURCES_TOML, process_env
+from tests.support import start_server
 
 FAR = datetime(9999, 12, 31, tzinfo=UTC)
 EXTRA_SOURCES = f"""
@@ -327,3 +330,45 @@ def test_a_body_that_stalls_is_cut_off_at_the_deadline(runtime: Runtime, tmp_pat
     assert answered[0]["status"] == 408 and took < 2.0
     assert b"did not arrive within" in answered[1]["body"]
     assert stored(runtime) == 0
+
+
+# -- against a running gateway -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_fresh_quick_start_refuses_tcr_without_its_token_and_cuts_a_stalled_body(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # The demo sources, as `scripts/serve` runs them (no sources file).
+    env = process_env(settings, HOOKYARD_BODY_TIMEOUT_SECONDS=1)
+    del env["HOOKYARD_SOURCES"]
+    env["HOOKYARD_DEMO_SECRETS_FILE"] = str(tmp_path / "fresh-secrets.env")
+    server, base = start_server(env, tmp_path / "serve.log")
+    try:
+        assert "HOOKYARD_TCR_TOKEN" in server.output()  # printed: how to send it
+        token = read_env_file(tmp_path / "fresh-secrets.env")["HOOKYARD_TCR_TOKEN"]
+        payload = simulate.tcr_payload("BRAND_IDENTITY_STATUS_UPDATE", brand_id="BFRESH1")
+        url = base + "/webhooks/tcr/brands"
+        anonymous = httpx.post(url, json=payload, timeout=10)
+        assert anonymous.status_code == 401 and "token" in anonymous.json()["error"]
+        assert httpx.post(url, params={"token": token}, json=payload, timeout=10).status_code == 200
+        basic = httpx.post(url, auth=("tcr", token), json=payload | {"n": 2}, timeout=10)
+        assert basic.status_code == 200
+
+        # A sender that stops half-way through its body is answered 408 at the deadline.
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                b"POST /webhooks/tcr/brands HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b'\r\nContent-Length: 100\r\n\r\n{"eventType": '
+            )
+            started = time.monotonic()
+            answer = conn.recv(4096)
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1" in answer
+        assert 0.5 < took < 5.0
+    except BaseException:
+        print(server.output()[-3000:])
+        raise
+    finally:
+        server.stop()

@@ -61,12 +61,14 @@ SOURCES = f"""
 name = "tcr-acme"
 provider = "tcr"
 path = "/webhooks/tcr/brands"
+allow_unauthenticated = true
 tenant = "acme"
 
 [[source]]
 name = "tcr-globex"
 provider = "tcr"
 path = "/webhooks/tcr/campaigns"
+allow_unauthenticated = true
 tenant = "globex"
 
 [[source]]

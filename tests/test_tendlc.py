@@ -33,18 +33,21 @@ TCR_SOURCES = """
 name = "tcr-acme"
 provider = "tcr"
 path = "/webhooks/tcr/brands"
+allow_unauthenticated = true
 tenant = "acme"
 
 [[source]]
 name = "tcr-globex"
 provider = "tcr"
 path = "/webhooks/tcr/campaigns"
+allow_unauthenticated = true
 tenant = "globex"
 
 [[source]]
 name = "tcr-shared"
 provider = "tcr"
 path = "/webhooks/tcr/vetting"
+allow_unauthenticated = true
 """
 
 

@@ -241,5 +241,6 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         committer,
         Deadline(api, runtime.settings.api_timeout_seconds),
         max_body_bytes=runtime.settings.max_body_bytes,
+        body_timeout_seconds=runtime.settings.body_timeout_seconds,
         trust_proxy_headers=runtime.settings.trust_proxy_headers,
     )

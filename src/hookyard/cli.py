@@ -75,6 +75,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for source in sources.sources:
         print(f"  {source.config.provider:8} {source.path}  ({source.name})")
+    tcr = [s for s in sources.sources if s.config.provider == "tcr" and s.adapter.verifiers]
+    if tcr and settings.sources is None:
+        print(
+            "  TCR signs nothing: its requests carry HOOKYARD_TCR_TOKEN, as TCR is subscribed"
+            f" ({url}{tcr[0].path}?token=<HOOKYARD_TCR_TOKEN>, or a basic-auth password)"
+        )
     print(
         f"dashboard on {url}/ui/ (log in with HOOKYARD_ADMIN_TOKEN, or as a user with a password)"
     )

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
 
     # Ingress.
     max_body_bytes: int = 1024 * 1024
+    body_timeout_seconds: float = Field(default=15.0, gt=0)  # a webhook body slower: 408
     trust_proxy_headers: bool = False
     accept_timeout_seconds: float = 10.0
     api_timeout_seconds: float = 10.0  # management API, /ready, /metrics

@@ -57,7 +57,14 @@ def build_source(raw: Mapping[str, Any]) -> Source:
         raise SourcesError(f"source {raw.get('name')!r}: {exc}") from None
     if not config.path.startswith("/"):
         raise SourcesError(f"source {config.name!r}: path must start with '/'")
-    return Source(config, adapter_cls(config))
+    source = Source(config, adapter_cls(config))
+    if not source.adapter.verifiers and not config.allow_unauthenticated:
+        raise SourcesError(
+            f"source {config.name!r} would accept anyone's requests: give it a token"
+            " (TCR: `token`, sent as ?token= or a basic-auth password) or `allowed_ips`,"
+            " or say `allow_unauthenticated = true`"
+        )
+    return source
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ DEMO_SECRETS: tuple[tuple[str, str, str], ...] = (
     ("meta_verify_token", "HOOKYARD_META_VERIFY_TOKEN", "token"),
     ("c2s_webhook_token", "HOOKYARD_C2S_WEBHOOK_TOKEN", "token"),
     ("generic_secret", "HOOKYARD_GENERIC_SECRET", "whsec"),
+    # TCR signs nothing: a token in the subscribed URL is what authenticates it.
+    ("tcr_token", "HOOKYARD_TCR_TOKEN", "token"),
     ("admin_token", "HOOKYARD_ADMIN_TOKEN", "token"),
     ("session_secret", "HOOKYARD_SESSION_SECRET", "token"),
 )
@@ -207,7 +216,7 @@ def load_sources(settings: Settings, *, create_secrets: bool = True) -> SourceSe
     if settings.sources is not None:
         return load_sources_file(settings.sources)
     values, generated = demo_secrets(settings, create=create_secrets)
-    entries = demo_source_entries(values, settings.tcr_token)
+    entries = demo_source_entries(values, values.get("HOOKYARD_TCR_TOKEN"))
     return SourceSet(tuple(build_source(e) for e in entries), generated)
 
 

@@ -90,6 +90,9 @@ class Ingress:
         trust_proxy_headers: bool = False,
     ) -> None:
         self.routes = {s.path: s for s in sources}
+        for source in sources:
+            if not source.adapter.verifiers:  # the sources file said so: allow_unauthenticated
+                log.warning("source_unauthenticated", source=source.name, path=source.path)
         # Labelled metric children, looked up once per source rather than per request.
         self._received = {s.name: RECEIVED.labels(s.name) for s in sources}
         self._accepted = {s.name: ACCEPTED.labels(s.name) for s in sources}

@@ -161,6 +161,9 @@ class SourceConfig(BaseModel):
     path: str
     tenant: str | None = None
     description: str = ""
+    # A source with no verifier (a TCR source without a token or an IP allow-list) accepts
+    # anyone's requests: refused at start-up unless said here, on purpose.
+    allow_unauthenticated: bool = False
     # Most events one request may carry (None: the provider's own bound, `Adapter.max_events`);
     # more are refused with 413 and nothing is stored.
     max_events_per_request: int | None = Field(default=None, ge=1, le=10_000)
