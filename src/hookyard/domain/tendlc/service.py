@@ -196,9 +196,9 @@ class _Rows:
 
     def read(
         self, keys: Iterable[Any], new: Mapping[Any, Row], *, locked: Iterable[Any] = ()
-    ) -> None:
+    ) -> set[Any]:
         """Read the rows of `keys` (those of `locked` keys locked), then insert the missing
-        ones `new` has values for, in one statement (`ahead`)."""
+        ones `new` has values for, in one statement (`ahead`); the keys inserted."""
         lock = set(locked)
         wanted = set(keys)
         self.seen |= self.batch.rows(self.table, self.column, wanted & lock, lock=True)
@@ -211,6 +211,8 @@ class _Rows:
             raced = missing.keys() - created.keys()
             self.ahead |= self.batch.rows(self.table, self.column, raced & lock, lock=True)
             self.ahead |= self.batch.rows(self.table, self.column, raced - lock)
+            return set(created)
+        return set()
 
     def get(self, key: Any) -> Row | None:
         """The row, if it exists at this point of the batch."""
@@ -283,12 +285,13 @@ class _State:
         brand_ids.discard(None)
         state.brands.read(brand_ids, plan.brands, locked=plan.locked_brands)
         # After the brands: a new campaign names its brand (a foreign key).
-        state.campaigns.read((), plan.campaigns, locked=plan.campaigns)
+        created = state.campaigns.read((), plan.campaigns, locked=plan.campaigns)
         carried = {item.campaign_id for item in todo if item.kind.action is Action.CARRIER}
         carried.discard(None)
         # Every carrier of these campaigns (the campaign's status sums them up), locked:
-        # each writer of a carrier row holds its campaign's lock already.
-        for row in batch.select(campaign_carriers, "campaign_id", carried, lock=True):
+        # each writer of a carrier row holds its campaign's lock already. A campaign this
+        # batch inserted has none (no one can add one before this transaction commits).
+        for row in batch.select(campaign_carriers, "campaign_id", carried - created, lock=True):
             state.carriers_of.setdefault(row["campaign_id"], {})[row["mno_id"]] = row
         state.vettings.read(plan.vettings, plan.vettings, locked=plan.vettings)
         return state
@@ -391,6 +394,7 @@ class _State:
             values["status"] = kind.status
         previous = row["status"]
         new = values.get("status")
+        # Before the row changes: the e-mail reads the brand's name as the event found it.
         if new in VERIFIED_BRAND and previous not in VERIFIED_BRAND:
             self.notify(
                 item,
