@@ -205,8 +205,21 @@ def test_a_brand_keeps_its_owner(engine: Engine) -> None:
     assert brand(engine)["tenant"] is None  # a source without a tenant: not owned yet
     run(engine, identity(timestamp=at(2)), tenant="acme")
     assert brand(engine)["tenant"] == "acme"  # adopted by the first tenant's source
-    assert run(engine, identity("UNVERIFIED", timestamp=at(3)), tenant="globex") == Outcome.DONE
-    assert brand(engine)["tenant"] == "acme"  # never handed to another tenant
+    before = brand(engine)
+    # Another tenant's source naming acme's brand changes nothing: the event is ignored.
+    assert run(engine, identity("UNVERIFIED", timestamp=at(3)), tenant="globex") == Outcome.IGNORED
+    assert brand(engine) == before and before["tenant"] == "acme"
+
+
+def test_another_tenants_campaign_is_never_changed(engine: Engine) -> None:
+    assert run(engine, approved(timestamp=at(1)), tenant="acme") == Outcome.DONE
+    owned, statuses = campaign(engine), carriers(engine)
+    rejected = approved(timestamp=at(2), mnoStatuses={"10035": "REJECTED"})
+    assert run(engine, rejected, tenant="globex") == Outcome.IGNORED
+    # Naming only the campaign (share events carry no brand) is caught through its brand.
+    shared = {k: v for k, v in rejected.items() if k != "brandId"}
+    assert run(engine, shared | {"timestamp": at(3)}, tenant="globex") == Outcome.IGNORED
+    assert campaign(engine) == owned and carriers(engine) == statuses
 
 
 @pytest.mark.parametrize(
@@ -504,8 +517,10 @@ def test_an_event_belongs_to_the_tenant_that_owns_its_brand(tenant_runtime: Runt
     unknown = _enqueue(rt, "tcr-shared", identity(brandId="BNOBODY", timestamp=at(3)))
     assert rt.make_worker().drain() == 4
     tenants = {i: (rt.store.get(i) or {}).get("tenant") for i in (owned, shared, foreign, unknown)}
-    assert tenants == {owned: "acme", shared: "acme", foreign: "acme", unknown: None}
-    assert brand(rt.engine)["tenant"] == "acme"
+    # globex's source naming acme's brand changed nothing and stays globex's own event.
+    assert tenants == {owned: "acme", shared: "acme", foreign: "globex", unknown: None}
+    assert (rt.store.get(foreign) or {}).get("status") == "ignored"
+    assert brand(rt.engine)["tenant"] == "acme" and brand(rt.engine)["status"] == "VERIFIED"
 
 
 def test_a_replayed_event_applies_again_idempotently(tenant_runtime: Runtime) -> None:

@@ -158,7 +158,22 @@ def apply_batch(
         todo.append(_Event.of(event, kind))
     if not todo:
         return outcomes
-    state = _State.read(Batch(tx), todo, default_tenant, datetime.now(UTC))
+    batch = Batch(tx)
+    foreign = _of_other_tenants(batch, todo, default_tenant)
+    for item in foreign:
+        # A source of one tenant never changes another tenant's brands or campaigns (as for
+        # CRM customers and WhatsApp templates): the event is kept, ignored.
+        log.warning(
+            "tcr_tenant_mismatch",
+            event_id=item.event.id,
+            source=item.event.source,
+            entity=item.event.entity_key,
+        )
+        outcomes[item.event.id] = Outcome.IGNORED
+    todo = [item for item in todo if item not in foreign]
+    if not todo:
+        return outcomes
+    state = _State.read(batch, todo, default_tenant, datetime.now(UTC))
     for item in todo:
         outcome = _ACTIONS[item.kind.action](state, item)
         attribute_event(state.batch, item.event, state.owner(item))
@@ -172,6 +187,29 @@ def apply_batch(
             )
     state.finish()
     return outcomes
+
+
+def _of_other_tenants(
+    batch: Batch, todo: Sequence[_Event], default_tenant: str | None
+) -> list[_Event]:
+    """The events whose brand (named, or their campaign's) another tenant than the receiving
+    source's owns. Read before the batch plans anything: within one source's batch ownership
+    only goes from nobody to that source's tenant, which changes no answer here."""
+    known = batch.rows(campaigns, "campaign_id", {i.campaign_id for i in todo if i.campaign_id})
+    brand_of = {
+        item.event.id: item.brand_id
+        or (known[item.campaign_id]["brand_id"] if item.campaign_id in known else None)
+        for item in todo
+    }
+    named = {b for b in brand_of.values() if b is not None}
+    owners = {k: row["tenant"] for k, row in batch.rows(brands, "brand_id", named).items()}
+    foreign = []
+    for item in todo:
+        receiver = item.event.tenant or default_tenant
+        owner = owners.get(brand_of[item.event.id])
+        if receiver is not None and owner is not None and owner != receiver:
+            foreign.append(item)
+    return foreign
 
 
 def attribute_event(batch: Batch, event: StoredEvent, owner: str | None) -> None:
@@ -364,18 +402,11 @@ class _State:
     def brand(self, item: _Event, brand_id: str) -> Row:
         """The brand's row (created, owned by the source's tenant, when unknown)."""
         row = self.brands.create(brand_id, True, _new_brand, item, self.tenant, self.now)
-        if self.tenant is not None and row["tenant"] != self.tenant:
-            if row["tenant"] is None:
-                # A brand first seen through a source without a tenant is adopted by the first
-                # tenant's source that names it; an owned brand never changes hands here.
-                self.set(brands, row, {"tenant": self.tenant})
-            else:
-                log.warning(
-                    "tcr_brand_tenant_mismatch",
-                    event_id=item.event.id,
-                    brand_id=brand_id,
-                    source=item.event.source,
-                )
+        if self.tenant is not None and row["tenant"] is None:
+            # A brand first seen through a source without a tenant is adopted by the first
+            # tenant's source that names it; an owned brand never changes hands (another
+            # tenant's events are ignored before they get here).
+            self.set(brands, row, {"tenant": self.tenant})
         return row
 
     def ensure_brand(self, item: _Event, brand_id: str) -> Row:
