@@ -7,7 +7,9 @@ the superadmin's, optionally acting for a tenant (`X-Customer-ID`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 from hookyard.api import identity
 from hookyard.api.identity import Role
 from hookyard.app import create_app
+from hookyard.config import Settings
 from hookyard.runtime import Runtime
 
 # Cheap argon2id parameters for the tests' many users (the stored hashes are still argon2id;
@@ -71,3 +74,16 @@ def people(runtime: Runtime) -> People:
 def api(runtime: Runtime) -> Iterator[TestClient]:
     with TestClient(create_app(runtime, run_workers=False)) as client:
         yield client
+
+
+@contextmanager
+def gateway(settings: Settings, **changes: Any) -> Iterator[tuple[TestClient, People]]:
+    """A gateway with these settings changed (`trust_proxy_headers=True`, …), and its
+    people, for a test of what a setting changes."""
+    runtime = Runtime.build(settings.model_copy(update=changes))
+    try:
+        people = make_people(runtime)
+        with TestClient(create_app(runtime, run_workers=False)) as client:
+            yield client, people
+    finally:
+        runtime.close()

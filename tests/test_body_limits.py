@@ -23,9 +23,8 @@ from hookyard.config import Settings
 from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet
 from hookyard.testing.fakes.server import serving
-from tests.people import People
+from tests.people import People, gateway
 from tests.support import delivery
-from tests.test_throttle import gateway
 from tests.web_support import HTML, login
 
 MIB = 1024 * 1024

@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from hookyard.config import Settings
 from hookyard.proxy import client_address, is_https
-from tests.people import PASSWORD, People
-from tests.test_throttle import gateway
+from tests.people import PASSWORD, People, gateway
 from tests.web_support import HTML
 
 PEER = ("192.0.2.10", 40000)

@@ -9,8 +9,7 @@ from fastapi.testclient import TestClient
 
 from hookyard.config import Settings
 from tests.conftest import SECRETS
-from tests.people import People
-from tests.test_throttle import gateway
+from tests.people import People, gateway
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from hookyard.config import Settings
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.server import serving
 from tests.conftest import SECRETS, process_env
-from tests.people import PASSWORD, People, make_people
+from tests.people import PASSWORD, People, gateway
 from tests.support import start_server
 from tests.web_support import HTML
 
@@ -44,18 +42,6 @@ def sample(name: str, **labels: str) -> float:
 def from_address(address: str) -> dict[str, str]:
     """A request relayed by the trusted proxy for `address` (trust_proxy_headers on)."""
     return {"X-Forwarded-For": f"198.51.100.250, {address}"}
-
-
-@contextmanager
-def gateway(settings: Settings, **changes: Any) -> Iterator[tuple[TestClient, People]]:
-    """A gateway with these settings changed, and its people."""
-    runtime = Runtime.build(settings.model_copy(update=changes))
-    try:
-        people = make_people(runtime)
-        with TestClient(create_app(runtime, run_workers=False)) as client:
-            yield client, people
-    finally:
-        runtime.close()
 
 
 # -- the counters ---------------------------------------------------------------------------
@@ -287,12 +273,12 @@ def parallel_logins(base: str, bodies: list[dict[str, str]], headers: list[dict[
 def test_40_parallel_wrong_logins_run_4_password_checks_at_once(
     runtime: Runtime, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hasher = SlowHasher(0.3)
+    hasher = SlowHasher(0.2)
     monkeypatch.setattr(identity, "_hasher", hasher)
     app = create_app(runtime, run_workers=False)
     with serving(app) as base:
         # Forty addresses (uvicorn takes X-Forwarded-For from 127.0.0.1), forty e-mails:
-        # no throttle applies, only the gate. 4 slots of 0.3 s in a 5 s wait: room for ~64.
+        # no throttle applies, only the gate. 4 slots of 0.2 s in a 5 s wait: room for ~100.
         bodies = [{"email": f"user{n}@example.com", "password": "x"} for n in range(40)]
         headers = [{"X-Forwarded-For": f"203.0.113.{n}"} for n in range(40)]
         answers = parallel_logins(base, bodies, headers)
@@ -303,7 +289,7 @@ def test_40_parallel_wrong_logins_run_4_password_checks_at_once(
 def test_a_login_that_gets_no_turn_in_time_is_503_and_not_counted(
     runtime: Runtime, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hasher = SlowHasher(1.0)
+    hasher = SlowHasher(2.0)  # far longer than the wait: whoever arrives late still waits
     monkeypatch.setattr(identity, "_hasher", hasher)
     runtime.settings.login_wait_seconds = 0.3
     busy = sample("hookyard_logins_busy_total")

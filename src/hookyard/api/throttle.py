@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,7 +52,7 @@ from hookyard.config import Settings
 from hookyard.logs import log
 from hookyard.proxy import client_address
 
-MAX_KEYS = 20_000  # per counter: a few MiB at most, however many addresses or e-mails
+MAX_KEYS = 20_000  # per counter: ~12 MB at most (limit 10), however many addresses or e-mails
 
 FAILURES = Counter("hookyard_auth_failures_total", "Credentials refused (401), by kind", ["kind"])
 THROTTLED = Counter(
@@ -97,7 +97,8 @@ class FailureCounter:
         self.window = window
         self.max_keys = max_keys
         self.clock = clock
-        self._times: OrderedDict[str, deque[float]] = OrderedDict()
+        # Per key, its newest `limit` times, oldest first (a list: a third of a deque's size).
+        self._times: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def wait(self, key: str) -> float:
@@ -118,12 +119,14 @@ class FailureCounter:
             now = self.clock()
             times = self._times.get(key)
             if times is None:
-                times = self._times[key] = deque(maxlen=self.limit)
+                times = self._times[key] = []
                 while len(self._times) > self.max_keys:
                     self._times.popitem(last=False)
             else:
                 self._times.move_to_end(key)
             times.append(now)
+            if len(times) > self.limit:
+                del times[0]
             return now
 
     def take_back(self, key: str, at: float) -> None:
