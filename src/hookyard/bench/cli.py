@@ -120,6 +120,13 @@ def _csv(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _setting(value: str) -> tuple[str, str]:
+    name, sep, setting = value.partition("=")
+    if not sep or not name.startswith("HOOKYARD_") or not name[9:].replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOOKYARD_NAME=VALUE")
+    return name, setting
+
+
 def _mix(value: str) -> Any:
     from hookyard.bench.workload import Mix
 
@@ -267,6 +274,7 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
         drain_threads=args.drain_threads,
         drain_timeout=args.drain_timeout,
         max_requests=args.max_requests,
+        settings=dict(args.setting),
     )
     load = WrkLoad(wrk, args.connections, args.threads)
     ctx = sc.Context(
@@ -284,7 +292,8 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
         f"hookyard bench: {info['cpus']} CPUs, load {info['load_average'][0]:.2f}; "
         f"wrk {load.threads} thread(s), {load.connections} connections, "
         f"{options.duration}s per run (+{options.warmup}s warm-up); mix {options.mix}; "
-        f"{args.repeat} round(s); logs in {workdir}",
+        + (f"settings {options.settings}; " if options.settings else "")
+        + f"{args.repeat} round(s); logs in {workdir}",
         flush=True,
     )
     if ctx.hubspot_max_age != 300:
@@ -396,6 +405,7 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
                 "drain_threads": options.drain_threads,
                 "drain_timeout_s": options.drain_timeout,
                 "max_requests": options.max_requests,
+                "settings": options.settings,
                 "backends": backends,
                 "scenarios": chosen,
                 "serve_has_workers_option": supervised,
@@ -478,6 +488,15 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=_positive,
         default=300_000,
         help="most requests made for one wrk run of the realistic workload (300000)",
+    )
+    p.add_argument(
+        "--setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="HOOKYARD_NAME=VALUE",
+        help="a setting for every hookyard server and worker measured (repeatable), e.g."
+        " HOOKYARD_CLAIM_BATCH_SIZE=50",
     )
     p.add_argument("--output", type=Path, help="write the results as JSON to this file")
     p.add_argument(

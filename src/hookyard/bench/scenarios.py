@@ -81,6 +81,9 @@ class Options:
     drain_threads: int  # worker threads of each `hookyard worker` draining
     drain_timeout: float
     max_requests: int
+    # HOOKYARD_* settings given to every hookyard server and worker (`--setting`), e.g. to
+    # measure a claim size: {"HOOKYARD_CLAIM_BATCH_SIZE": "50"}.
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +135,7 @@ class Context:
 
     def server_env(self, url: str, sources: Path) -> dict[str, str]:
         return clean_env(
+            **self.options.settings,
             HOOKYARD_DATABASE_URL=url,
             HOOKYARD_SOURCES=str(sources),
             HOOKYARD_DEMO_SECRETS_FILE=str(self.workdir / "demo-secrets.env"),
