@@ -83,10 +83,34 @@ def test_each_sqlite_database_has_its_own_short_directory(tmp_path: Path) -> Non
     assert LocalBus.for_sqlite_url("sqlite:///:memory:") is None
 
 
+def test_live_changes_are_made_only_while_a_process_wants_them(directory: Path) -> None:
+    sender, receiver = LocalBus(directory), LocalBus(directory)
+    try:
+        got = collector(receiver, LIVE_CHANNEL)
+        change = Change(ChangeKind.LEAD, 1, "acme", "open")
+        send_changes(sender, [change])  # nobody has a socket to tell: nothing is encoded
+        assert not sender.wanted(LIVE_CHANNEL)
+        receiver.want(LIVE_CHANNEL, True)
+        sender._listed_at = 0.0  # the next send lists again (normally within half a second)
+        send_changes(sender, [change])
+        wait_for(lambda: got == [change.encode().encode()], 5)
+        receiver.want(LIVE_CHANNEL, False)
+        sender._listed_at = 0.0
+        assert not sender.wanted(LIVE_CHANNEL)
+    finally:
+        sender.close()
+        receiver.close()
+    # A process that was killed leaves its marker; the next listing forgets it.
+    (directory / "424242-dead.live").touch()
+    assert not LocalBus(directory).wanted(LIVE_CHANNEL)
+    assert not (directory / "424242-dead.live").exists()
+
+
 def test_live_changes_cross_in_datagrams_of_bounded_size(directory: Path) -> None:
     sender, receiver = LocalBus(directory), LocalBus(directory)
     try:
         got = collector(receiver, LIVE_CHANNEL)
+        receiver.want(LIVE_CHANNEL, True)
         changes = [
             Change(ChangeKind.LEAD, i, "acme", "open", {"note": "x" * 250}) for i in range(600)
         ]

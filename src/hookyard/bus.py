@@ -53,6 +53,7 @@ class LocalBus:
         self._sender.settimeout(_SEND_TIMEOUT)
         self._send_lock = threading.Lock()
         self._peers: list[str] = []
+        self._wants: set[str] = set()  # channels another process wants (marker files)
         self._listed_at = 0.0
         self._own: str | None = None  # our socket's path once we listen
         self._handlers: dict[bytes, list[Handler]] = {}
@@ -115,6 +116,27 @@ class LocalBus:
                     log.warning("bus_handler_failed", channel=channel.decode(errors="replace"),
                                 error=str(exc)[:200])  # fmt: skip
 
+    # -- interest -----------------------------------------------------------------------------
+
+    def want(self, channel: str, wanted: bool) -> None:
+        """Say whether this process wants `channel`'s messages now (a marker file beside its
+        socket): senders whose messages cost something to make ask `wanted` first."""
+        if self._own is None:
+            return
+        marker = Path(f"{self._own[: -len('.sock')]}.{channel}")
+        if wanted:
+            marker.touch(mode=0o600)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+
+    def wanted(self, channel: str) -> bool:
+        """Whether another process wants `channel` (as of the last listing, at most
+        _LISTING_SECONDS old)."""
+        with self._send_lock:
+            self._list_peers()
+            return channel in self._wants
+
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, channel: str, payload: bytes = b"", *, wait: bool = False) -> None:
@@ -151,11 +173,23 @@ class LocalBus:
                 names = os.listdir(self.directory)
             except FileNotFoundError:
                 names = []
+            own_stem = self._own[: -len(".sock")] if self._own else None
+            sockets = {name[: -len(".sock")] for name in names if name.endswith(".sock")}
             self._peers = [
-                str(self.directory / name)
-                for name in sorted(names)
-                if name.endswith(".sock") and str(self.directory / name) != self._own
+                str(self.directory / f"{stem}.sock")
+                for stem in sorted(sockets)
+                if str(self.directory / stem) != own_stem
             ]
+            self._wants = set()
+            for name in names:
+                stem, _, channel = name.rpartition(".")
+                if channel == "sock" or not stem:
+                    continue
+                if stem in sockets and str(self.directory / stem) != own_stem:
+                    self._wants.add(channel)
+                elif stem not in sockets:  # its process is gone
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.directory / name)
             self._listed_at = now
         return self._peers
 
@@ -167,8 +201,13 @@ class LocalBus:
             if sock is not None:
                 sock.close()
         if self._own is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._own)
+            stem = self._own[: -len(".sock")]
+            for path in [
+                self._own,
+                *(str(p) for p in Path(self.directory).glob(f"{Path(stem).name}.*")),
+            ]:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 def _private_directory(path: Path) -> None:

@@ -51,7 +51,11 @@ class LiveFeed:
         else:
             self._detach = attach_local(self.engine, self._committed_here)
             if self.bus is not None:
-                self.bus.listen(LIVE_CHANNEL, self._from_bus)
+                bus = self.bus
+                bus.listen(LIVE_CHANNEL, self._from_bus)
+                # Worker processes encode and send their changes only while some process
+                # has a socket to tell (most of the time, under load, none has).
+                self.hub.on_listening = lambda listening: bus.want(LIVE_CHANNEL, listening)
 
     def _committed_here(self, changes: Sequence[Change]) -> None:
         self.hub.deliver(changes)
@@ -82,7 +86,10 @@ class LiveFeed:
 
 
 def send_changes(bus: LocalBus, changes: Sequence[Change]) -> None:
-    """Committed changes to the other processes of a SQLite database (their hubs)."""
+    """Committed changes to the other processes of a SQLite database whose hubs have sockets
+    to tell (none: nothing is encoded)."""
+    if not bus.wanted(LIVE_CHANNEL):
+        return
     chunk: list[bytes] = []
     size = 0
     for change in changes:

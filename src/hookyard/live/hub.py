@@ -93,6 +93,8 @@ class Hub:
         self.queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Called with True when the first socket subscribes, False when the last one leaves.
+        self.on_listening: Callable[[bool], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -121,10 +123,15 @@ class Hub:
     def subscribe(self, tenant: str | None) -> Subscription:
         subscription = Subscription(tenant, self.queue_size)
         self._subscriptions.add(subscription)
+        if len(self._subscriptions) == 1 and self.on_listening is not None:
+            self.on_listening(True)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            if not self._subscriptions and self.on_listening is not None:
+                self.on_listening(False)
         subscription.end()
 
     @property
