@@ -329,3 +329,25 @@ def test_a_batch_of_distinct_templates_takes_as_many_statements_for_3_as_for_60(
     with engine.connect() as conn:
         assert len(conn.execute(select(alerts)).all()) == 2 * 63
         assert len(conn.execute(select(notifications)).all()) == 63
+
+    # Templates with campaigns, paused (their campaigns with them), then reinstated: the
+    # campaigns are read once for the batch, not once per event.
+    with engine.begin() as tx:
+        ids = dict(tx.execute(select(templates.c.meta_template_id, templates.c.id)).all())
+        for first, count in ((1000, 3), (2000, 60)):
+            for i in range(count):
+                whatsapp.add_campaign(tx, ids[str(first + i)], f"campaign {first + i}")
+
+    def pause_and_reinstate(first: int, count: int) -> int:
+        events = of_templates(first, count, first + 200, status="PAUSED")
+        events += [
+            meta_event(first + 300 + i, str(first + i), status="REINSTATED", minute=2)
+            for i in range(count)
+        ]
+        return statements_for(engine, events)
+
+    assert pause_and_reinstate(1000, 3) == pause_and_reinstate(2000, 60)
+    with engine.connect() as conn:
+        paused = conn.execute(select(campaigns).where(campaigns.c.status == "paused")).all()
+        logged = conn.execute(select(campaign_log)).all()
+    assert len(paused) == 63 and len(logged) == 2 * 63  # paused, then told of the reinstatement

@@ -223,6 +223,7 @@ def apply_batch(
         if not _foreign(account, event.tenant or default_tenant):
             new.setdefault(change.meta_template_id, _new_template(account, change, now))
     by_meta_id = batch.ensure(templates, "meta_template_id", new, lock=True)
+    campaigns_of = _campaigns(batch, fresh, by_meta_id)
     for event, change in changes:
         done = handled.get(event.id)
         if done is not None:
@@ -254,7 +255,7 @@ def apply_batch(
             outcomes[event.id] = Outcome.IGNORED
             continue
         if change.kind is HistoryKind.STATUS:
-            outcome = _apply_status(batch, event, change, template, now)
+            outcome = _apply_status(batch, event, change, template, campaigns_of, now)
         else:
             outcome = _apply_quality(batch, event, change, template, now)
         outcomes[event.id] = outcome
@@ -263,6 +264,31 @@ def apply_batch(
         )
     batch.flush()
     return outcomes
+
+
+def _campaigns(
+    batch: Batch,
+    changes: Sequence[tuple[StoredEvent, TemplateChange]],
+    by_meta_id: Mapping[str, Row],
+) -> dict[int, list[Row]]:
+    """The campaigns of every template a status event may pause or reinstate, by template id,
+    in id order: read (and locked, FOR UPDATE on PostgreSQL, in id order) once for the batch,
+    then kept current in memory as events pause them."""
+    touched = {
+        by_meta_id[change.meta_template_id]["id"]
+        for _, change in changes
+        if change.kind is HistoryKind.STATUS
+        and change.meta_template_id in by_meta_id
+        and (
+            change.value == REINSTATED or STATUS_OF_EVENT.get(change.value, change.value) in PAUSING
+        )
+    }
+    found: dict[int, list[Row]] = {template_id: [] for template_id in touched}
+    if touched:
+        rows = batch.execute(_CAMPAIGNS_OF, {"template_ids": sorted(touched)}).mappings()
+        for row in rows:
+            found[row["template_id"]].append(dict(row))
+    return found
 
 
 def _foreign(account: Row, tenant: str | None) -> bool:
@@ -312,6 +338,7 @@ def _apply_status(
     event: StoredEvent,
     change: TemplateChange,
     template: Row,
+    campaigns_of: Mapping[int, list[Row]],
     now: datetime,
 ) -> Outcome:
     """One status event on its template's row (`template`, kept current in memory for the
@@ -334,10 +361,12 @@ def _apply_status(
     _history(batch, template, event, change, old, new, HistoryOutcome.APPLIED, now)
     paused = 0
     if new != old and new in PAUSING:
-        paused = _pause_campaigns(batch, template, name, event, new, change.reason, now)
+        paused = _pause_campaigns(
+            batch, campaigns_of[template["id"]], template, name, event, new, change.reason, now
+        )
     _live_template(batch, template, event, previous_status=old, campaigns_paused=paused)
     if change.value == REINSTATED:
-        _note_reinstated(batch, template, name, event, now)
+        _note_reinstated(batch, campaigns_of[template["id"]], name, event, now)
     if new != old and (kind := ALERT_ON_STATUS.get(new)) is not None:
         _alert(batch, template, event, kind, change.reason, now)
     if new != old and (news := NOTIFY_ON_STATUS.get(new)) is not None:
@@ -437,29 +466,19 @@ def _history(
     )
 
 
-# The rare paths' statements, built once. Campaigns are locked (FOR UPDATE on PostgreSQL)
-# before they are paused, in id order like every lock of a batch.
-_ACTIVE_CAMPAIGNS = (
-    select(campaigns.c.id)
-    .where(
-        campaigns.c.template_id == bindparam("template_id"),
-        campaigns.c.status == CampaignStatus.ACTIVE.value,
-    )
+# Campaigns are locked (FOR UPDATE on PostgreSQL) before they are paused, in id order like
+# every lock of a batch.
+_CAMPAIGNS_OF = (
+    select(campaigns)
+    .where(campaigns.c.template_id.in_(bindparam("template_ids", expanding=True)))
     .order_by(campaigns.c.id)
     .with_for_update()
-)
-_PAUSED_CAMPAIGNS = (
-    select(campaigns.c.id)
-    .where(
-        campaigns.c.template_id == bindparam("template_id"),
-        campaigns.c.status == CampaignStatus.PAUSED.value,
-    )
-    .order_by(campaigns.c.id)
 )
 
 
 def _pause_campaigns(
     batch: Batch,
+    campaigns_of_template: list[Row],
     template: Row,
     name: str,
     event: StoredEvent,
@@ -469,7 +488,7 @@ def _pause_campaigns(
 ) -> int:
     """Pause the template's active campaigns; how many were paused. `name` is the template's
     name before this event."""
-    active = batch.execute(_ACTIVE_CAMPAIGNS, {"template_id": template["id"]}).scalars().all()
+    active = [c for c in campaigns_of_template if c["status"] == CampaignStatus.ACTIVE]
     if not active:
         return 0
     why = (
@@ -486,12 +505,13 @@ def _pause_campaigns(
         "updated_at": now,
     }
     detail = f"template {name} is {status}" + (f" ({reason})" if reason else "")
-    for campaign_id in active:
-        batch.update(campaigns, campaign_id, paused)
+    for campaign in active:
+        campaign.update(paused)  # a later event of the batch sees it paused
+        batch.update(campaigns, campaign["id"], paused)
         batch.insert(
             campaign_log,
             {
-                "campaign_id": campaign_id,
+                "campaign_id": campaign["id"],
                 "action": CampaignAction.PAUSED.value,
                 "event_id": event.id,
                 "detail": detail,
@@ -502,12 +522,12 @@ def _pause_campaigns(
         *(
             Change(
                 ChangeKind.WHATSAPP_CAMPAIGN,
-                campaign_id,
+                campaign["id"],
                 template["tenant"],
                 CampaignStatus.PAUSED.value,
                 {"template_id": template["id"], "paused_reason": why.value, "event_id": event.id},
             )
-            for campaign_id in active
+            for campaign in active
         ),
     )
     log.info("whatsapp_campaigns_paused", event_id=event.id, campaigns=len(active))
@@ -515,15 +535,16 @@ def _pause_campaigns(
 
 
 def _note_reinstated(
-    batch: Batch, template: Row, name: str, event: StoredEvent, now: datetime
+    batch: Batch, campaigns_of_template: list[Row], name: str, event: StoredEvent, now: datetime
 ) -> None:
     """Tell the template's paused campaigns it is usable again (they stay paused)."""
-    paused = batch.execute(_PAUSED_CAMPAIGNS, {"template_id": template["id"]}).scalars().all()
-    for campaign_id in paused:
+    for campaign in campaigns_of_template:
+        if campaign["status"] != CampaignStatus.PAUSED:
+            continue
         batch.insert(
             campaign_log,
             {
-                "campaign_id": campaign_id,
+                "campaign_id": campaign["id"],
                 "action": CampaignAction.TEMPLATE_REINSTATED.value,
                 "event_id": event.id,
                 "detail": f"template {name} reinstated; still paused",
