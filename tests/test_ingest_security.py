@@ -289,6 +289,51 @@ def test_a_source_takes_its_old_and_new_secret_while_rotating(
     assert post(client, stale).status_code == 401
 
 
+# -- an IP allow-list behind a proxy -----------------------------------------------------------
+
+
+def test_an_allow_list_behind_a_trusted_proxy_checks_the_address_it_appended(
+    runtime: Runtime,
+) -> None:
+    source = build_source({"name": "tcr-listed", "provider": "tcr", "path": "/webhooks/tcr/x",
+                           "allowed_ips": ["203.0.113.0/24"]})  # fmt: skip
+    payload = json.dumps(simulate.tcr_payload("BRAND_ADD", brand_id="BIP1")).encode()
+
+    async def status(trust: bool, forwarded: str) -> int:
+        ingress = Ingress([source], runtime.committer(), _unused, trust_proxy_headers=trust)
+        answers: list[dict[str, Any]] = []
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            answers.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/webhooks/tcr/x",
+                 "client": ("10.0.0.5", 4000), "query_string": b"",
+                 "headers": [(b"content-type", b"application/json"),
+                             (b"x-forwarded-for", forwarded.encode())]}  # fmt: skip
+        await ingress.committer.start()
+        try:
+            await ingress(scope, receive, send)
+        finally:
+            await ingress.committer.stop()
+        return int(answers[0]["status"])
+
+    # Behind a trusted proxy: the address it appended, not one the sender wrote before it.
+    assert asyncio.run(status(True, "198.51.100.9, 203.0.113.7")) == 200
+    assert asyncio.run(status(True, "203.0.113.7, 198.51.100.9")) == 401
+    # Not trusted: the header is anyone's to write; the proxy's own address is checked.
+    assert asyncio.run(status(False, "203.0.113.7")) == 401
+
+
+async def _unused(*_: Any) -> None:
+    raise AssertionError("not a webhook path")
+
+
 # -- a stalled body ----------------------------------------------------------------------------
 
 

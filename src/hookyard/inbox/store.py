@@ -210,10 +210,13 @@ class EventStore:
                 if rejected:
                     cursor.executemany(_PG_REJECTED, [_rejected_row(r) for r in rejected])
             else:
+                # Rows are made before the write lock is taken: only SQL runs while it is held
+                # (worker processes wait for it too).
+                prepared = _SqliteRows.of(new)
                 hold_writer_lock(self.engine, conn.info)  # released when `conn` is closed
                 cursor.execute("BEGIN IMMEDIATE")
                 if new:
-                    rows = _sqlite_insert_batch(cursor, new)
+                    rows = prepared.insert(cursor)
                 if rejected:
                     cursor.executemany(
                         _SQLITE_REJECTED, [_rejected_row(r, sqlite=True) for r in rejected]
@@ -694,26 +697,39 @@ def _sqlite_insert_requests(rows: int) -> str:
     return f"INSERT INTO requests (id, source, headers, body, received_at) VALUES {values}"
 
 
-def _sqlite_insert_batch(cursor: Any, new: Sequence[NewEvent]) -> list[Any]:
-    """SQLite, inside the writer's transaction: the events, then their new requests. Request
-    ids are the next free ones (one writer at a time), so events can name them first."""
-    ordinals, carriers = _requests_of(new)
-    (last,) = cursor.execute("SELECT coalesce(max(id), 0) FROM requests").fetchone()
-    rows: list[Any] = []
-    # At most _SQLITE_ROWS rows a statement: a statement takes at most 32,766 values, and
-    # one batch must never fail for the size of another request in it.
-    for start in range(0, len(new), _SQLITE_ROWS):
-        part = range(start, min(start + _SQLITE_ROWS, len(new)))
-        params = [value for i in part for value in _sqlite_row(new[i], last + ordinals[i])]
-        rows += cursor.execute(_sqlite_insert(len(part)), params).fetchall()
-    used = sorted({row[3] for row in rows})
-    for start in range(0, len(used), _SQLITE_ROWS):
-        ids = used[start : start + _SQLITE_ROWS]
-        request_rows = [
-            value for rid in ids for value in _sqlite_request_row(carriers[rid - last - 1], rid)
-        ]
-        cursor.execute(_sqlite_insert_requests(len(ids)), request_rows)
-    return rows
+@dataclass(frozen=True, slots=True)
+class _SqliteRows:
+    """A batch's rows for SQLite, made before the writer's lock is taken: each event's values
+    but its request id, each request's values but its id, and which request an event is of."""
+
+    events: list[tuple[Any, ...]]
+    ordinals: list[int]
+    requests: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, new: Sequence[NewEvent]) -> _SqliteRows:
+        ordinals, carriers = _requests_of(new)
+        return cls(
+            [_sqlite_row(e) for e in new], ordinals, [_sqlite_request_row(r) for r in carriers]
+        )
+
+    def insert(self, cursor: Any) -> list[Any]:
+        """Inside the writer's transaction: the events, then their new requests. Request ids
+        are the next free ones (one writer at a time), so events can name them first."""
+        (last,) = cursor.execute("SELECT coalesce(max(id), 0) FROM requests").fetchone()
+        rows: list[Any] = []
+        # At most _SQLITE_ROWS rows a statement: a statement takes at most 32,766 values, and
+        # one batch must never fail for the size of another request in it.
+        for start in range(0, len(self.events), _SQLITE_ROWS):
+            part = range(start, min(start + _SQLITE_ROWS, len(self.events)))
+            params = [v for i in part for v in (*self.events[i], last + self.ordinals[i])]
+            rows += cursor.execute(_sqlite_insert(len(part)), params).fetchall()
+        used = sorted({row[3] for row in rows})
+        for start in range(0, len(used), _SQLITE_ROWS):
+            ids = used[start : start + _SQLITE_ROWS]
+            params = [v for rid in ids for v in (rid, *self.requests[rid - last - 1])]
+            cursor.execute(_sqlite_insert_requests(len(ids)), params)
+        return rows
 
 
 _SQLITE_ROWS = 500
@@ -850,7 +866,8 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_row(e: NewEvent, request_id: int) -> tuple[Any, ...]:
+def _sqlite_row(e: NewEvent) -> tuple[Any, ...]:
+    """An event's values as `_sqlite_insert` takes them, but the request id (last)."""
     received = _sqlite_time(e.received_at)
     return (
         e.source,
@@ -867,12 +884,12 @@ def _sqlite_row(e: NewEvent, request_id: int) -> tuple[Any, ...]:
         0,
         _json_or_none(e.payload),
         received,
-        request_id,
     )
 
 
-def _sqlite_request_row(e: NewEvent, request_id: int) -> tuple[Any, ...]:
-    return (request_id, e.source, _compact(e.headers), e.body, _sqlite_time(e.received_at))
+def _sqlite_request_row(e: NewEvent) -> tuple[Any, ...]:
+    """A request's values as `_sqlite_insert_requests` takes them, but its id (first)."""
+    return (e.source, _compact(e.headers), e.body, _sqlite_time(e.received_at))
 
 
 LIST_COLUMNS = tuple(

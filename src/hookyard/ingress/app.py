@@ -266,6 +266,11 @@ class Ingress:
         if query_string:
             url += "?" + query_string
         client = scope.get("client")
+        client_ip = client[0] if client else None
+        if self.trust_proxy_headers and (forwarded := headers.get("x-forwarded-for")):
+            # The last address is the one our own proxy appended (earlier ones are the
+            # sender's to write): what an IP allow-list must check behind a remote proxy.
+            client_ip = forwarded.rsplit(",", 1)[-1].strip() or client_ip
         return WebhookRequest(
             method=scope["method"],
             url=url,
@@ -273,7 +278,7 @@ class Ingress:
             query=dict(parse_qsl(query_string)) if query_string else {},
             headers=headers,
             body=body,
-            client_ip=client[0] if client else None,
+            client_ip=client_ip,
         )
 
     async def _reject(
