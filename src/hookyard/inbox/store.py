@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Engine,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from hookyard.db.engine import hold_writer_lock, libpq_dsn, writer
 from hookyard.db.schema import DUE_SQL, events, rejected_requests, requests
@@ -279,7 +281,7 @@ class EventStore:
         if not wanted:
             return {}
         with self.engine.connect() as conn:
-            found = conn.execute(_REQUESTS, {"ids": wanted}).mappings().all()
+            found = conn.execute(_REQUESTS[self.is_postgres], {"ids": wanted}).mappings().all()
         return {row["id"]: row for row in found}
 
     def finish(self, tx: Connection, outcomes: Mapping[str, Sequence[int]], owner: str) -> None:
@@ -290,7 +292,7 @@ class EventStore:
             if not ids:
                 continue
             params = {"ids": list(ids), "owner": owner, "status": status, "now": now}
-            rows = tx.execute(_FINISH, params).all()
+            rows = tx.execute(_FINISH[self.is_postgres], params).all()
             if len(rows) != len(ids):
                 raise LeaseLost(f"lease lost on some of events {list(ids)}")
             changes.extend(_event_change(row, now) for row in rows)
@@ -631,26 +633,44 @@ def _claim_statement(skip_locked: bool) -> Update:
 
 
 _CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
-_FINISH = (
-    update(events)
-    .where(
-        events.c.id.in_(bindparam("ids", expanding=True)),
-        events.c.lease_owner == bindparam("owner"),
-        events.c.status == Status.PROCESSING.value,
+
+
+def _ids_in(column: ColumnElement[int], postgres: bool) -> ColumnElement[bool]:
+    """`column` is one of the list given as `ids`. PostgreSQL: `= ANY(array)`, one parameter,
+    so the statement's text is the same for any count and psycopg prepares it once (an
+    expanding IN is new text per count, converted in Python each time)."""
+    if postgres:
+        return column == func.any(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(bindparam("ids", expanding=True))
+
+
+def _finish_statement(postgres: bool) -> Update:
+    return (
+        update(events)
+        .where(
+            _ids_in(events.c.id, postgres),
+            events.c.lease_owner == bindparam("owner"),
+            events.c.status == Status.PROCESSING.value,
+        )
+        .values(
+            status=bindparam("status"),
+            processed_at=bindparam("now"),
+            lease_owner=None,
+            lease_until=None,
+            last_error=None,
+            last_traceback=None,
+        )
+        .returning(*_LIVE_COLUMNS)
     )
-    .values(
-        status=bindparam("status"),
-        processed_at=bindparam("now"),
-        lease_owner=None,
-        lease_until=None,
-        last_error=None,
-        last_traceback=None,
+
+
+_FINISH = {False: _finish_statement(False), True: _finish_statement(True)}
+_REQUESTS = {
+    postgres: select(requests.c.id, requests.c.headers, requests.c.body).where(
+        _ids_in(requests.c.id, postgres)
     )
-    .returning(*_LIVE_COLUMNS)
-)
-_REQUESTS = select(requests.c.id, requests.c.headers, requests.c.body).where(
-    requests.c.id.in_(bindparam("ids", expanding=True))
-)
+    for postgres in (False, True)
+}
 
 _EVENT_COLUMNS = (
     "source, provider, tenant, event_type, dedup_key, entity_key, provider_ts, status, attempts,"

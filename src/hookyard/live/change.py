@@ -103,6 +103,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _compact(message: Mapping[str, Any]) -> str:
-    # ASCII: a lone surrogate from a provider's text is escaped, never an encoding error.
-    return json.dumps(message, separators=(",", ":"), default=str)
+# ASCII: a lone surrogate from a provider's text is escaped, never an encoding error. Built
+# once: json.dumps with any option builds a new encoder per call (a change per event).
+_compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
