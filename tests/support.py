@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine, event
 
 from hookyard.providers.base import Source
 from hookyard.testing.simulate import Delivery, build_delivery
@@ -172,3 +173,18 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met in {timeout}s (last value {value!r})")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def counted(engine: Engine) -> Iterator[list[str]]:
+    """The statements sent through `engine` meanwhile (an executemany is one)."""
+    statements: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)

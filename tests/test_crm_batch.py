@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, delete, event, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from hookyard.app import create_app
 from hookyard.domain import batch as batch_module
@@ -24,6 +24,7 @@ from hookyard.live.change import Change
 from hookyard.providers.base import Outcome, StoredEvent
 from hookyard.runtime import Runtime
 from hookyard.testing import simulate
+from tests.support import counted
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 PUSHED_NAME = "Ringer Pushed"  # the name we last sent HubSpot: its webhook back is an echo
@@ -341,17 +342,8 @@ def mixed_batch(tx: Connection, size: int) -> list[StoredEvent]:
 def count_statements(runtime: Runtime, size: int) -> tuple[int, dict[int, Outcome]]:
     with runtime.engine.begin() as tx:
         events = mixed_batch(tx, size)
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(runtime.engine, "before_cursor_execute", seen)
-    try:
-        with runtime.engine.begin() as tx:
-            outcomes = crm.apply_batch(events, tx, "acme")
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", seen)
+    with counted(runtime.engine) as statements, runtime.engine.begin() as tx:
+        outcomes = crm.apply_batch(events, tx, "acme")
     return len([s for s in statements if not s.startswith(("BEGIN", "COMMIT"))]), outcomes
 
 

@@ -13,7 +13,7 @@ from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import Connection, Engine, select
 
 from hookyard.domain.batch import Batch
 from hookyard.domain.tendlc import service as tendlc
@@ -23,6 +23,7 @@ from hookyard.live.publish import publish
 from hookyard.notify.tables import notifications
 from hookyard.providers.base import Outcome, StoredEvent, WebhookRequest
 from hookyard.providers.tcr import TCRAdapter, TCRConfig
+from tests.support import counted
 
 TENANT = "acme"
 MNOS = ["10017", "10035", "10999"]
@@ -366,21 +367,6 @@ def test_any_batch_gives_what_its_events_give_one_at_a_time(
 
 
 # -- (2) statements: a few per batch, whatever its size ---------------------------------------
-
-
-@contextmanager
-def counted(engine: Engine) -> Iterator[list[str]]:
-    """The statements sent to the database (an executemany is one)."""
-    statements: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 def of_entities(first: int, count: int, hour: int) -> list[StoredEvent]:

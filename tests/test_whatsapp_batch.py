@@ -12,7 +12,7 @@ from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import Connection, Engine, select
 
 from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.domain.whatsapp.tables import (
@@ -28,6 +28,7 @@ from hookyard.live.publish import publish
 from hookyard.notify.tables import notifications
 from hookyard.providers.base import Outcome, StoredEvent
 from hookyard.runtime import Runtime
+from tests.support import counted
 
 WABA, OTHER_WABA = "102290129340398", "102290129340399"
 PROMO, WELCOME = "594425479261596", "594425479261597"
@@ -279,21 +280,6 @@ def test_any_batch_gives_what_its_events_give_one_at_a_time(
 
 
 # -- (2) statements: a few per batch, whatever its size ---------------------------------------
-
-
-@contextmanager
-def counted(engine: Engine) -> Iterator[list[str]]:
-    """The statements sent to the database (an executemany is one)."""
-    statements: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 def statements_for(engine: Engine, events: Sequence[StoredEvent]) -> int:
