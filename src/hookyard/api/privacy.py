@@ -89,9 +89,16 @@ def mask_error(text: str | None) -> str | None:
     return mask_text(_QUOTED.sub("'***'", text))
 
 
-def clip_depth(value: Any, replacement: Any = TOO_DEEP, max_depth: int = MAX_DEPTH) -> Any:
+def clip_depth(
+    value: Any,
+    replacement: Any = TOO_DEEP,
+    max_depth: int = MAX_DEPTH,
+    *,
+    hide: Callable[[str], bool] | None = None,
+) -> Any:
     """A JSON-like value with whatever nests deeper than `max_depth` containers replaced
-    (see MAX_DEPTH); built without recursion, so any depth is safe."""
+    (see MAX_DEPTH), and with `hide`, the value of every key it names (at any depth) replaced
+    too (null stays null); built without recursion, so any depth is safe."""
     root: list[Any] = [None]
     # (value to copy, the container that receives the copy, its key or index, its depth)
     pending: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
@@ -102,7 +109,11 @@ def clip_depth(value: Any, replacement: Any = TOO_DEEP, max_depth: int = MAX_DEP
         elif isinstance(item, dict):
             copy: dict[Any, Any] = dict.fromkeys(item)
             parent[slot] = copy
-            pending.extend((v, copy, k, depth + 1) for k, v in item.items())
+            for key, inner in item.items():
+                if hide is not None and hide(str(key)):
+                    copy[key] = None if inner is None else replacement
+                else:
+                    pending.append((inner, copy, key, depth + 1))
         elif isinstance(item, list | tuple):
             listed: list[Any] = [None] * len(item)
             parent[slot] = listed

@@ -176,27 +176,7 @@ def mask_personal(value: Any) -> Any:
     by '***', whatever it holds (a string, a number, an object, a list); null stays null.
     Whatever nests deeper than MAX_DEPTH is replaced by '***' too. Built without recursion:
     a payload may nest as deep as its sender likes."""
-    root: list[Any] = [None]
-    pending: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
-    while pending:
-        item, parent, slot, depth = pending.pop()
-        if isinstance(item, dict | list) and depth >= MAX_DEPTH:
-            parent[slot] = MASK
-        elif isinstance(item, dict):
-            copy: dict[Any, Any] = dict.fromkeys(item)
-            parent[slot] = copy
-            for k, v in item.items():
-                if is_personal_key(str(k)):
-                    copy[k] = MASK if v is not None else None
-                else:
-                    pending.append((v, copy, k, depth + 1))
-        elif isinstance(item, list):
-            listed: list[Any] = [None] * len(item)
-            parent[slot] = listed
-            pending.extend((v, listed, i, depth + 1) for i, v in enumerate(item))
-        else:
-            parent[slot] = item
-    return root[0]
+    return clip_depth(value, MASK, MAX_DEPTH, hide=is_personal_key)
 
 
 class EventPage(BaseModel):
