@@ -650,20 +650,10 @@ def new_events(source: Source, delivery: Delivery, received_at: datetime) -> lis
     request = webhook_request(delivery)
     if (reason := source.adapter.verify(request)) is not None:
         raise ValueError(f"a {source.config.provider} delivery does not verify: {reason}")
-    kept = stored_headers(dict(request.headers))
+    kept = stored_headers(dict(request.headers), source.adapter.secret_headers)
     return [
-        NewEvent(
-            source=source.name,
-            provider=source.config.provider,
-            tenant=source.config.tenant,
-            event_type=p.event_type,
-            dedup_key=p.dedup_key,
-            entity_key=p.entity_key,
-            provider_ts=p.provider_ts,
-            headers=kept,
-            body=request.body,
-            payload=None if p.payload_is_body else p.payload,
-            received_at=received_at,
+        NewEvent.of(
+            source, p, headers=kept, body=request.body, received_at=received_at, request=request
         )
         for p in source.adapter.parse(request)
     ]

@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from hookyard.providers.base import ParsedEvent, Source
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -49,6 +51,37 @@ class NewEvent:
     received_at: datetime
     origin: Origin = Origin.WEBHOOK
     request: object | None = None
+
+    @classmethod
+    def of(
+        cls,
+        source: Source,
+        parsed: ParsedEvent,
+        *,
+        headers: dict[str, str],
+        body: bytes,
+        received_at: datetime,
+        origin: Origin = Origin.WEBHOOK,
+        tenant: str | None = None,
+        request: object | None = None,
+    ) -> NewEvent:
+        """The row of one event `source`'s adapter parsed from a request (`tenant`: the
+        source's unless given)."""
+        return cls(
+            source=source.name,
+            provider=source.config.provider,
+            tenant=tenant or source.config.tenant,
+            event_type=parsed.event_type,
+            dedup_key=parsed.dedup_key,
+            entity_key=parsed.entity_key,
+            provider_ts=parsed.provider_ts,
+            headers=headers,
+            body=body,
+            payload=None if parsed.payload_is_body else parsed.payload,
+            received_at=received_at,
+            origin=origin,
+            request=request,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,19 +166,9 @@ class Ingress:
                 )
             kept = stored_headers(headers, source.adapter.secret_headers)
             new = [
-                NewEvent(
-                    source=source.name,
-                    provider=source.config.provider,
-                    tenant=source.config.tenant,
-                    event_type=p.event_type,
-                    dedup_key=p.dedup_key,
-                    entity_key=p.entity_key,
-                    provider_ts=p.provider_ts,
-                    headers=kept,
-                    body=body,
-                    payload=None if p.payload_is_body else p.payload,
-                    received_at=received_at,
-                    request=request,  # one request row for all its events
+                # One request row for all the events it carried (`request`).
+                NewEvent.of(
+                    source, p, headers=kept, body=body, received_at=received_at, request=request
                 )
                 for p in parsed
             ]

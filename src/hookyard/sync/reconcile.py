@@ -214,19 +214,14 @@ def _events(
             result.skipped += 1
             continue
         new.append(
-            NewEvent(
-                source=source.name,
-                provider=provider,
-                tenant=finding.tenant or source.config.tenant,
-                event_type=parsed.event_type,
-                dedup_key=parsed.dedup_key,
-                entity_key=parsed.entity_key,
-                provider_ts=parsed.provider_ts,
+            NewEvent.of(
+                source,
+                parsed,
                 headers={},
                 body=request.body,
-                payload=None if parsed.payload_is_body else parsed.payload,
                 received_at=now,
                 origin=Origin.POLLING,
+                tenant=finding.tenant,
             )
         )
     return new
