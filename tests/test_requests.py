@@ -38,6 +38,7 @@ from hookyard.sources import SourceSet
 from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
 from tests.conftest import PG_ADMIN_URL, SECRETS
 from tests.people import People
+from tests.web_support import login, page_of
 
 
 @pytest.fixture
@@ -127,17 +128,25 @@ def test_a_member_reads_their_events_payload_never_the_shared_raw_bytes(
 ) -> None:
     acme_event, globex_event = shared_request(runtime, ["acme", "globex"])
     for role in ("viewer", "member", "admin"):
-        answer = client.get(f"/api/v1/events/{acme_event}", headers=people.headers("acme", role))
+        headers = people.headers("acme", role)
+        answer = client.get(f"/api/v1/events/{acme_event}", headers=headers)
         assert answer.status_code == 200
         assert "globex-only" not in answer.text  # nothing of the other tenant's event
         detail = answer.json()
         assert detail["body"] is None and detail["headers"] is None
         if role != "viewer":
             assert detail["payload"] == {"tenant": "acme", "secret": "acme-only"}
-        other = client.get(f"/api/v1/events/{globex_event}", headers=people.headers("acme", role))
-        assert other.status_code == 404
-        page = client.get(f"/ui/events/{acme_event}", headers=people.headers("acme", role))
-        assert "globex-only" not in page.text
+        assert client.get(f"/api/v1/events/{globex_event}", headers=headers).status_code == 404
+        listed = client.get("/api/v1/events", headers=headers)
+        assert {e["id"] for e in listed.json()["items"]} == {acme_event}
+        assert "globex" not in listed.text
+        # The dashboard, logged in as that person: the event's page and the lists.
+        login(client, f"{role}@acme.example.com")
+        for path in (f"/ui/events/{acme_event}", "/ui/events", "/ui/events?status=pending"):
+            page = page_of(client, path)
+            assert "globex-only" not in page and "acme" in page
+        page_of(client, f"/ui/events/{globex_event}", 404)
+        client.cookies.clear()
     raw = client.get(f"/api/v1/events/{acme_event}", headers=people.superadmin()).json()
     assert "globex-only" in raw["body"] and raw["headers"] == {"content-type": "application/json"}
 

@@ -13,6 +13,7 @@ from hookyard.db.schema import events
 from hookyard.inbox.model import NewEvent
 from hookyard.inbox.store import EventFilter, LeaseLost
 from hookyard.runtime import Runtime
+from tests.conftest import BACKEND
 from tests.handlers import effects
 from tests.support import delivery
 
@@ -208,3 +209,22 @@ def test_the_rejected_log_is_bounded(runtime: Runtime) -> None:
     worker.run_once()
     kept = runtime.store.rejected(limit=100)
     assert [r["reason"] for r in kept] == [f"bad {i}" for i in range(24, 14, -1)]
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="several claimers at once: PostgreSQL")
+def test_a_claim_passes_over_the_entities_another_worker_holds(runtime: Runtime) -> None:
+    # Entity E's first two events go to worker A; worker B, claiming meanwhile, takes the
+    # other entity's and leaves E's third for later: it would only wait for A's row locks.
+    now = datetime.now(UTC)
+    new = [
+        NewEvent("demo", "generic", None, "t", f"k{i}", entity, None, {}, b"{}", None, now)
+        for i, entity in enumerate(["E", "E", "F", "E", "F"])
+    ]
+    runtime.store.insert_batch(new)
+    first = runtime.store.claim("A", 2, 60)
+    assert [e.entity_key for e in first] == ["E", "E"]
+    second = runtime.store.claim("B", 10, 60)
+    assert [e.entity_key for e in second] == ["F", "F"]
+    with runtime.store.writer.begin() as tx:
+        runtime.store.finish(tx, {"done": [e.id for e in first]}, "A")
+    assert [e.entity_key for e in runtime.store.claim("B", 10, 60)] == ["E"]

@@ -617,8 +617,20 @@ def _claim_statement(skip_locked: bool) -> Update:
         .order_by(events.c.next_attempt_at, events.c.id)
         .limit(bindparam("limit"))
     )
-    if skip_locked:  # PostgreSQL: claimers pass each other's rows by (SQLite: one writer)
-        due = due.with_for_update(skip_locked=True)
+    if skip_locked:
+        # PostgreSQL, several claimers: each passes the rows another is claiming, and the
+        # events of an entity another worker holds now (its handler locks the entity's row
+        # until it commits: a worker taking the entity's next events would only wait for it,
+        # and they wait their turn in order instead). Best effort: two claims at the same
+        # instant may still share an entity. SQLite has one writer: nobody to wait for.
+        held = (
+            select(events.c.entity_key)
+            .where(events.c.status == Status.PROCESSING.value, events.c.entity_key.is_not(None))
+            .scalar_subquery()
+        )
+        due = due.where(
+            or_(events.c.entity_key.is_(None), events.c.entity_key.not_in(held))
+        ).with_for_update(skip_locked=True)
     return (
         update(events)
         .where(events.c.id.in_(due.scalar_subquery()))
