@@ -122,6 +122,7 @@ outbox = Table(
     Column("status", String(20), nullable=False),  # pending, sending, done, failed
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(100), nullable=True),
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),

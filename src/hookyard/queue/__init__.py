@@ -1,0 +1,1 @@
+"""Leased work: one queue mechanism for events, enrichment, e-mail, the outbox and the scheduler."""
