@@ -20,10 +20,10 @@ from hookyard.inbox.store import EventStore
 from hookyard.live.feed import send_changes
 from hookyard.live.publish import attach_local
 from hookyard.notify.job import EmailJob
+from hookyard.queue.backoff import Backoff
 from hookyard.sources import SourceSet, load_sources
 from hookyard.sync.scheduler import Scheduler
 from hookyard.sync.services import OutboxJob, SchedulerThread, SyncServices
-from hookyard.worker.retry import RetryPolicy
 from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import PostgresListener, Wakeup
 
@@ -58,7 +58,11 @@ class Runtime:
             durable_commits=acknowledges,
         )
         sources = sources or load_sources(settings)
-        store = EventStore(engine)
+        store = EventStore(
+            engine,
+            Backoff(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+            lease_seconds=settings.lease_seconds,
+        )
         bus = LocalBus.for_sqlite_url(settings.sqlalchemy_url)
         wakeup = Wakeup(bus)
         enrichment = EnrichmentPipeline.from_settings(settings, engine)
@@ -87,7 +91,6 @@ class Runtime:
             store=self.store,
             sources=self.sources.by_name(),
             wakeup=self.wakeup,
-            retry=RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds),
             batch_size=s.claim_batch_size,
             gather_seconds=s.claim_gather_seconds,
             lease_seconds=s.lease_seconds,

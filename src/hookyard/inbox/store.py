@@ -7,35 +7,29 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Connection,
     Engine,
     Float,
-    Row,
     RowMapping,
     Select,
     String,
-    Update,
     bindparam,
-    case,
     cast,
     delete,
     exists,
     extract,
     func,
-    literal,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql
 
 from hookyard.db.engine import hold_writer_lock, libpq_dsn, writer
 from hookyard.db.schema import DUE_SQL, events, rejected_requests, requests
@@ -43,6 +37,8 @@ from hookyard.inbox.model import FINISHED, NewEvent, RejectedRequest, Status
 from hookyard.live.change import Change, ChangeKind
 from hookyard.live.publish import publish
 from hookyard.providers.base import StoredEvent
+from hookyard.queue.backoff import Backoff
+from hookyard.queue.leased import Clock, Failure, LeasedQueue, LeaseLost, Spec, ids_in, utcnow
 
 NOTIFY_CHANNEL = "hookyard_events"
 
@@ -73,10 +69,6 @@ _LIVE_COLUMNS = (
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 _ATTRIBUTE = (
     update(events).where(events.c.id == bindparam("event_id")).values(tenant=bindparam("owner"))
 )
@@ -90,11 +82,7 @@ def attribute_events(tx: Connection, owners: Mapping[int, str]) -> None:
         tx.execute(_ATTRIBUTE, [{"event_id": i, "owner": t} for i, t in sorted(owners.items())])
 
 
-class LeaseLost(RuntimeError):
-    """Another worker took the event after our lease expired: our effects must roll back."""
-
-
-def _event_change(row: Row[Any], at: datetime) -> Change:
+def _event_change(row: Any, at: datetime) -> Change:
     return Change(
         ChangeKind.EVENT,
         row.id,
@@ -178,11 +166,51 @@ class EventFilter:
         return query
 
 
+# The inbox as a leased queue (hookyard.queue): due while pending or failed (the text of the
+# partial index ix_events_due's predicate, so the planner uses it), leased while processing.
+EVENTS = Spec(
+    events,
+    due=(Status.PENDING.value, Status.FAILED.value),
+    leased=Status.PROCESSING.value,
+    retry=Status.FAILED.value,
+    dead=Status.DEAD.value,
+    error="last_error",
+    due_sql=DUE_SQL.text,
+)
+
+
 class EventStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        backoff: Backoff | None = None,
+        *,
+        clock: Clock = utcnow,
+        lease_seconds: float = 60.0,
+    ) -> None:
         self.engine = engine
         self.writer = writer(engine)
         self.is_postgres = engine.dialect.name == "postgresql"
+        self.queue = LeasedQueue(
+            engine, EVENTS, backoff or Backoff(), lease_seconds, clock, self.writer
+        )
+        self._claim = self.queue.claim_statement(
+            _HANDLER_COLUMNS, where=_claim_filter(self.is_postgres)
+        )
+        self._finish = self.queue.finish_statement(
+            {
+                "status": bindparam("status"),
+                "processed_at": bindparam("now"),
+                "last_error": None,
+                "last_traceback": None,
+            },
+            _LIVE_COLUMNS,
+        )
+        self._recover = self.queue.recover_statement(_LIVE_COLUMNS)
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.queue.backoff
 
     # -- accept ---------------------------------------------------------------------------
 
@@ -256,17 +284,13 @@ class EventStore:
 
     # -- claim and finish -----------------------------------------------------------------
 
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[StoredEvent]:
+    def claim(
+        self, owner: str, limit: int, lease_seconds: float | None = None
+    ) -> list[StoredEvent]:
         """Lease up to `limit` due events to `owner` (committed at once, so others skip them)."""
-        now = utcnow()
-        params = {
-            "now": now,
-            "limit": limit,
-            "owner": owner,
-            "until": now + timedelta(seconds=lease_seconds),
-        }
+        params = self.queue.params(owner, limit, lease_seconds)
         with self.writer.begin() as tx:
-            rows = tx.execute(_CLAIM[self.is_postgres], params).mappings().all()
+            rows = tx.execute(self._claim, params).mappings().all()
         if not rows:
             return []
         # The requests' bodies and headers after the claim's commit (they never change), so
@@ -285,63 +309,44 @@ class EventStore:
         return {row["id"]: row for row in found}
 
     def finish(self, tx: Connection, outcomes: Mapping[str, Sequence[int]], owner: str) -> None:
-        """Mark events finished inside the handler's transaction; raise if a lease was lost."""
-        now = utcnow()
+        """Mark events finished inside the handler's transaction; raise LeaseLost if a lease
+        was lost (the handler's effects then roll back with it)."""
+        now = self.queue.clock()
         changes: list[Change] = []
         for status, ids in outcomes.items():
             if not ids:
                 continue
             params = {"ids": list(ids), "owner": owner, "status": status, "now": now}
-            rows = tx.execute(_FINISH[self.is_postgres], params).all()
+            rows = tx.execute(self._finish, params).all()
             if len(rows) != len(ids):
                 raise LeaseLost(f"lease lost on some of events {list(ids)}")
             changes.extend(_event_change(row, now) for row in rows)
         publish(tx, *changes)  # delivered only if this transaction commits
 
-    def fail(
-        self, event_id: int, owner: str, error: str, tb: str, retry_at: datetime | None
-    ) -> bool:
-        """Record a failed attempt: `failed` until `retry_at`, or `dead` when None."""
-        values: dict[str, Any] = {
-            "status": Status.DEAD.value if retry_at is None else Status.FAILED.value,
-            "last_error": error[:2000],
-            "last_traceback": tb[-20000:],
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if retry_at is not None:
-            values["next_attempt_at"] = retry_at
+    def fail(self, event: StoredEvent, owner: str, error: str, tb: str) -> Failure:
+        """Record a failed attempt: `failed` until the backoff's next attempt, or `dead` once
+        the attempts are used up (nothing is written when the lease was lost)."""
         with self.writer.begin() as tx:
-            rows = tx.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.lease_owner == owner)
-                .values(**values)
-                .returning(*_LIVE_COLUMNS)
-            ).all()
-            publish(tx, *(_event_change(row, utcnow()) for row in rows))
-        return len(rows) == 1
+            failure = self.queue.retry_or_dead(
+                event.id,
+                owner,
+                event.attempts,
+                error=error,
+                values={"last_traceback": tb[-20000:]},
+                tx=tx,
+            )
+            if failure.recorded:
+                live = tx.execute(select(*_LIVE_COLUMNS).where(events.c.id == event.id)).all()
+                publish(tx, *(_event_change(row, self.queue.clock()) for row in live))
+        return failure
 
-    def recover_expired_leases(self, max_attempts: int) -> int:
-        """Events whose worker died: due again, or dead once they used their attempts."""
-        now = utcnow()
+    def recover_expired_leases(self, max_attempts: int | None = None) -> int:
+        """Events whose worker died or was too slow: due again, or dead once they used their
+        attempts (`max_attempts`, the backoff's by default)."""
+        now = self.queue.clock()
+        limit = self.queue.backoff.max_attempts if max_attempts is None else max_attempts
         with self.writer.begin() as tx:
-            rows = tx.execute(
-                update(events)
-                .where(events.c.status == Status.PROCESSING.value, events.c.lease_until < now)
-                .values(
-                    status=case(
-                        (events.c.attempts >= max_attempts, Status.DEAD.value),
-                        else_=Status.PENDING.value,
-                    ),
-                    last_error=func.coalesce(
-                        events.c.last_error, literal("lease expired: worker stopped or too slow")
-                    ),
-                    lease_owner=None,
-                    lease_until=None,
-                    next_attempt_at=now,
-                )
-                .returning(*_LIVE_COLUMNS)
-            ).all()
+            rows = tx.execute(self._recover, {"now": now, "max_attempts": limit}).all()
             publish(tx, *(_event_change(row, now) for row in rows))
         return len(rows)
 
@@ -351,8 +356,7 @@ class EventStore:
             tx.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
     def next_due_at(self) -> datetime | None:
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.min(events.c.next_attempt_at)).where(DUE_SQL)).scalar()
+        return self.queue.next_due_at()
 
     # -- replay and retention -------------------------------------------------------------
 
@@ -610,76 +614,24 @@ class EventStore:
             conn.execute(select(1))
 
 
-def _claim_statement(skip_locked: bool) -> Update:
-    due = (
-        select(events.c.id)
-        .where(DUE_SQL, events.c.next_attempt_at <= bindparam("now"))
-        .order_by(events.c.next_attempt_at, events.c.id)
-        .limit(bindparam("limit"))
+def _claim_filter(postgres: bool) -> tuple[ColumnElement[bool], ...]:
+    if not postgres:
+        return ()  # SQLite has one writer: nobody to wait for
+    # PostgreSQL, several claimers: each passes the events of an entity another worker holds
+    # now (its handler locks the entity's row until it commits: a worker taking the entity's
+    # next events would only wait for it, and they wait their turn in order instead). Best
+    # effort: two claims at the same instant may still share an entity.
+    held = (
+        select(events.c.entity_key)
+        .where(events.c.status == Status.PROCESSING.value, events.c.entity_key.is_not(None))
+        .scalar_subquery()
     )
-    if skip_locked:
-        # PostgreSQL, several claimers: each passes the rows another is claiming, and the
-        # events of an entity another worker holds now (its handler locks the entity's row
-        # until it commits: a worker taking the entity's next events would only wait for it,
-        # and they wait their turn in order instead). Best effort: two claims at the same
-        # instant may still share an entity. SQLite has one writer: nobody to wait for.
-        held = (
-            select(events.c.entity_key)
-            .where(events.c.status == Status.PROCESSING.value, events.c.entity_key.is_not(None))
-            .scalar_subquery()
-        )
-        due = due.where(
-            or_(events.c.entity_key.is_(None), events.c.entity_key.not_in(held))
-        ).with_for_update(skip_locked=True)
-    return (
-        update(events)
-        .where(events.c.id.in_(due.scalar_subquery()))
-        .values(
-            status=Status.PROCESSING.value,
-            attempts=events.c.attempts + 1,
-            lease_owner=bindparam("owner"),
-            lease_until=bindparam("until"),
-        )
-        .returning(*_HANDLER_COLUMNS)
-    )
+    return (or_(events.c.entity_key.is_(None), events.c.entity_key.not_in(held)),)
 
 
-_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
-
-
-def _ids_in(column: ColumnElement[int], postgres: bool) -> ColumnElement[bool]:
-    """`column` is one of the list given as `ids`. PostgreSQL: `= ANY(array)`, one parameter,
-    so the statement's text is the same for any count and psycopg prepares it once (an
-    expanding IN is new text per count, converted in Python each time)."""
-    if postgres:
-        return column == func.any(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
-    return column.in_(bindparam("ids", expanding=True))
-
-
-def _finish_statement(postgres: bool) -> Update:
-    return (
-        update(events)
-        .where(
-            _ids_in(events.c.id, postgres),
-            events.c.lease_owner == bindparam("owner"),
-            events.c.status == Status.PROCESSING.value,
-        )
-        .values(
-            status=bindparam("status"),
-            processed_at=bindparam("now"),
-            lease_owner=None,
-            lease_until=None,
-            last_error=None,
-            last_traceback=None,
-        )
-        .returning(*_LIVE_COLUMNS)
-    )
-
-
-_FINISH = {False: _finish_statement(False), True: _finish_statement(True)}
 _REQUESTS = {
     postgres: select(requests.c.id, requests.c.headers, requests.c.body).where(
-        _ids_in(requests.c.id, postgres)
+        ids_in(requests.c.id, postgres)
     )
     for postgres in (False, True)
 }

@@ -49,7 +49,7 @@ from hookyard.notify.kinds import EntityType, Kind, Mode
 from hookyard.notify.recipients import Audience, recipients
 from hookyard.notify.smtp import Outcome, SmtpSettings, classify, send_all
 from hookyard.notify.tables import deliveries, notifications
-from hookyard.worker.retry import RetryPolicy
+from hookyard.queue.backoff import Backoff
 
 SENT = Counter(
     "hookyard_notifications_sent_total", "E-mails sent, by mode (immediate, digest)", ["mode"]
@@ -118,7 +118,7 @@ class EmailJob:
     engine: Engine
     smtp: SmtpSettings
     audience: Audience
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(6, 60.0, 3600.0))
+    retry: Backoff = field(default_factory=lambda: Backoff(6, 60.0, 3600.0))
     lease_seconds: float = 120.0
     batch_size: int = 50
     max_age: timedelta = timedelta(hours=72)
@@ -147,7 +147,7 @@ class EmailJob:
             engine,
             smtp,
             Audience.parse(settings.notify_lead_manager_fields, settings.notify_digest_hour),
-            RetryPolicy(
+            Backoff(
                 settings.notify_max_attempts,
                 settings.notify_backoff_seconds,
                 settings.notify_backoff_max_seconds,

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from hookyard.inbox.store import EventStore, LeaseLost, utcnow
+from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 from hookyard.metrics import DEAD, FAILED, PROCESSED
 from hookyard.providers.base import Adapter, Source, StoredEvent
-from hookyard.worker.retry import RetryPolicy
+from hookyard.queue.leased import LeaseLost, utcnow
 from hookyard.worker.wakeup import Wakeup
 
 
@@ -60,7 +60,6 @@ class Worker:
     store: EventStore
     sources: Mapping[str, Source]
     wakeup: Wakeup
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
     batch_size: int = 100
     lease_seconds: float = 60.0
     idle_seconds: float = 30.0  # longest sleep with nothing due (a timer, not a poll)
@@ -177,13 +176,13 @@ class Worker:
         PROCESSED.labels(event.source, outcome.value).inc()
 
     def _record_failure(self, event: StoredEvent, exc: Exception) -> None:
-        retry_at = self.retry.next_attempt(event.attempts, utcnow())
         error = f"{type(exc).__name__}: {exc}"
-        if not self.store.fail(event.id, self.name, error, traceback.format_exc(), retry_at):
+        failure = self.store.fail(event, self.name, error, traceback.format_exc())
+        if not failure.recorded:
             log.warning("event_lease_lost", event_id=event.id, worker=self.name)
             return
         FAILED.labels(event.source).inc()
-        if retry_at is None:
+        if failure.retry_at is None:
             DEAD.labels(event.source).inc()
             log.error(
                 "event_dead",
@@ -198,7 +197,7 @@ class Worker:
                 event_id=event.id,
                 source=event.source,
                 attempts=event.attempts,
-                retry_at=retry_at.isoformat(),
+                retry_at=failure.retry_at.isoformat(),
                 error=error[:300],
             )
 
@@ -212,7 +211,7 @@ class Worker:
         now = time.monotonic()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + max(1.0, self.lease_seconds / 4)
-            if recovered := self.store.recover_expired_leases(self.retry.max_attempts):
+            if recovered := self.store.recover_expired_leases():
                 log.warning("leases_recovered", events=recovered, worker=self.name)
             self.store.trim_rejected(self.rejected_log_size)
         if self.retention_days > 0 and now >= self._next_retention:

@@ -50,10 +50,10 @@ from hookyard.domain.leads.steps import (
 )
 from hookyard.domain.leads.tables import leads
 from hookyard.domain.leads.validation import mask_email, mask_phone
-from hookyard.inbox.store import utcnow
 from hookyard.live.publish import publish
 from hookyard.logs import log
-from hookyard.worker.retry import RetryPolicy
+from hookyard.queue.backoff import Backoff
+from hookyard.queue.leased import utcnow
 
 LEASE_EXPIRED = (
     "lease expired: the run stopped, or took longer than HOOKYARD_ENRICHMENT_LEASE_SECONDS"
@@ -87,7 +87,7 @@ class EnrichmentPipeline:
     engine: Engine
     steps: Sequence[Step]
     http: httpx.Client
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(5, 30.0, 3600.0))
+    retry: Backoff = field(default_factory=lambda: Backoff(5, 30.0, 3600.0))
     lease_seconds: float = 120.0
     batch_size: int = 20
     name: str = "lead_enrichment"
@@ -117,7 +117,7 @@ class EnrichmentPipeline:
             engine,
             steps,
             http,
-            RetryPolicy(
+            Backoff(
                 settings.enrichment_max_attempts,
                 settings.enrichment_retry_base_seconds,
                 settings.enrichment_retry_max_seconds,
