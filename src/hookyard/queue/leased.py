@@ -88,6 +88,9 @@ class Spec:
     lease_owner: str = "lease_owner"
     lease_until: str = "lease_until"
     error: str | None = None  # where a lost lease or a failure is written
+    dead_at: str | None = None  # stamped with the time a row dies
+    expired_error: str = LEASE_EXPIRED  # the error of a row whose lease ran out
+    keep_error: bool = True  # on expiry, keep an earlier attempt's error if there is one
     due_sql: str | None = None
     null_is_due: bool = False
 
@@ -145,6 +148,7 @@ class Failure:
 
     recorded: bool
     retry_at: datetime | None
+    row: Any = None  # the columns asked for, when recorded
 
     @property
     def dead(self) -> bool:
@@ -209,12 +213,17 @@ class LeasedQueue:
         leased.update(values or {})
         return update(s.table).where(s.id.in_(ids)).values(leased).returning(*returning)
 
-    def finish_statement(self, values: Mapping[str, Any], returning: Sequence[Any] = ()) -> Any:
+    def finish_statement(
+        self,
+        values: Mapping[str, Any],
+        returning: Sequence[Any] = (),
+        where: Iterable[ColumnElement[bool]] = (),
+    ) -> Any:
         """`UPDATE … SET values, lease released WHERE id in :ids AND held by :owner`."""
         s = self.spec
         stmt = (
             update(s.table)
-            .where(ids_in(s.id, self.postgres), *self._held_by(bindparam("owner")))
+            .where(ids_in(s.id, self.postgres), *self._held_by(bindparam("owner")), *where)
             .values({**values, **s.released()})
         )
         return stmt.returning(*(returning or (s.id,)))
@@ -242,13 +251,16 @@ class LeasedQueue:
         returning: Sequence[Any] = (),
         *,
         where: Iterable[ColumnElement[bool]] = (),
+        order_by: Sequence[Any] | None = None,
         values: Mapping[str, Any] | None = None,
         lease_seconds: float | None = None,
         tx: Connection | None = None,
     ) -> list[RowMapping]:
         """Lease up to `limit` due rows to `owner` (committed at once unless `tx` is given,
         so others skip them); the rows' `returning` columns, by id."""
-        stmt = self.claim_statement((self.spec.id, *returning), where=where, values=values)
+        stmt = self.claim_statement(
+            (self.spec.id, *returning), where=where, order_by=order_by, values=values
+        )
         params = self.params(owner, limit, lease_seconds)
         if tx is not None:
             rows = tx.execute(stmt, params).mappings().all()
@@ -264,14 +276,16 @@ class LeasedQueue:
         owner: str,
         values: Mapping[str, Any],
         returning: Sequence[Any] = (),
+        *,
+        where: Iterable[ColumnElement[bool]] = (),
     ) -> list[Any]:
         """End `ids` with `values` in the caller's transaction; raise LeaseLost (so the caller
-        rolls back its effects) unless every row was still held by `owner`."""
+        rolls back its effects) unless every row was still held by `owner` (and matches
+        `where`)."""
         if not ids:
             return []
-        rows = tx.execute(
-            self.finish_statement(values, returning), {"ids": list(ids), "owner": owner}
-        ).all()
+        stmt = self.finish_statement(values, returning, where)
+        rows = tx.execute(stmt, {"ids": list(ids), "owner": owner}).all()
         if len(rows) != len(ids):
             raise LeaseLost(f"{self.spec.table.name}: lease lost on some of {list(ids)}")
         return list(rows)
@@ -287,6 +301,8 @@ class LeasedQueue:
         transient: bool = True,
         values: Mapping[str, Any] | None = None,
         dead_values: Mapping[str, Any] | None = None,
+        where: Iterable[ColumnElement[bool]] = (),
+        returning: Sequence[Any] = (),
         tx: Connection | None = None,
     ) -> Failure:
         """A failed attempt (the `attempts`-th): due again after the backoff (never before
@@ -301,6 +317,8 @@ class LeasedQueue:
         if retry_at is None:
             if s.status is not None:
                 written[s.status] = s.dead
+            if s.dead_at is not None:
+                written[s.dead_at] = now
             written.update(dead_values or {})
         else:
             if s.status is not None:
@@ -308,16 +326,16 @@ class LeasedQueue:
             written[s.next_attempt_at] = retry_at
         stmt = (
             update(s.table)
-            .where(s.id == row_id, *self._held_by(owner))
+            .where(s.id == row_id, *self._held_by(owner), *where)
             .values(written)
-            .returning(s.id)
+            .returning(s.id, *returning)
         )
         if tx is not None:
-            recorded = tx.execute(stmt).first() is not None
+            row = tx.execute(stmt).first()
         else:
             with self.writer.begin() as own:
-                recorded = own.execute(stmt).first() is not None
-        return Failure(recorded, retry_at)
+                row = own.execute(stmt).first()
+        return Failure(row is not None, retry_at, row)
 
     def extend(self, ids: Sequence[int], owner: str, seconds: float | None = None) -> set[int]:
         """Move the lease of `ids` held by `owner` forward (heartbeat); the ids still held."""
@@ -350,7 +368,11 @@ class LeasedQueue:
             else:
                 values[s.status] = s.due[0]
         if s.error is not None:
-            values[s.error] = func.coalesce(s.col(s.error), literal(LEASE_EXPIRED))
+            expired = literal(s.expired_error)
+            values[s.error] = func.coalesce(s.col(s.error), expired) if s.keep_error else expired
+        if s.dead_at is not None and s.status is not None and s.attempts is not None:
+            dies = s.col(s.attempts) >= bindparam("max_attempts")
+            values[s.dead_at] = case((dies, now), else_=s.col(s.dead_at))
         stmt = update(s.table).where(s.expired(now)).values(values)
         return stmt.returning(*(returning or (s.id,)))
 

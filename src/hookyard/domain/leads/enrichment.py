@@ -30,15 +30,14 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, select
 
 from hookyard import __version__
 from hookyard.config import Settings
-from hookyard.db.engine import writer
 from hookyard.domain.leads.service import EnrichmentStatus, lead_change
 from hookyard.domain.leads.steps import (
     Lead,
@@ -53,13 +52,33 @@ from hookyard.domain.leads.validation import mask_email, mask_phone
 from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.queue.backoff import Backoff
-from hookyard.queue.leased import utcnow
+from hookyard.queue.leased import Clock, LeasedQueue, LeaseLost, Spec, utcnow
 
 LEASE_EXPIRED = (
     "lease expired: the run stopped, or took longer than HOOKYARD_ENRICHMENT_LEASE_SECONDS"
 )
 
 c = leads.c
+
+# Leads as a leased queue (hookyard.queue): due while pending (no time yet: now), leased
+# while running, `failed` once the attempts are used up.
+ENRICHMENT = Spec(
+    leads,
+    due=(EnrichmentStatus.PENDING.value,),
+    leased=EnrichmentStatus.RUNNING.value,
+    retry=EnrichmentStatus.PENDING.value,
+    dead=EnrichmentStatus.FAILED.value,
+    status="enrichment_status",
+    attempts="enrichment_attempts",
+    next_attempt_at="enrichment_next_attempt_at",
+    lease_owner="enrichment_lease_owner",
+    lease_until="enrichment_lease_until",
+    error="enrichment_error",
+    dead_at="enrichment_finished_at",
+    expired_error=LEASE_EXPIRED,
+    keep_error=False,
+    null_is_due=True,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +111,12 @@ class EnrichmentPipeline:
     batch_size: int = 20
     name: str = "lead_enrichment"
 
+    clock: Clock = utcnow
+
     def __post_init__(self) -> None:
-        self._writer = writer(self.engine)
-        self._postgres = self.engine.dialect.name == "postgresql"
+        self.queue = LeasedQueue(
+            self.engine, ENRICHMENT, self.retry, self.lease_seconds, self.clock
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> EnrichmentPipeline | None:
@@ -141,23 +163,7 @@ class EnrichmentPipeline:
 
     def next_due_at(self) -> datetime | None:
         """When a lead is next due: the earliest retry, or the earliest lease to expire."""
-        with self.engine.connect() as conn:
-            pending = c.enrichment_status == EnrichmentStatus.PENDING.value
-            if conn.execute(
-                select(c.id).where(pending, c.enrichment_next_attempt_at.is_(None)).limit(1)
-            ).first():
-                return utcnow()
-            times = [
-                conn.execute(
-                    select(func.min(c.enrichment_next_attempt_at)).where(pending)
-                ).scalar(),
-                conn.execute(
-                    select(func.min(c.enrichment_lease_until)).where(
-                        c.enrichment_status == EnrichmentStatus.RUNNING.value
-                    )
-                ).scalar(),
-            ]
-        return min((t for t in times if t is not None), default=None)
+        return self.queue.next_due_at()
 
     def close(self) -> None:
         self.http.close()
@@ -165,32 +171,23 @@ class EnrichmentPipeline:
     # -- the three phases ----------------------------------------------------------------
 
     def claim(self, worker: str) -> Claim | None:
-        now = utcnow()
+        now = self.clock()
         owner = f"{worker[:90]}/{secrets.token_hex(4)}"
-        due = select(c.id).where(_due(now)).order_by(c.id).limit(1)
-        if self._postgres:
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(leads)
-            .where(c.id.in_(due.scalar_subquery()))
-            .values(
-                enrichment_status=EnrichmentStatus.RUNNING.value,
-                enrichment_attempts=c.enrichment_attempts + 1,
-                enrichment_started_at=now,
-                enrichment_finished_at=None,
-                enrichment_lease_owner=owner,
-                enrichment_lease_until=now + timedelta(seconds=self.lease_seconds),
-            )
-            .returning(
-                c.id, c.c2s_lead_id, c.tenant, c.name, c.email, c.phone, c.contact_hash,
-                c.enrichment_attempts,
-            )
-        )  # fmt: skip
-        with self._writer.begin() as tx:
-            self._recover_expired(tx, now)
-            row = tx.execute(stmt).mappings().first()
-        if row is None:
+        with self.queue.writer.begin() as tx:
+            if recovered := self.queue.recover(tx=tx):
+                log.warning("lead_enrichment_leases_expired", leads=len(recovered))
+            rows = self.queue.claim(
+                owner,
+                1,
+                (c.c2s_lead_id, c.tenant, c.name, c.email, c.phone, c.contact_hash,
+                 c.enrichment_attempts),
+                order_by=(c.id,),
+                values={"enrichment_started_at": now, "enrichment_finished_at": None},
+                tx=tx,
+            )  # fmt: skip
+        if not rows:
             return None
+        row = rows[0]
         lead = Lead(
             row["id"],
             row["c2s_lead_id"],
@@ -241,52 +238,54 @@ class EnrichmentPipeline:
         if run.stale:
             log.info("lead_enrichment_stale", lead=lead.c2s_lead_id, attempt=lead.attempt)
             return False
-        now = utcnow()
-        values: dict[str, Any] = {
-            "enrichment_lease_owner": None,
-            "enrichment_lease_until": None,
-            "enrichment_steps": run.timings,
-            "updated_at": now,
-        }
+        now = self.clock()
+        common: dict[str, Any] = {"enrichment_steps": run.timings, "updated_at": now}
         retry_at: datetime | None = None
         failure = run.failure
-        if failure is None:
-            result = run.result
-            matched = result.status == EnrichmentStatus.DONE
-            values.update(
-                enrichment_status=result.status.value,
-                document=result.document if matched else None,
-                enrichment_data=result.data if matched else None,
-                enrichment_reason=result.reason,
-                enrichment_error=None,
-                enrichment_next_attempt_at=None,
-                enrichment_finished_at=now,
-            )
-        else:
-            if failure.transient:
-                retry_at = self.retry.next_attempt(lead.attempt, now)
-            if retry_at is not None and failure.retry_after is not None:
-                retry_at = max(retry_at, now + timedelta(seconds=failure.retry_after))
-            values["enrichment_error"] = failure.stored[:2000]
-            if retry_at is None:
-                values.update(
-                    enrichment_status=EnrichmentStatus.FAILED.value,
-                    enrichment_next_attempt_at=None,
-                    enrichment_finished_at=now,
-                )
+        with self.queue.writer.begin() as tx:
+            if failure is None:
+                result = run.result
+                matched = result.status == EnrichmentStatus.DONE
+                status = result.status.value
+                try:
+                    written = self.queue.finish(
+                        tx,
+                        [lead.id],
+                        claim.owner,
+                        {
+                            **common,
+                            "enrichment_status": status,
+                            "document": result.document if matched else None,
+                            "enrichment_data": result.data if matched else None,
+                            "enrichment_reason": result.reason,
+                            "enrichment_error": None,
+                            "enrichment_next_attempt_at": None,
+                            "enrichment_finished_at": now,
+                        },
+                        (c.status, c.tenant),
+                        where=_same_contact(claim),
+                    )
+                except LeaseLost:
+                    written = []
             else:
-                values.update(
-                    enrichment_status=EnrichmentStatus.PENDING.value,
-                    enrichment_next_attempt_at=retry_at,
+                outcome = self.queue.retry_or_dead(
+                    lead.id,
+                    claim.owner,
+                    lead.attempt,
+                    error=failure.stored,
+                    retry_after=failure.retry_after,
+                    transient=failure.transient,
+                    values=common,
+                    dead_values={"enrichment_next_attempt_at": None},
+                    where=_same_contact(claim),
+                    returning=(c.status, c.tenant),
+                    tx=tx,
                 )
-        with self._writer.begin() as tx:
-            written = tx.execute(
-                update(leads).where(_ours(claim)).values(**values).returning(c.status, c.tenant)
-            ).all()
-            for status, tenant in written:
-                change = lead_change(
-                    lead.id, tenant, status, lead.c2s_lead_id, values["enrichment_status"]
-                )
+                retry_at = outcome.retry_at
+                status = ENRICHMENT.retry if retry_at is not None else ENRICHMENT.dead
+                written = [outcome.row] if outcome.recorded else []
+            for row in written:
+                change = lead_change(lead.id, row.tenant, row.status, lead.c2s_lead_id, status)
                 publish(tx, change)  # hookyard.live: delivered iff this commits
         if len(written) != 1:
             log.info("lead_enrichment_stale", lead=lead.c2s_lead_id, attempt=lead.attempt)
@@ -296,7 +295,7 @@ class EnrichmentPipeline:
             log.info(
                 "lead_enrichment_finished",
                 lead=lead.c2s_lead_id,
-                status=values["enrichment_status"],
+                status=status,
                 reason=run.result.reason,
                 attempt=lead.attempt,
                 ms=round(ms, 1),
@@ -322,56 +321,16 @@ class EnrichmentPipeline:
 
     def _anything_due(self) -> bool:
         # A read first: an idle pass takes no write lock (SQLite has one writer).
-        now = utcnow()
-        with self.engine.connect() as conn:
-            expired = and_(
-                c.enrichment_status == EnrichmentStatus.RUNNING.value,
-                c.enrichment_lease_until < now,
-            )
-            return (
-                conn.execute(select(c.id).where(or_(_due(now), expired)).limit(1)).first()
-                is not None
-            )
+        return self.queue.anything_due()
 
     def _still_ours(self, claim: Claim) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(c.id).where(_ours(claim))).first() is not None
 
-    def _recover_expired(self, tx: Connection, now: datetime) -> None:
-        expired = and_(
-            c.enrichment_status == EnrichmentStatus.RUNNING.value,
-            c.enrichment_lease_until < now,
-        )
-        released = {"enrichment_lease_owner": None, "enrichment_lease_until": None}
-        failed = tx.execute(
-            update(leads)
-            .where(expired, c.enrichment_attempts >= self.retry.max_attempts)
-            .values(
-                enrichment_status=EnrichmentStatus.FAILED.value,
-                enrichment_error=LEASE_EXPIRED,
-                enrichment_finished_at=now,
-                **released,
-            )
-        ).rowcount
-        retried = tx.execute(
-            update(leads)
-            .where(expired)
-            .values(
-                enrichment_status=EnrichmentStatus.PENDING.value,
-                enrichment_error=LEASE_EXPIRED,
-                enrichment_next_attempt_at=now,
-                **released,
-            )
-        ).rowcount
-        if failed or retried:
-            log.warning("lead_enrichment_leases_expired", retried=retried, failed=failed)
 
-
-def _due(now: datetime) -> ColumnElement[bool]:
-    return and_(
-        c.enrichment_status == EnrichmentStatus.PENDING.value,
-        or_(c.enrichment_next_attempt_at.is_(None), c.enrichment_next_attempt_at <= now),
-    )
+def _same_contact(claim: Claim) -> tuple[ColumnElement[bool]]:
+    """The lead still has the contact the run enriched (changed: the run is stale)."""
+    return (c.contact_hash == claim.lead.contact_hash,)
 
 
 def _ours(claim: Claim) -> ColumnElement[bool]:
