@@ -30,14 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import Connection, Engine, RowMapping, Table, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, insert, select, update
 
 from hookyard.api.tables import tenants, users
 from hookyard.config import Settings
-from hookyard.db.engine import writer
 from hookyard.domain.crm.tables import customers
 from hookyard.domain.leads.tables import lead_closures, leads
 from hookyard.domain.leads.validation import mask_email
@@ -50,6 +48,7 @@ from hookyard.notify.recipients import Audience, recipients
 from hookyard.notify.smtp import Outcome, SmtpSettings, classify, send_all
 from hookyard.notify.tables import deliveries, notifications
 from hookyard.queue.backoff import Backoff
+from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec
 
 SENT = Counter(
     "hookyard_notifications_sent_total", "E-mails sent, by mode (immediate, digest)", ["mode"]
@@ -113,6 +112,18 @@ class Letter:
     outcome: Outcome | None = None  # set before sending when it cannot be sent at all
 
 
+# E-mail deliveries as a leased queue (hookyard.queue): due while pending, leased while
+# sending, `failed` once the attempts are used up.
+DELIVERIES = Spec(
+    deliveries,
+    due=(Status.PENDING,),
+    leased=Status.SENDING,
+    retry=Status.PENDING,
+    dead=Status.FAILED,
+    error="last_error",
+)
+
+
 @dataclass
 class EmailJob:
     engine: Engine
@@ -126,7 +137,10 @@ class EmailJob:
     name: str = "email_notifications"
 
     def __post_init__(self) -> None:
-        self._writer = writer(self.engine)
+        self.queue = LeasedQueue(
+            self.engine, DELIVERIES, self.retry, self.lease_seconds, lambda: self.clock()
+        )
+        self._writer = self.queue.writer
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> EmailJob | None:
@@ -172,15 +186,7 @@ class EmailJob:
                 select(n.id).where(n.status == NotificationStatus.PENDING).limit(1)
             ).first():
                 return self.clock()
-            times = [
-                conn.execute(
-                    select(func.min(d.next_attempt_at)).where(d.status == Status.PENDING)
-                ).scalar(),
-                conn.execute(
-                    select(func.min(d.lease_until)).where(d.status == Status.SENDING)
-                ).scalar(),
-            ]
-        return min((t for t in times if t is not None), default=None)
+        return self.queue.next_due_at()
 
     def close(self) -> None:
         pass  # a connection lives only as long as one pass's batch
@@ -253,32 +259,24 @@ class EmailJob:
     def _claim(self, worker: str, mode: Mode) -> tuple[str, list[Claimed]]:
         """Lease the due deliveries of `mode`: up to a batch of immediate ones, or every due
         row of up to a batch of people for digests (a person's digest is never split)."""
-        now = self.clock()
         owner = f"{worker[:80]}/{secrets.token_hex(4)}"
-        due = (d.mode == mode.value) & or_(
-            (d.status == Status.PENDING) & (d.next_attempt_at <= now),
-            (d.status == Status.SENDING) & (d.lease_until < now),
-        )
+        q = self.queue
+        due = (d.mode == mode.value) & DELIVERIES.is_due(bindparam("now"))
         if mode is Mode.IMMEDIATE:
             chosen = select(d.id).where(due).order_by(d.next_attempt_at, d.id)
             chosen = chosen.limit(self.batch_size)
         else:
             people = select(d.user_id).where(due).distinct().limit(self.batch_size)
             chosen = select(d.id).where(due, d.user_id.in_(people.scalar_subquery()))
-        stmt = (
-            update(deliveries)
-            .where(d.id.in_(chosen.with_for_update(skip_locked=True).scalar_subquery()))
-            .values(
-                status=Status.SENDING,
-                attempts=d.attempts + 1,
-                lease_owner=owner,
-                lease_until=now + timedelta(seconds=self.lease_seconds),
-                updated_at=now,
-            )
-            .returning(d.id, d.notification_id, d.tenant, d.user_id, d.email, d.mode, d.attempts)
+        stmt = q.claim_statement(
+            (d.id, d.notification_id, d.tenant, d.user_id, d.email, d.mode, d.attempts),
+            values={"updated_at": bindparam("now")},
+            chosen=chosen,
         )
         with self._writer.begin() as tx:
-            rows = tx.execute(stmt).all()
+            if recovered := q.recover(tx=tx):
+                log.warning("notification_leases_expired", deliveries=len(recovered))
+            rows = tx.execute(stmt, q.params(owner, self.batch_size)).all()
         claimed = [
             Claimed(r.id, r.notification_id, r.tenant, r.user_id, r.email, Mode(r.mode), r.attempts)
             for r in rows
@@ -356,28 +354,30 @@ class EmailJob:
     def _record_one(
         self, tx: Connection, owner: str, row: Claimed, outcome: Outcome, now: datetime
     ) -> None:
-        mine = (d.id == row.id) & (d.lease_owner == owner) & (d.status == Status.SENDING)
-        cleared = {"lease_owner": None, "lease_until": None, "updated_at": now}
-        if outcome.sent:
-            done = tx.execute(
-                update(deliveries)
-                .where(mine)
-                .values(status=Status.SENT, sent_at=now, last_error=None, **cleared)
-            ).rowcount
-            if done:
+        if outcome.sent or outcome is SKIPPED:
+            sent = outcome.sent
+            values = {
+                "status": Status.SENT if sent else Status.SKIPPED,
+                "last_error": None if sent else outcome.error,
+                "updated_at": now,
+                **({"sent_at": now} if sent else {}),
+            }
+            try:
+                self.queue.finish(tx, [row.id], owner, values)
+            except LeaseLost:  # another sender took it back: its result stands
+                return
+            if sent:
                 _mark_entity(tx, row.notification_id, now)
             return
-        if outcome is SKIPPED:
-            status, retry_at = Status.SKIPPED, None
-        elif outcome.transient:
-            retry_at = self.retry.next_attempt(row.attempts, now)
-            status = Status.PENDING if retry_at is not None else Status.FAILED
-        else:
-            status, retry_at = Status.FAILED, None
-        values: dict[str, Any] = {"status": status, "last_error": outcome.error, **cleared}
-        if retry_at is not None:
-            values["next_attempt_at"] = retry_at
-        tx.execute(update(deliveries).where(mine).values(values))
+        self.queue.retry_or_dead(
+            row.id,
+            owner,
+            row.attempts,
+            error=outcome.error,
+            transient=outcome.transient,
+            values={"updated_at": now},
+            tx=tx,
+        )
 
     def _log(self, letter: Letter) -> None:
         outcome = letter.outcome

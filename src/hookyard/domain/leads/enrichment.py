@@ -115,7 +115,7 @@ class EnrichmentPipeline:
 
     def __post_init__(self) -> None:
         self.queue = LeasedQueue(
-            self.engine, ENRICHMENT, self.retry, self.lease_seconds, self.clock
+            self.engine, ENRICHMENT, self.retry, self.lease_seconds, lambda: self.clock()
         )
 
     @classmethod
