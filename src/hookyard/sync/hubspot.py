@@ -17,12 +17,14 @@ updates) and HubSpot's companies in (the daily reconciler), by the field rules o
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, insert, select, update
 
 from hookyard.domain.common import locked
 from hookyard.domain.crm import service as crm
@@ -39,6 +41,8 @@ from hookyard.logs import log
 from hookyard.metrics import CRM_SYNC_FAILED
 from hookyard.notify.kinds import EntityType, Kind
 from hookyard.notify.record import record
+from hookyard.queue.backoff import Backoff
+from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec
 from hookyard.sync.client import ApiError
 from hookyard.sync.hubspot_api import HubSpotClient, field_errors
 from hookyard.sync.reconcile import Drift, Finding
@@ -78,9 +82,21 @@ class SyncPolicy:
     backoff_max: float = 3600.0
     lease_seconds: float = 120.0
 
-    def next_attempt(self, attempts: int, retry_after: float | None, now: datetime) -> datetime:
-        delay = min(self.backoff_max, self.backoff_base * 2 ** max(0, attempts - 1))
-        return now + timedelta(seconds=max(delay, retry_after or 0.0))
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.max_attempts, self.backoff_base, self.backoff_max)
+
+
+# The outbox as a leased queue (hookyard.queue): due while pending, leased while sending,
+# `failed` once the attempts are used up (a person may send it again).
+OUTBOX = Spec(
+    outbox,
+    due=(OutboxStatus.PENDING,),
+    leased=OutboxStatus.SENDING,
+    retry=OutboxStatus.PENDING,
+    dead=OutboxStatus.FAILED,
+    error="last_error",
+)
 
 
 def properties_of(customer: Mapping[Any, Any], fields: Sequence[str]) -> dict[str, str]:
@@ -180,6 +196,7 @@ def create_customer(
 ) -> Created:
     """Create a customer and push it to HubSpot now (see the module's docstring)."""
     now = datetime.now(UTC)
+    owner = _owner("create")
     with engine.begin() as tx:
         customer_id = crm.create_customer(tx, tenant, company_name, **fields)
         customer = (
@@ -195,7 +212,8 @@ def create_customer(
                 status=OutboxStatus.SENDING if client else OutboxStatus.PENDING,
                 attempts=1 if client else 0,
                 next_attempt_at=now,
-                lease_until=now + timedelta(seconds=policy.lease_seconds),
+                lease_owner=owner if client else None,
+                lease_until=now + timedelta(seconds=policy.lease_seconds) if client else None,
                 created_at=now,
                 updated_at=now,
             )
@@ -205,10 +223,10 @@ def create_customer(
         return Created(customer_id, customer["ban"], None, "HubSpot is not configured")
     sender = OutboxSender(engine, client, policy)
     try:
-        company_id = sender.send(int(row_id), customer, "create", list(OUTBOUND))
+        company_id = sender.send(int(row_id), customer, "create", list(OUTBOUND), owner)
     except ApiError as exc:
         if exc.retryable:
-            sender.retry_later(int(row_id), customer, 1, exc)
+            sender.retry_later(int(row_id), customer, 1, exc, owner)
             return Created(customer_id, customer["ban"], None, str(exc))
         _remove(engine, customer, exc)
         errors = {
@@ -235,10 +253,17 @@ class OutboxSender:
         self.engine = engine
         self.client = client
         self.policy = policy
+        self.queue = LeasedQueue(engine, OUTBOX, policy.backoff, policy.lease_seconds)
 
     def run_once(self, limit: int = 20) -> int:
-        claimed = self._claim(limit)
-        for row_id, attempts in claimed:
+        owner = _owner("outbox")
+        if recovered := self.queue.recover():
+            log.warning("crm_outbox_leases_expired", rows=len(recovered))
+        claimed = self.queue.claim(
+            owner, limit, (outbox.c.attempts,), values={"updated_at": bindparam("now")}
+        )
+        for claim in claimed:
+            row_id, attempts = claim["id"], claim["attempts"]
             with self.engine.connect() as conn:
                 row = conn.execute(select(outbox).where(outbox.c.id == row_id)).mappings().one()
                 customer = (
@@ -248,43 +273,30 @@ class OutboxSender:
                 )
             operation = "update" if customer["hubspot_company_id"] else "create"
             try:
-                self.send(row_id, customer, operation, row["fields"])
+                self.send(row_id, customer, operation, row["fields"], owner)
+            except LeaseLost:
+                log.warning("crm_sync_lease_lost", customer_id=customer["id"], outbox_id=row_id)
             except ApiError as exc:
-                if exc.retryable and attempts < self.policy.max_attempts:
-                    self.retry_later(row_id, customer, attempts, exc)
+                if exc.retryable and not self.queue.backoff.exhausted(attempts):
+                    self.retry_later(row_id, customer, attempts, exc, owner)
                 else:
-                    self._fail(row_id, customer, exc)
+                    self._fail(row_id, customer, exc, owner)
         return len(claimed)
 
-    def _claim(self, limit: int) -> list[tuple[int, int]]:
-        now = datetime.now(UTC)
-        due = (outbox.c.status == OutboxStatus.PENDING) & (outbox.c.next_attempt_at <= now)
-        stale = (outbox.c.status == OutboxStatus.SENDING) & (outbox.c.lease_until < now)
-        with self.engine.begin() as tx:
-            rows = tx.execute(
-                select(outbox.c.id, outbox.c.attempts)
-                .where(due | stale)
-                .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for row_id, attempts in rows:
-                tx.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(
-                        status=OutboxStatus.SENDING,
-                        attempts=attempts + 1,
-                        lease_until=now + timedelta(seconds=self.policy.lease_seconds),
-                        updated_at=now,
-                    )
-                )
-        return [(row_id, attempts + 1) for row_id, attempts in rows]
+    def next_due_at(self) -> datetime | None:
+        return self.queue.next_due_at()
 
     def send(
-        self, row_id: int, customer: Mapping[Any, Any], operation: str, fields: Sequence[str]
+        self,
+        row_id: int,
+        customer: Mapping[Any, Any],
+        operation: str,
+        fields: Sequence[str],
+        owner: str,
     ) -> str:
-        """One send; the HubSpot company id. Raises ApiError (the caller decides)."""
+        """One send under `owner`'s lease; the HubSpot company id. Raises ApiError (the
+        caller decides), or LeaseLost when another sender took the row meanwhile (its result
+        stands, ours is not written)."""
         properties = properties_of(customer, fields)
         company_id = customer["hubspot_company_id"]
         if company_id is None:
@@ -299,6 +311,8 @@ class OutboxSender:
             self.client.update_company(company_id, properties)
         now = datetime.now(UTC)
         with self.engine.begin() as tx:
+            done = {"status": OutboxStatus.DONE, "sent_at": now, "updated_at": now}
+            self.queue.finish(tx, [row_id], owner, {**done, "last_error": None})
             tx.execute(
                 update(customers)
                 .where(customers.c.id == customer["id"])
@@ -312,11 +326,6 @@ class OutboxSender:
                     .where(field_state.c.customer_id == customer["id"], field_state.c.field == name)
                     .values(pushed_value=BY_FIELD[name].current(customer), pushed_at=now)
                 )
-            tx.execute(
-                update(outbox)
-                .where(outbox.c.id == row_id)
-                .values(status=OutboxStatus.DONE, sent_at=now, updated_at=now, last_error=None)
-            )
             _log(tx, customer, operation, "ok", properties=properties)
         log.info(
             "crm_synced", customer_id=customer["id"], operation=operation, fields=len(properties)
@@ -324,44 +333,46 @@ class OutboxSender:
         return str(company_id)
 
     def retry_later(
-        self, row_id: int, customer: Mapping[Any, Any], attempts: int, exc: ApiError
+        self, row_id: int, customer: Mapping[Any, Any], attempts: int, exc: ApiError, owner: str
     ) -> None:
         now = datetime.now(UTC)
-        at = self.policy.next_attempt(attempts, exc.retry_after, now)
         with self.engine.begin() as tx:
-            tx.execute(
-                update(outbox)
-                .where(outbox.c.id == row_id)
-                .values(
-                    status=OutboxStatus.PENDING,
-                    next_attempt_at=at,
-                    lease_until=None,
-                    last_error=str(exc)[:2000],
-                    updated_at=now,
-                )
+            failure = self.queue.retry_or_dead(
+                row_id,
+                owner,
+                attempts,
+                error=str(exc),
+                retry_after=exc.retry_after,
+                values={"updated_at": now},
+                tx=tx,
             )
-            _log(tx, customer, "update", "retry", detail=str(exc))
+            if failure.recorded:
+                _log(tx, customer, "update", "retry", detail=str(exc))
+        if failure.retry_at is None:  # lease lost, or (by the caller's check) never
+            return
         log.warning(
             "crm_sync_retry", customer_id=customer["id"], attempts=attempts,
-            retry_at=at.isoformat(), error=str(exc)[:300],
+            retry_at=failure.retry_at.isoformat(), error=str(exc)[:300],
         )  # fmt: skip
 
-    def _fail(self, row_id: int, customer: Mapping[Any, Any], exc: ApiError) -> None:
+    def _fail(self, row_id: int, customer: Mapping[Any, Any], exc: ApiError, owner: str) -> None:
         now = datetime.now(UTC)
         errors = field_errors(exc)
         detail = str(exc) + (f" fields: {json.dumps(errors)}" if errors else "")
         with self.engine.begin() as tx:
             before = locked(tx, outbox, outbox.c.id == row_id)
-            tx.execute(
-                update(outbox)
-                .where(outbox.c.id == row_id)
-                .values(
-                    status=OutboxStatus.FAILED,
-                    lease_until=None,
-                    last_error=detail[:2000],
-                    updated_at=now,
-                )
+            failure = self.queue.retry_or_dead(
+                row_id,
+                owner,
+                before["attempts"] if before is not None else 0,
+                error=detail,
+                transient=False,
+                values={"updated_at": now},
+                tx=tx,
             )
+            if not failure.recorded:
+                log.warning("crm_sync_lease_lost", customer_id=customer["id"], outbox_id=row_id)
+                return
             _log(tx, customer, "update", "failed", detail=detail)
             if before is not None and before["status"] != OutboxStatus.FAILED:
                 # The e-mail to the tenant's people, once per failure (a person's retry that
@@ -384,6 +395,10 @@ class OutboxSender:
                 )
         CRM_SYNC_FAILED.inc()
         log.error("crm_sync_failed", customer_id=customer["id"], error=detail[:300])
+
+
+def _owner(what: str) -> str:
+    return f"{what}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
 def retry_failed(engine: Engine, row_id: int, tenant: str | None = None) -> bool:

@@ -9,15 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
 from hookyard.config import Settings
-from hookyard.domain.crm.tables import outbox
 from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 from hookyard.providers.base import Source
 from hookyard.sync import reconcile
-from hookyard.sync.hubspot import CompanyReconciler, OutboxSender, OutboxStatus, SyncPolicy
+from hookyard.sync.hubspot import CompanyReconciler, OutboxSender, SyncPolicy
 from hookyard.sync.hubspot_api import HubSpotClient
 from hookyard.sync.meta import TemplateReconciler
 from hookyard.sync.meta_api import MetaClient
@@ -131,13 +128,7 @@ class OutboxJob:
         return self.sender.run_once()
 
     def next_due_at(self) -> datetime | None:
-        with self.sender.engine.connect() as conn:
-            due: datetime | None = conn.execute(
-                select(func.min(outbox.c.next_attempt_at)).where(
-                    outbox.c.status == OutboxStatus.PENDING
-                )
-            ).scalar()
-        return due
+        return self.sender.next_due_at()
 
     def close(self) -> None:
         pass  # the client belongs to SyncServices, closed with it
