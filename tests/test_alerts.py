@@ -29,10 +29,10 @@ from hookyard.domain.whatsapp.tables import templates
 from hookyard.inbox.model import NewEvent
 from hookyard.ingress.app import stored_headers
 from hookyard.providers.base import WebhookRequest
+from hookyard.queue.scheduler import Scheduler
 from hookyard.runtime import Runtime
 from hookyard.sync import reconcile
 from hookyard.sync.reconcile import Drift, Finding
-from hookyard.sync.scheduler import Scheduler
 from tests.conftest import SECRETS, SOURCES_TOML
 from tests.people import People
 from tests.support import delivery

@@ -23,10 +23,11 @@ from hookyard.config import Settings
 from hookyard.domain.crm.tables import customers, outbox, sync_conflicts, sync_log
 from hookyard.domain.tendlc.tables import brands, campaign_carriers
 from hookyard.domain.whatsapp.tables import alerts, templates
+from hookyard.queue.scheduler import Job, Scheduler
+from hookyard.queue.tables import schedule_jobs
 from hookyard.runtime import Runtime
 from hookyard.sync.client import ApiClient, ApiError, retry_after_seconds
-from hookyard.sync.scheduler import Job, Scheduler
-from hookyard.sync.tables import reconciliation_runs, schedule_jobs
+from hookyard.sync.tables import reconciliation_runs
 from hookyard.sync.tcr import subscribe_all
 from hookyard.testing.fakes.hubspot import HubSpotState
 from hookyard.testing.fakes.hubspot import create_app as hubspot_app

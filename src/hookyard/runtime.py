@@ -21,9 +21,9 @@ from hookyard.live.feed import send_changes
 from hookyard.live.publish import attach_local
 from hookyard.notify.job import EmailJob
 from hookyard.queue.backoff import Backoff
+from hookyard.queue.scheduler import Scheduler, SchedulerThread
 from hookyard.sources import SourceSet, load_sources
-from hookyard.sync.scheduler import Scheduler
-from hookyard.sync.services import OutboxJob, SchedulerThread, SyncServices
+from hookyard.sync.services import OutboxJob, SyncServices
 from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import PostgresListener, Wakeup
 

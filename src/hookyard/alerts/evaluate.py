@@ -1,7 +1,7 @@
 """Evaluating the rules: open an alert when a rule fires about a subject, keep it up to date
 while it fires, resolve it when it stops.
 
-Runs as the scheduler job `alerts.evaluate` (sync/scheduler.py: one process at a time).
+Runs as the scheduler job `alerts.evaluate` (queue/scheduler.py: one process at a time).
 Each rule is evaluated in its own transaction, which also replaces the rule's measured
 values (`alert_values`, read by /metrics): a rule that cannot be measured (its query
 failed) leaves its alerts and values as they were, and the other rules go on.
@@ -22,7 +22,7 @@ from hookyard.db.engine import writer
 from hookyard.domain.common import insert_missing
 from hookyard.logs import log
 from hookyard.providers.base import Source
-from hookyard.sync.scheduler import Job
+from hookyard.queue.scheduler import Job
 
 JOB_NAME = "alerts.evaluate"
 
@@ -41,7 +41,7 @@ class EvaluationResult:
 
     @property
     def error(self) -> str | None:
-        """What the scheduler records as the run's error (sync/scheduler.Scheduler._run)."""
+        """What the scheduler records as the run's error (queue/scheduler.Scheduler._run)."""
         return "; ".join(self.errors) or None
 
 

@@ -9,4 +9,5 @@ from hookyard.domain.leads import tables as leads_tables  # noqa: F401
 from hookyard.domain.tendlc import tables as tendlc_tables  # noqa: F401
 from hookyard.domain.whatsapp import tables as whatsapp_tables  # noqa: F401
 from hookyard.notify import tables as notify_tables  # noqa: F401
+from hookyard.queue import tables as queue_tables  # noqa: F401
 from hookyard.sync import tables as sync_tables  # noqa: F401

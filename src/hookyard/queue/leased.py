@@ -36,6 +36,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     RowMapping,
     Table,
     and_,
@@ -88,6 +89,7 @@ class Spec:
     lease_owner: str = "lease_owner"
     lease_until: str = "lease_until"
     error: str | None = None  # where a lost lease or a failure is written
+    key: str = "id"  # the primary key
     dead_at: str | None = None  # stamped with the time a row dies
     expired_error: str = LEASE_EXPIRED  # the error of a row whose lease ran out
     keep_error: bool = True  # on expiry, keep an earlier attempt's error if there is one
@@ -99,8 +101,8 @@ class Spec:
         return self.table.c[name]
 
     @property
-    def id(self) -> Any:
-        return self.table.c.id
+    def id(self) -> Column[Any]:
+        return self.table.c[self.key]
 
     def is_due(self, now: Any) -> ColumnElement[bool]:
         """Waiting its turn and its time has come (no lock or lease considered)."""
@@ -137,7 +139,8 @@ def ids_in(column: Any, postgres: bool, name: str = "ids") -> ColumnElement[bool
     so the statement's text is the same for any count and psycopg prepares it once (an
     expanding IN is new text per count, converted in Python each time)."""
     if postgres:
-        return column == func.any(bindparam(name, type_=postgresql.ARRAY(BigInteger)))  # type: ignore[no-any-return]
+        item = BigInteger() if isinstance(column.type, Integer) else column.type
+        return column == func.any(bindparam(name, type_=postgresql.ARRAY(item)))  # type: ignore[no-any-return]
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
@@ -201,7 +204,7 @@ class LeasedQueue:
             # re-scans (a nested loop) may pick other rows on each scan, and lease more than
             # `limit` of them.
             cte = chosen.with_for_update(skip_locked=True).cte("chosen")
-            ids = select(cte.prefix_with("MATERIALIZED").c.id).scalar_subquery()
+            ids = select(cte.prefix_with("MATERIALIZED").c[s.key]).scalar_subquery()
         leased: dict[str, Any] = {
             s.lease_owner: bindparam("owner"),
             s.lease_until: bindparam("until"),
@@ -267,7 +270,7 @@ class LeasedQueue:
         else:
             with self.writer.begin() as own:
                 rows = own.execute(stmt, params).mappings().all()
-        return sorted(rows, key=lambda r: r[self.spec.id.name])
+        return sorted(rows, key=lambda r: r[self.spec.key])
 
     def finish(
         self,

@@ -3,7 +3,6 @@ provider API, the HubSpot outbox sender, the reconcilers and the scheduled jobs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,14 +10,13 @@ from typing import Any
 
 from hookyard.config import Settings
 from hookyard.inbox.store import EventStore
-from hookyard.logs import log
 from hookyard.providers.base import Source
+from hookyard.queue.scheduler import Job
 from hookyard.sync import reconcile
 from hookyard.sync.hubspot import CompanyReconciler, OutboxSender, SyncPolicy
 from hookyard.sync.hubspot_api import HubSpotClient
 from hookyard.sync.meta import TemplateReconciler
 from hookyard.sync.meta_api import MetaClient
-from hookyard.sync.scheduler import Job, Scheduler
 from hookyard.sync.tcr import BrandReconciler, CampaignReconciler
 from hookyard.sync.tcr_api import TCRClient
 
@@ -132,30 +130,3 @@ class OutboxJob:
 
     def close(self) -> None:
         pass  # the client belongs to SyncServices, closed with it
-
-
-class SchedulerThread:
-    """Ticks the scheduler every `interval` seconds in its own thread, so a long
-    reconciliation never holds up event processing."""
-
-    def __init__(self, scheduler: Scheduler, stop: threading.Event, interval: float = 1.0) -> None:
-        self.scheduler = scheduler
-        self.stop = stop
-        self.interval = interval
-        self.thread = threading.Thread(target=self._loop, name="hookyard-scheduler", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _loop(self) -> None:
-        log.info("scheduler_started", jobs=[j.name for j in self.scheduler.jobs])
-        while not self.stop.is_set():
-            try:
-                self.scheduler.tick()
-            except Exception as exc:  # the database away: try again on the next tick
-                log.warning("scheduler_tick_failed", error=str(exc)[:300])
-            self.stop.wait(self.interval)
-
-    def join(self, timeout: float) -> None:
-        if self.thread.is_alive():
-            self.thread.join(timeout)

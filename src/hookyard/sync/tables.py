@@ -1,4 +1,4 @@
-"""The scheduler's jobs and the record of every reconciliation run.
+"""The record of every reconciliation run (the scheduler's jobs: `hookyard.queue.tables`).
 
 Migration 0009 creates exactly these tables (`tests/test_migrations.py` compares them).
 """
@@ -8,21 +8,6 @@ from __future__ import annotations
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, String, Table, Text
 
 from hookyard.db.schema import Id, UTCDateTime, metadata
-
-# One row per scheduled job. A process runs a job only after moving its lease forward in one
-# conditional UPDATE, so each run happens in one process, whichever of many asks first.
-schedule_jobs = Table(
-    "schedule_jobs",
-    metadata,
-    Column("name", String(100), primary_key=True),
-    Column("next_run_at", UTCDateTime(), nullable=False),
-    Column("lease_owner", String(200), nullable=True),
-    Column("lease_until", UTCDateTime(), nullable=True),
-    Column("last_started_at", UTCDateTime(), nullable=True),
-    Column("last_finished_at", UTCDateTime(), nullable=True),
-    Column("last_status", String(20), nullable=True),  # ok, failed
-    Column("last_error", Text, nullable=True),
-)
 
 reconciliation_runs = Table(
     "reconciliation_runs",
