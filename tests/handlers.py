@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert, text
 
 from hookyard.providers.base import Outcome, StoredEvent
 
@@ -30,6 +30,16 @@ def record_effect(event: StoredEvent, tx: Connection) -> Outcome:
         raise RuntimeError(f"asked to fail: {data.get('fail')}")
     if sleep := data.get("sleep"):
         time.sleep(float(sleep))
+    if data.get("slow_sql"):  # a statement that runs for minutes unless cancelled
+        if tx.dialect.name == "postgresql":
+            tx.execute(text("SELECT pg_sleep(600)"))
+        else:
+            tx.execute(
+                text(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+                    " LIMIT 10000000000) SELECT count(*) FROM c"
+                )
+            )
     import os
 
     tx.execute(

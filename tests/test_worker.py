@@ -228,3 +228,17 @@ def test_a_claim_passes_over_the_entities_another_worker_holds(runtime: Runtime)
     with runtime.store.writer.begin() as tx:
         runtime.store.finish(tx, {"done": [e.id for e in first]}, "A")
     assert [e.entity_key for e in runtime.store.claim("B", 10, 60)] == ["E"]
+
+
+def test_a_handler_past_its_timeout_is_stopped_and_retried_alone(runtime: Runtime) -> None:
+    [slow] = accept(runtime, "effects", 1, slow_sql=True)
+    fine = accept(runtime, "effects", 2)
+    worker = runtime.make_worker()
+    worker.handler_timeout = 0.5
+    started = time.monotonic()
+    worker.run_once()
+    assert time.monotonic() - started < 30  # not the statement's minutes
+    row = runtime.store.get(slow)
+    assert row is not None and row["status"] == "failed"
+    assert "ran longer than 0.5 s" in row["last_error"]
+    assert all(runtime.store.get(i)["status"] == "done" for i in fine)  # type: ignore[index]

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 3600.0
     lease_seconds: float = 60.0
+    # A batch's handlers running longer than this are stopped (their statement cancelled)
+    # and the events retried; until then a heartbeat keeps their lease (PostgreSQL).
+    handler_timeout_seconds: float = Field(default=300.0, gt=0)
     retention_days: int = 30
     retention_interval_seconds: float = 3600.0
 

@@ -94,6 +94,7 @@ class Runtime:
             batch_size=s.claim_batch_size,
             gather_seconds=s.claim_gather_seconds,
             lease_seconds=s.lease_seconds,
+            handler_timeout=s.handler_timeout_seconds,
             retention_days=s.retention_days,
             retention_interval=s.retention_interval_seconds,
             rejected_log_size=s.rejected_log_size,

@@ -48,7 +48,7 @@ from hookyard.notify.recipients import Audience, recipients
 from hookyard.notify.smtp import Outcome, SmtpSettings, classify, send_all
 from hookyard.notify.tables import deliveries, notifications
 from hookyard.queue.backoff import Backoff
-from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec
+from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec, skip_locked
 
 SENT = Counter(
     "hookyard_notifications_sent_total", "E-mails sent, by mode (immediate, digest)", ["mode"]
@@ -198,11 +198,12 @@ class EmailJob:
         with self._writer.begin() as tx:
             rows = (
                 tx.execute(
-                    select(notifications)
-                    .where(n.status == NotificationStatus.PENDING)
-                    .order_by(n.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
+                    skip_locked(
+                        select(notifications)
+                        .where(n.status == NotificationStatus.PENDING)
+                        .order_by(n.id)
+                        .limit(self.batch_size)
+                    )
                 )
                 .mappings()
                 .all()

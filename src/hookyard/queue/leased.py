@@ -38,6 +38,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     RowMapping,
+    Select,
     Table,
     and_,
     bindparam,
@@ -144,6 +145,13 @@ def ids_in(column: Any, postgres: bool, name: str = "ids") -> ColumnElement[bool
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
+def skip_locked(query: Select[Any]) -> Select[Any]:
+    """`query` passes the rows other transactions hold (PostgreSQL's FOR UPDATE SKIP LOCKED;
+    SQLite has one writer and ignores it): work that is taken and done in one transaction,
+    such as a batch of notifications fanned out, without a lease."""
+    return query.with_for_update(skip_locked=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """What a failed attempt became: due again at `retry_at`, or dead (`retry_at` None);
@@ -203,7 +211,7 @@ class LeasedQueue:
             # Materialized once: a subquery with LIMIT and SKIP LOCKED that the planner
             # re-scans (a nested loop) may pick other rows on each scan, and lease more than
             # `limit` of them.
-            cte = chosen.with_for_update(skip_locked=True).cte("chosen")
+            cte = skip_locked(chosen).cte("chosen")
             ids = select(cte.prefix_with("MATERIALIZED").c[s.key]).scalar_subquery()
         leased: dict[str, Any] = {
             s.lease_owner: bindparam("owner"),
@@ -428,9 +436,11 @@ class LeasedQueue:
 class Heartbeat:
     """Keeps a lease alive while long work runs, and ends work that runs past its timeout.
 
-    Every `interval` seconds it extends the lease of `ids`; once `timeout` has passed it stops
-    extending and calls `on_timeout` (e.g. cancelling the work's database statement), so the
-    lease runs out and another worker may take the rows; the late finisher is then refused.
+    Every `interval` seconds it extends the lease of `ids` (unless `extend` is off: the work's
+    own transaction holds SQLite's one write lock, so nobody can take the rows meanwhile, and
+    an extension would only wait for it); once `timeout` has passed it stops extending and
+    calls `on_timeout` (e.g. cancelling the work's database statement), so the lease runs out
+    and another worker may take the rows; the late finisher is then refused.
     """
 
     def __init__(
@@ -442,6 +452,7 @@ class Heartbeat:
         interval: float | None = None,
         timeout: float | None = None,
         on_timeout: Callable[[], None] | None = None,
+        extend: bool = True,
     ) -> None:
         self.queue = queue
         self.ids = list(ids)
@@ -449,6 +460,7 @@ class Heartbeat:
         self.interval = interval if interval is not None else queue.lease_seconds / 3
         self.timeout = timeout
         self.on_timeout = on_timeout
+        self.extend = extend
         self.lost = False
         self.timed_out = False
         self._stop = threading.Event()
@@ -474,6 +486,7 @@ class Heartbeat:
                 return
             waited += step
             if deadline is not None and waited >= deadline:
+                log.warning("work_timed_out", ids=self.ids[:20], owner=self.owner, seconds=deadline)
                 self.timed_out = True
                 if self.on_timeout is not None:
                     try:
@@ -481,6 +494,8 @@ class Heartbeat:
                     except Exception as exc:  # best effort: the lease still runs out
                         log.warning("heartbeat_timeout_failed", error=str(exc)[:300])
                 return
+            if not self.extend:
+                continue
             try:
                 held = self.queue.extend(self.ids, self.owner)
             except Exception as exc:  # database away: the lease may run out; finish will tell
@@ -501,5 +516,6 @@ __all__ = [
     "LeasedQueue",
     "Spec",
     "ids_in",
+    "skip_locked",
     "utcnow",
 ]

@@ -17,21 +17,27 @@ import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
 
 from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 from hookyard.metrics import DEAD, FAILED, PROCESSED
 from hookyard.providers.base import Adapter, Source, StoredEvent
-from hookyard.queue.leased import LeaseLost, utcnow
+from hookyard.queue.leased import Heartbeat, LeaseLost, utcnow
 from hookyard.worker.wakeup import Wakeup
 
 
 class UnknownSource(LookupError):
     pass
+
+
+class HandlerTimeout(RuntimeError):
+    """A handler ran past HOOKYARD_HANDLER_TIMEOUT_SECONDS: its statement was cancelled."""
 
 
 class BackgroundJob(Protocol):
@@ -62,6 +68,7 @@ class Worker:
     wakeup: Wakeup
     batch_size: int = 100
     lease_seconds: float = 60.0
+    handler_timeout: float = 300.0  # a batch's handlers running longer are stopped
     idle_seconds: float = 30.0  # longest sleep with nothing due (a timer, not a poll)
     gather_seconds: float = 0.0  # after a partial batch, wait this long before the next claim
     retention_days: int = 30
@@ -143,7 +150,10 @@ class Worker:
         for event in claimed:
             by_source[event.source].append(event)
         started = time.perf_counter()
-        with self.store.writer.begin() as tx:
+        # The watch outside the transaction: it ends after the commit released the rows, so
+        # an extension waiting on them never waits on us.
+        with self._watch(claimed) as watch, self.store.writer.begin() as tx:
+            watch.on_timeout = self._canceller(tx)
             # Sources in name order: every worker locks domain rows in the same order.
             for source, events in sorted(by_source.items()):
                 handled = self._adapter_for(events[0]).handle_batch(events, tx)
@@ -163,17 +173,39 @@ class Worker:
         )
 
     def _handle_alone(self, event: StoredEvent) -> None:
+        watch: Heartbeat | None = None
         try:
-            with self.store.writer.begin() as tx:
+            with self._watch([event]) as watch, self.store.writer.begin() as tx:
+                watch.on_timeout = self._canceller(tx)
                 outcome = self._adapter_for(event).handle(event, tx)
                 self.store.finish(tx, {outcome.value: [event.id]}, self.name)
         except LeaseLost:
             log.warning("event_lease_lost", event_id=event.id, worker=self.name)
             return
         except Exception as exc:
-            self._record_failure(event, exc)
+            failure: Exception = exc
+            if watch is not None and watch.timed_out:
+                failure = HandlerTimeout(f"the handler ran longer than {self.handler_timeout:g} s")
+            self._record_failure(event, failure)
             return
         PROCESSED.labels(event.source, outcome.value).inc()
+
+    def _watch(self, claimed: Sequence[StoredEvent]) -> Heartbeat:
+        """While handlers run: the lease kept alive (PostgreSQL: on SQLite the transaction
+        holds the one write lock, so nobody can take the events back meanwhile), and past the
+        handler timeout the transaction's statement cancelled (`_canceller`), so the batch
+        fails and is retried instead of holding its events and locks."""
+        return Heartbeat(
+            self.store.queue,
+            [e.id for e in claimed],
+            self.name,
+            timeout=self.handler_timeout,
+            extend=self.store.is_postgres,
+        )
+
+    def _canceller(self, tx: Connection) -> Callable[[], None]:
+        dbapi: Any = tx.connection.dbapi_connection
+        return dbapi.cancel if self.store.is_postgres else dbapi.interrupt  # type: ignore[no-any-return]
 
     def _record_failure(self, event: StoredEvent, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
