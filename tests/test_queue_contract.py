@@ -31,17 +31,7 @@ from hookyard.queue.leased import Heartbeat, LeasedQueue, LeaseLost
 from hookyard.queue.scheduler import Job, Scheduler
 from hookyard.queue.tables import schedule_jobs
 from hookyard.sync.hubspot import OutboxSender, SyncPolicy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.support import MovableClock
 
 
 class LeasedQueueContract:
@@ -50,18 +40,18 @@ class LeasedQueueContract:
     lease: ClassVar[float] = 60.0
     has_attempts: ClassVar[bool] = True
 
-    def make_queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         raise NotImplementedError
 
     def add_due(self, engine: Engine, n: int, now: datetime) -> list[Any]:
         raise NotImplementedError
 
     @pytest.fixture
-    def clock(self) -> Clock:
-        return Clock()
+    def clock(self) -> MovableClock:
+        return MovableClock()
 
     @pytest.fixture
-    def queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         return self.make_queue(engine, clock)
 
     def status(self, q: LeasedQueue, key: Any) -> Any:
@@ -76,7 +66,7 @@ class LeasedQueueContract:
     # -- the contract ------------------------------------------------------------------
 
     def test_two_claimers_never_share_a_row(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         added = self.add_due(engine, 3, clock())
         first = queue.claim("a", 2)
@@ -87,7 +77,7 @@ class LeasedQueueContract:
         assert queue.claim("c", 10) == []
 
     def test_concurrent_claimers_take_each_row_once(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         added = self.add_due(engine, 12, clock())
         taken: list[set[Any]] = []
@@ -109,7 +99,7 @@ class LeasedQueueContract:
         assert set().union(*taken) == set(added)
 
     def test_a_row_is_not_due_before_its_time(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock() + timedelta(seconds=30))
         assert queue.claim("a", 10) == []
@@ -118,7 +108,7 @@ class LeasedQueueContract:
         assert self.keys(queue.claim("a", 10)) == {key}
 
     def test_an_expired_lease_is_taken_back(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         assert self.keys(queue.claim("a", 1, lease_seconds=self.lease)) == {key}
@@ -131,7 +121,7 @@ class LeasedQueueContract:
         assert self.keys(queue.claim("b", 1)) == {key}
 
     def test_a_late_finisher_is_refused(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         queue.claim("a", 1, lease_seconds=self.lease)
@@ -147,7 +137,7 @@ class LeasedQueueContract:
         assert queue.claim("c", 1) == []
 
     def test_a_heartbeat_keeps_the_lease(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         queue.claim("a", 1, lease_seconds=self.lease)
@@ -161,7 +151,7 @@ class LeasedQueueContract:
             queue.finish(tx, [key], "a", self.done_values())
 
     def test_a_crash_loop_ends_dead(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         for attempt in range(1, queue.backoff.max_attempts + 1):
@@ -173,7 +163,7 @@ class LeasedQueueContract:
         assert queue.claim("again", 1) == []
 
     def test_backoff_stays_within_bounds_and_respects_retry_after(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         b = queue.backoff
         [key] = self.add_due(engine, 1, clock())
@@ -194,7 +184,7 @@ class LeasedQueueContract:
         del row
 
     def test_retry_after_is_honoured_even_beyond_the_cap(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         queue.claim("a", 1)
@@ -204,7 +194,7 @@ class LeasedQueueContract:
         assert queue.next_due_at() == failure.retry_at
 
     def test_a_refusal_is_dead_at_once(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         queue.claim("a", 1)
@@ -219,7 +209,7 @@ class LeasedQueueContract:
 
 
 class TestEventsQueue(LeasedQueueContract):
-    def make_queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         return EventStore(engine, Backoff(4, 2.0, 60.0), clock=clock).queue
 
     def add_due(self, engine: Engine, n: int, now: datetime) -> list[Any]:
@@ -242,7 +232,7 @@ class TestEventsQueue(LeasedQueueContract):
             return list(tx.execute(insert(events).returning(events.c.id), rows).scalars())
 
     def test_the_store_keeps_the_claimed_batch_in_order(
-        self, engine: Engine, clock: Clock
+        self, engine: Engine, clock: MovableClock
     ) -> None:
         store = EventStore(engine, Backoff(4, 2.0, 60.0), clock=clock)
         added = self.add_due(engine, 5, clock())
@@ -254,7 +244,7 @@ class TestEventsQueue(LeasedQueueContract):
 class TestEnrichmentQueue(LeasedQueueContract):
     lease = 120.0
 
-    def make_queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         pipeline = EnrichmentPipeline(
             engine, [], httpx.Client(), Backoff(3, 30.0, 3600.0), clock=clock
         )
@@ -282,7 +272,7 @@ class TestEnrichmentQueue(LeasedQueueContract):
         return {"enrichment_status": "done"}
 
     def test_a_lead_without_a_time_is_due_at_once(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         with engine.begin() as tx:
@@ -294,7 +284,7 @@ class TestEnrichmentQueue(LeasedQueueContract):
 class TestEmailQueue(LeasedQueueContract):
     lease = 120.0
 
-    def make_queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         smtp = SmtpSettings(host="127.0.0.1", port=1, sender="hookyard@example.com")
         job = EmailJob(engine, smtp, audience=None, retry=Backoff(3, 60.0, 3600.0))  # type: ignore[arg-type]
         job.clock = clock
@@ -339,7 +329,7 @@ class TestEmailQueue(LeasedQueueContract):
 class TestOutboxQueue(LeasedQueueContract):
     lease = 120.0
 
-    def make_queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         sender = OutboxSender(engine, None, SyncPolicy(4, 30.0, 3600.0, self.lease))  # type: ignore[arg-type]
         sender.queue.clock = clock
         return sender.queue
@@ -374,7 +364,7 @@ class TestSchedulerJobs(LeasedQueueContract):
 
     lease = 1800.0
 
-    def make_queue(self, engine: Engine, clock: Clock) -> LeasedQueue:
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
         return Scheduler(engine, [], "test", self.lease, clock).queue
 
     def add_due(self, engine: Engine, n: int, now: datetime) -> list[Any]:
@@ -394,7 +384,7 @@ class TestSchedulerJobs(LeasedQueueContract):
 
     # A periodic job has no attempts to use up: an expired lease is due again, always.
     def test_a_crash_loop_ends_dead(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         for attempt in range(5):
@@ -403,7 +393,7 @@ class TestSchedulerJobs(LeasedQueueContract):
         assert self.status(queue, key) == "w4"  # still only ever one holder at a time
 
     def test_backoff_stays_within_bounds_and_respects_retry_after(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         queue.claim("a", 1)
@@ -414,7 +404,7 @@ class TestSchedulerJobs(LeasedQueueContract):
         assert self.keys(queue.claim("b", 1)) == {key}
 
     def test_a_refusal_is_dead_at_once(
-        self, engine: Engine, clock: Clock, queue: LeasedQueue
+        self, engine: Engine, clock: MovableClock, queue: LeasedQueue
     ) -> None:
         [key] = self.add_due(engine, 1, clock())
         queue.claim("a", 1)
@@ -422,7 +412,7 @@ class TestSchedulerJobs(LeasedQueueContract):
         assert self.status(queue, key) is None  # released; its next run time is unchanged
 
     def test_one_tick_of_many_processes_runs_a_due_job_once(
-        self, engine: Engine, clock: Clock
+        self, engine: Engine, clock: MovableClock
     ) -> None:
         runs: list[str] = []
         jobs = [Job("j", 60, lambda: runs.append("ran"))]
