@@ -454,3 +454,26 @@ def test_a_heartbeat_past_its_timeout_lets_the_lease_run_out(engine: Engine) -> 
     assert store.recover_expired_leases() == 1
     with pytest.raises(LeaseLost), store.writer.begin() as tx:
         store.finish(tx, {"done": [event.id]}, "a")
+
+
+def test_a_job_longer_than_its_lease_keeps_it(engine: Engine) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def long_job() -> None:
+        started.set()
+        release.wait(10)
+
+    jobs = [Job("long", 3600, long_job)]
+    first = Scheduler(engine, jobs, "first", lease_seconds=0.3)
+    other = Scheduler(engine, jobs, "other", lease_seconds=0.3)
+    runner = threading.Thread(target=first.tick)
+    runner.start()
+    assert started.wait(10)
+    threading.Event().wait(0.8)  # well past the lease: only the heartbeat keeps it
+    assert other.tick() == 0
+    release.set()
+    runner.join(10)
+    with engine.connect() as conn:
+        row = conn.execute(select(schedule_jobs).where(schedule_jobs.c.name == "long")).one()
+    assert row.last_status == "ok" and row.lease_owner is None

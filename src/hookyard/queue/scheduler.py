@@ -19,7 +19,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hookyard.logs import log
-from hookyard.queue.leased import Clock, LeasedQueue, LeaseLost, Spec, utcnow
+from hookyard.queue.leased import Clock, Heartbeat, LeasedQueue, LeaseLost, Spec, utcnow
 from hookyard.queue.tables import schedule_jobs
 
 # The jobs as a leased queue without statuses: a job is due when its time has come and no
@@ -91,7 +91,10 @@ class Scheduler:
         error: str | None = None
         log.info("job_started", job=job.name, owner=self.owner)
         try:
-            result = job.run()
+            # A run longer than the lease keeps it (a heartbeat), so no other process starts
+            # the same job meanwhile.
+            with Heartbeat(self.queue, [job.name], self.owner):
+                result = job.run()
         except Exception as exc:  # a job's failure is recorded; the schedule goes on
             error = f"{type(exc).__name__}: {exc}"
             log.error("job_failed", job=job.name, error=error[:300])
