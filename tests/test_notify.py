@@ -22,20 +22,22 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine, func, select, update
 
-from hookyard.api import identity
-from hookyard.api.identity import Role
-from hookyard.api.tables import users
+from hookyard.accounts import identity
+from hookyard.accounts.identity import Role
+from hookyard.accounts.tables import users
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.tables import customers
 from hookyard.domain.leads.tables import lead_closures, leads
-from hookyard.domain.tendlc.tables import brands, campaigns
+from hookyard.domain.tendlc.tables import brands, campaigns, vettings
+from hookyard.domain.whatsapp.tables import templates
 from hookyard.inbox.model import NewEvent, Origin
 from hookyard.notify import job as job_module
 from hookyard.notify import preferences
 from hookyard.notify.job import EmailJob
 from hookyard.notify.kinds import EntityType, Kind, Mode
+from hookyard.notify.marks import registered
 from hookyard.notify.render import message, render_one
 from hookyard.notify.smtp import SmtpSettings, send_all
 from hookyard.notify.tables import deliveries, notifications
@@ -374,6 +376,21 @@ KINDS = {
     Kind.LEAD_CLOSED: (_lead_closed, "Lead Maria Test was closed", ["admin@acme.example.com"]),
 }
 
+# The row a notification about each entity type marks once sent (its domain's table).
+ABOUT = {
+    EntityType.TENDLC_BRAND: brands,
+    EntityType.TENDLC_CAMPAIGN: campaigns,
+    EntityType.TENDLC_VETTING: vettings,
+    EntityType.WHATSAPP_TEMPLATE: templates,
+    EntityType.LEAD: leads,
+    EntityType.CRM_CUSTOMER: customers,
+}
+
+
+def test_every_entity_type_has_the_mark_its_domain_registered() -> None:
+    # The domains registered on import (this module imports them, as the worker does).
+    assert registered() == set(EntityType)
+
 
 @pytest.mark.parametrize("kind", list(KINDS), ids=str)
 def test_each_kind_sends_one_email_with_html_and_text_to_the_right_people(
@@ -396,7 +413,7 @@ def test_each_kind_sends_one_email_with_html_and_text_to_the_right_people(
         assert "<html" in html and "</html>" in html and "Acme" in html
     [note] = rows(runtime.engine, notifications)
     assert (note["kind"], note["tenant"], note["status"]) == (kind.value, "acme", "queued")
-    entity = job_module.ENTITY_TABLES[EntityType(note["entity_type"])]
+    entity = ABOUT[EntityType(note["entity_type"])]
     [about] = rows(runtime.engine, entity, entity.c.id == note["entity_id"])
     assert about["last_notification_sent_at"] is not None
     sent = rows(runtime.engine, deliveries)

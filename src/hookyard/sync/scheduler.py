@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, or_, update
 
-from hookyard.domain.common import insert_missing
+from hookyard.db.rows import insert_missing
 from hookyard.logs import log
 from hookyard.sync.tables import schedule_jobs
 

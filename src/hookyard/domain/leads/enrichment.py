@@ -38,6 +38,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, selec
 
 from hookyard import __version__
 from hookyard.config import Settings
+from hookyard.contacts import mask_email, mask_phone
 from hookyard.db.engine import writer
 from hookyard.domain.leads.service import EnrichmentStatus, lead_change
 from hookyard.domain.leads.steps import (
@@ -49,7 +50,6 @@ from hookyard.domain.leads.steps import (
     load_steps,
 )
 from hookyard.domain.leads.tables import leads
-from hookyard.domain.leads.validation import mask_email, mask_phone
 from hookyard.inbox.store import utcnow
 from hookyard.live.publish import publish
 from hookyard.logs import log
