@@ -15,8 +15,8 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from hookyard.api import identity
-from hookyard.api.identity import Role
+from hookyard.accounts import identity
+from hookyard.accounts.identity import Role
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.runtime import Runtime

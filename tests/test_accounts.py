@@ -8,8 +8,8 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from hookyard.api import identity
-from hookyard.api.identity import Role
+from hookyard.accounts import identity
+from hookyard.accounts.identity import Role
 from hookyard.runtime import Runtime
 from tests.conftest import SECRETS
 from tests.people import PASSWORD, TENANTS, People
@@ -66,7 +66,7 @@ def test_expired_forged_and_stale_sessions_are_refused(
     valid = login(api, "viewer@acme.example.com")
     from sqlalchemy import update
 
-    from hookyard.api.tables import users
+    from hookyard.accounts.tables import users
 
     with runtime.engine.begin() as tx:
         tx.execute(update(users).where(users.c.email == "viewer@acme.example.com").values(
@@ -89,7 +89,7 @@ def test_api_keys_are_shown_once_stored_hashed_and_revocable(
     assert all("key" not in k and "key_hash" not in k for k in listed)
     from sqlalchemy import select
 
-    from hookyard.api.tables import api_keys
+    from hookyard.accounts.tables import api_keys
 
     with runtime.engine.connect() as conn:
         stored = [h for (h,) in conn.execute(select(api_keys.c.key_hash))]
@@ -160,7 +160,7 @@ def test_x_customer_id_is_the_superadmins_tenant_picker(api: TestClient, people:
 def test_passwords_are_stored_as_argon2id(people: People, runtime: Runtime) -> None:
     from sqlalchemy import select
 
-    from hookyard.api.tables import users
+    from hookyard.accounts.tables import users
 
     with runtime.engine.connect() as conn:
         hashes = [h for (h,) in conn.execute(select(users.c.password_hash))]

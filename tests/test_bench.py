@@ -26,8 +26,8 @@ from hookyard.bench.sources import BenchSecrets, build_sources, provider_entries
 from hookyard.bench.workload import EQUAL_MIX, Mix, Planned, Workload, new_events, webhook_request
 from hookyard.bench.wrk import WrkStats, parse_wrk
 from hookyard.config import Settings
+from hookyard.contacts import validate_email, validate_phone
 from hookyard.domain.crm.tables import customers
-from hookyard.domain.leads.validation import validate_email, validate_phone
 from hookyard.inbox.model import Status
 from hookyard.runtime import Runtime
 from hookyard.testing.simulate import Delivery

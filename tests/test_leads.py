@@ -17,16 +17,16 @@ from hypothesis import strategies as st
 from sqlalchemy import Table, func, select, update
 
 from hookyard.app import create_app
-from hookyard.domain.leads import service as leads_service
-from hookyard.domain.leads.service import contact_hash
-from hookyard.domain.leads.tables import lead_closures, leads
-from hookyard.domain.leads.validation import (
+from hookyard.contacts import (
     is_fake_local,
     mask_email,
     mask_phone,
     validate_email,
     validate_phone,
 )
+from hookyard.domain.leads import service as leads_service
+from hookyard.domain.leads.service import contact_hash
+from hookyard.domain.leads.tables import lead_closures, leads
 from hookyard.inbox.model import NewEvent
 from hookyard.providers.base import Outcome, StoredEvent, WebhookRequest
 from hookyard.runtime import Runtime

@@ -22,9 +22,9 @@ from sqlalchemy.exc import OperationalError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from hookyard.api import identity
+from hookyard.accounts import identity
+from hookyard.accounts.tables import api_keys
 from hookyard.api import live as live_api
-from hookyard.api.tables import api_keys
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.db.schema import events

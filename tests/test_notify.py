@@ -6,6 +6,8 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,15 +24,16 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine, func, select, update
 
-from hookyard.api import identity
-from hookyard.api.identity import Role
-from hookyard.api.tables import users
+from hookyard.accounts import identity
+from hookyard.accounts.identity import Role
+from hookyard.accounts.tables import users
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.tables import customers
 from hookyard.domain.leads.tables import lead_closures, leads
-from hookyard.domain.tendlc.tables import brands, campaigns
+from hookyard.domain.tendlc.tables import brands, campaigns, vettings
+from hookyard.domain.whatsapp.tables import templates
 from hookyard.inbox.model import NewEvent, Origin
 from hookyard.notify import job as job_module
 from hookyard.notify import preferences
@@ -374,6 +377,29 @@ KINDS = {
     Kind.LEAD_CLOSED: (_lead_closed, "Lead Maria Test was closed", ["admin@acme.example.com"]),
 }
 
+# The row a notification about each entity type marks once sent (its domain's table).
+ABOUT = {
+    EntityType.TENDLC_BRAND: brands,
+    EntityType.TENDLC_CAMPAIGN: campaigns,
+    EntityType.TENDLC_VETTING: vettings,
+    EntityType.WHATSAPP_TEMPLATE: templates,
+    EntityType.LEAD: leads,
+    EntityType.CRM_CUSTOMER: customers,
+}
+
+
+def test_every_entity_type_has_the_mark_its_domain_registered() -> None:
+    # In a fresh interpreter that imports only what `hookyard worker` imports: the domains
+    # register their marks on import, and the worker's runtime imports every domain.
+    code = (
+        "import hookyard.runtime\n"
+        "from hookyard.notify.marks import registered\n"
+        "print(sorted(registered()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sorted(EntityType))
+
 
 @pytest.mark.parametrize("kind", list(KINDS), ids=str)
 def test_each_kind_sends_one_email_with_html_and_text_to_the_right_people(
@@ -396,7 +422,7 @@ def test_each_kind_sends_one_email_with_html_and_text_to_the_right_people(
         assert "<html" in html and "</html>" in html and "Acme" in html
     [note] = rows(runtime.engine, notifications)
     assert (note["kind"], note["tenant"], note["status"]) == (kind.value, "acme", "queued")
-    entity = job_module.ENTITY_TABLES[EntityType(note["entity_type"])]
+    entity = ABOUT[EntityType(note["entity_type"])]
     [about] = rows(runtime.engine, entity, entity.c.id == note["entity_id"])
     assert about["last_notification_sent_at"] is not None
     sent = rows(runtime.engine, deliveries)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from hookyard.api import identity
+from hookyard.accounts import identity
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.domain.crm.tables import customers, outbox, sync_conflicts, sync_log

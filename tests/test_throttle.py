@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from hookyard.api import identity
+from hookyard.accounts import identity
 from hookyard.api.throttle import FailureCounter, LoginBusy, PasswordGate
 from hookyard.app import create_app
 from hookyard.config import Settings

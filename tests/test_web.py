@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from hookyard.api import identity
+from hookyard.accounts import identity
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.runtime import Runtime
@@ -149,7 +149,7 @@ def test_a_session_of_a_disabled_person_ends(
 ) -> None:
     from sqlalchemy import update
 
-    from hookyard.api.tables import users
+    from hookyard.accounts.tables import users
 
     login(api, "member@acme.example.com")
     with runtime.engine.begin() as tx:

@@ -19,13 +19,13 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hookyard import __version__
+from hookyard.accounts.identity import Role
 from hookyard.alerts import metrics as alert_metrics
 from hookyard.api.accounts import router as accounts_router
 from hookyard.api.alerts import router as alerts_router
 from hookyard.api.auth import ERRORS, authenticate_token
 from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
-from hookyard.api.identity import Role
 from hookyard.api.leads import router as leads_router
 from hookyard.api.live import router as live_router
 from hookyard.api.messaging import router as messaging_router

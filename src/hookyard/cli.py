@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hookyard import bench
-from hookyard.config import Settings
-from hookyard.sources import SourcesError, describe, load_sources
+from hookyard.config import ConfigError, Settings
+from hookyard.sources import describe, load_sources
 
 
 def _settings() -> Settings:
@@ -152,7 +152,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _ensure_demo_tenant(engine: Any) -> None:
     """The demo's tenant (`X-Customer-ID: demo`), for creating customers and brands."""
-    from hookyard.api import identity
+    from hookyard.accounts import identity
 
     with engine.connect() as conn:
         known = identity.find_tenant(conn, "demo")
@@ -411,7 +411,7 @@ def _engine() -> Any:
 def cmd_tenants(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
-    from hookyard.api import identity
+    from hookyard.accounts import identity
 
     engine = _engine()
     if args.action == "create":
@@ -432,7 +432,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import IntegrityError
 
-    from hookyard.api import identity
+    from hookyard.accounts import identity
 
     engine = _engine()
     if args.action == "list":
@@ -595,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result: int = args.func(args)
-    except SourcesError as exc:
+    except ConfigError as exc:
         print(f"hookyard: {exc}", file=sys.stderr)
         return 2
     return result

@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///hookyard.sqlite"
 
 
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names what to change. The CLI reports it
+    on one line and exits 2 (the sources file's errors, the enrichment settings' errors)."""
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URLs people paste (`postgres://`, `postgresql://`) and pick our drivers."""
     for prefix in ("postgres://", "postgresql://"):

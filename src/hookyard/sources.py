@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hookyard.config import Settings
+from hookyard.config import ConfigError, Settings
 from hookyard.private_file import UnsafeFile, read_private, write_private
 from hookyard.providers.base import Source
 from hookyard.providers.registry import ADAPTERS
@@ -27,7 +27,7 @@ from hookyard.providers.registry import ADAPTERS
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class SourcesError(ValueError):
+class SourcesError(ConfigError):
     pass
 
 

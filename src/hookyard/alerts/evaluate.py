@@ -19,7 +19,7 @@ from hookyard.alerts.rules import RULES, Measurement, Rule, RuleContext, RuleSco
 from hookyard.alerts.tables import alert_values, alerts
 from hookyard.config import Settings
 from hookyard.db.engine import writer
-from hookyard.domain.common import insert_missing
+from hookyard.db.rows import insert_missing
 from hookyard.logs import log
 from hookyard.providers.base import Source
 from hookyard.queue.scheduler import Job

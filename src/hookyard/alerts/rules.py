@@ -16,16 +16,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Connection, FromClause, and_, case, false, func, or_, select
+from sqlalchemy import Column, Connection, FromClause, false, func, select
 
 from hookyard.config import Settings
-from hookyard.db.schema import DUE_SQL, events
 from hookyard.domain.crm.tables import customers
 from hookyard.domain.tendlc.tables import brands
 from hookyard.domain.tendlc.tables import campaigns as tcr_campaigns
 from hookyard.domain.whatsapp.service import Quality
 from hookyard.domain.whatsapp.tables import templates
-from hookyard.inbox.model import FINISHED, Status
+from hookyard.inbox import queries as inbox
 from hookyard.metrics import ALERT_GAUGES
 from hookyard.sync.tables import reconciliation_runs
 
@@ -86,27 +85,13 @@ def _tenant_label(tenant: str | None) -> str:
 
 # -- events: failure rate, dead events, the oldest due event --------------------------------
 
-# An event is judged once a handler ran it: finished, or failing. Failing: its last attempt
-# failed (waiting for a retry, dead, or being retried right now).
-_FAILING = or_(
-    events.c.status.in_([Status.FAILED.value, Status.DEAD.value]),
-    and_(events.c.status == Status.PROCESSING.value, events.c.attempts > 1),
-)
-_JUDGED = or_(events.c.status.in_([s.value for s in FINISHED]), _FAILING)
-
 
 def failure_rate(conn: Connection, ctx: RuleContext) -> list[Measurement]:
     s = ctx.settings
     since = ctx.now - timedelta(seconds=s.alert_failure_window_seconds)
     minutes = s.alert_failure_window_seconds / 60
-    query = (
-        select(events.c.source, func.count(), func.sum(case((_FAILING, 1), else_=0)))
-        .where(events.c.received_at >= since, _JUDGED)
-        .group_by(events.c.source)
-    )
     found = []
-    for source, judged, failing in conn.execute(query):
-        judged, failing = int(judged), int(failing or 0)
+    for source, judged, failing in inbox.judged_by_source(conn, since):
         found.append(
             Measurement(
                 subject=f"source:{source}",
@@ -124,11 +109,6 @@ def failure_rate(conn: Connection, ctx: RuleContext) -> list[Measurement]:
 
 
 def dead_events(conn: Connection, ctx: RuleContext) -> list[Measurement]:
-    query = (
-        select(events.c.source, func.count())
-        .where(events.c.status == Status.DEAD.value)
-        .group_by(events.c.source)
-    )
     return [
         Measurement(
             subject=f"source:{source}",
@@ -137,20 +117,14 @@ def dead_events(conn: Connection, ctx: RuleContext) -> list[Measurement]:
             value=float(n),
             detail=f"{n} dead events from source {source} wait to be replayed",
         )
-        for source, n in conn.execute(query)
+        for source, n in inbox.dead_by_source(conn)
     ]
 
 
 def oldest_pending(conn: Connection, ctx: RuleContext) -> list[Measurement]:
     """How long the oldest due event has waited for a worker: since it became due (received,
-    replayed, or its retry time came), so a retry's backoff is not counted as waiting. Its
-    query is the claim's own (the partial index ix_events_due)."""
-    oldest = conn.execute(
-        select(events.c.id, events.c.source, events.c.next_attempt_at)
-        .where(DUE_SQL, events.c.next_attempt_at <= ctx.now)
-        .order_by(events.c.next_attempt_at, events.c.id)
-        .limit(1)
-    ).first()
+    replayed, or its retry time came), so a retry's backoff is not counted as waiting."""
+    oldest = inbox.oldest_due(conn, ctx.now)
     if oldest is None:
         waited, detail = 0.0, "no event is waiting for a worker"
     else:

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from hookyard.api import identity
+from hookyard.accounts import identity
+from hookyard.accounts.identity import AuthError, Role
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope, engine_of, too_many
-from hookyard.api.identity import AuthError, Role
 from hookyard.api.params import RowId
 from hookyard.api.throttle import AuthGuard, LoginBusy, Throttled
 

@@ -25,7 +25,7 @@ from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Engine, true
 
-from hookyard.api.identity import (
+from hookyard.accounts.identity import (
     AuthError,
     KeyKind,
     Principal,

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
+from hookyard.accounts.identity import Role
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope
-from hookyard.api.identity import Role
 from hookyard.api.params import MAX_ID, next_cursor
 from hookyard.api.schemas import (
     NO_NUL,

@@ -26,8 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from hookyard.accounts.identity import KeyKind, Role, kind_of
 from hookyard.api.auth import CUSTOMER_HEADER, SESSION_COOKIE, Scope, scoped
-from hookyard.api.identity import KeyKind, Role, kind_of
 from hookyard.live.change import ChangeKind
 from hookyard.live.hub import Hub, Subscription
 from hookyard.logs import log

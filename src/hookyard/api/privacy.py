@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from hookyard.domain.leads.validation import mask_email, mask_phone
+from hookyard.contacts import mask_email, mask_phone
 
 __all__ = [
     "MAX_DEPTH",

@@ -47,7 +47,7 @@ from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from hookyard.api.identity import AuthError, Principal
+from hookyard.accounts.identity import AuthError, Principal
 from hookyard.config import Settings
 from hookyard.logs import log
 from hookyard.proxy import client_address
@@ -282,5 +282,5 @@ def email_account(email: str) -> str:
 
 
 def api_key_account(key: str) -> str:
-    # `hk_<prefix>_<secret>`: the prefix names the key's row (api/identity.py).
+    # `hk_<prefix>_<secret>`: the prefix names the key's row (accounts/identity.py).
     return "api_key:" + key[3:].split("_", 1)[0][:16]

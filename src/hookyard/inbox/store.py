@@ -1,4 +1,5 @@
-"""Every query on the inbox lives here: accept, claim, finish, fail, replay, retention, reads."""
+"""The inbox's queries: accept, claim, finish, fail, replay, retention, reads (and queries.py:
+the reads other packages make, by name)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ Each pass, outside any event's transaction:
 
 A delivery whose person was disabled, or moved to another tenant, since it was queued is
 `skipped`: an e-mail never shows one tenant's data to another tenant's person. A sent
-delivery sets `last_notification_sent_at` on the row the notification is about (and a lead
-closure's `notified_at`). No network call runs inside a transaction.
+delivery marks the row the notification is about (its `last_notification_sent_at`; a lead
+closure's `notified_at`) through what its domain registered (marks.py). No network call runs
+inside a transaction.
 """
 
 from __future__ import annotations
@@ -32,18 +33,15 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 from prometheus_client import Counter
-from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, insert, select, update
 
-from hookyard.api.tables import tenants, users
+from hookyard.accounts.tables import tenants, users
 from hookyard.config import Settings
-from hookyard.domain.crm.tables import customers
-from hookyard.domain.leads.tables import lead_closures, leads
-from hookyard.domain.leads.validation import mask_email
-from hookyard.domain.tendlc.tables import brands, campaigns, vettings
-from hookyard.domain.whatsapp.tables import templates
+from hookyard.contacts import mask_email
 from hookyard.logs import log
 from hookyard.notify import render
 from hookyard.notify.kinds import EntityType, Kind, Mode
+from hookyard.notify.marks import Sent, mark_sent
 from hookyard.notify.recipients import Audience, recipients
 from hookyard.notify.smtp import Outcome, SmtpSettings, classify, send_all
 from hookyard.notify.tables import deliveries, notifications
@@ -61,15 +59,6 @@ FAILED = Counter(
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
-
-ENTITY_TABLES: Mapping[EntityType, Table] = {
-    EntityType.TENDLC_BRAND: brands,
-    EntityType.TENDLC_CAMPAIGN: campaigns,
-    EntityType.TENDLC_VETTING: vettings,
-    EntityType.WHATSAPP_TEMPLATE: templates,
-    EntityType.LEAD: leads,
-    EntityType.CRM_CUSTOMER: customers,
-}
 
 d = deliveries.c
 n = notifications.c
@@ -431,18 +420,9 @@ def _item(note: RowMapping) -> render.Item:
 
 
 def _mark_entity(tx: Connection, notification_id: int, now: datetime) -> None:
-    """The entity's `last_notification_sent_at`, and a lead closure's `notified_at`."""
+    """Mark the row the notification is about, as its domain registered (marks.py)."""
     note = tx.execute(
         select(n.entity_type, n.entity_id, n.kind, n.event_id).where(n.id == notification_id)
     ).one()
-    table = ENTITY_TABLES.get(EntityType(note.entity_type))
-    if table is not None:
-        tx.execute(
-            update(table).where(table.c.id == note.entity_id).values(last_notification_sent_at=now)
-        )
-    if note.kind == Kind.LEAD_CLOSED and note.event_id is not None:
-        tx.execute(
-            update(lead_closures)
-            .where(lead_closures.c.event_id == note.event_id, lead_closures.c.notified_at.is_(None))
-            .values(notified_at=now)
-        )
+    sent = Sent(EntityType(note.entity_type), note.entity_id, Kind(note.kind), note.event_id)
+    mark_sent(tx, sent, now)

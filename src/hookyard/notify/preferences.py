@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from hookyard.db.engine import writer
-from hookyard.domain.common import insert_missing
+from hookyard.db.rows import insert_missing
 from hookyard.notify.kinds import Kind, Mode
 from hookyard.notify.tables import preferences
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select
 
-from hookyard.api.tables import users
-from hookyard.domain.leads.validation import mask_email, validate_email
+from hookyard.accounts.tables import users
+from hookyard.contacts import mask_email, validate_email
 from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 from hookyard.notify import preferences as prefs

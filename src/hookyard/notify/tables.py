@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from hookyard.api import tables as account_tables  # noqa: F401  (users, for the foreign key)
+from hookyard.accounts import tables as account_tables  # noqa: F401  (users, for the foreign key)
 from hookyard.db.schema import Id, UTCDateTime, metadata
 
 # One row per change worth telling, written in the transaction that made the change (so it

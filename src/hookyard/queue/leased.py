@@ -283,7 +283,7 @@ class LeasedQueue:
     def finish(
         self,
         tx: Connection,
-        ids: Sequence[int],
+        ids: Sequence[Any],
         owner: str,
         values: Mapping[str, Any],
         returning: Sequence[Any] = (),
@@ -303,7 +303,7 @@ class LeasedQueue:
 
     def retry_or_dead(
         self,
-        row_id: int,
+        row_id: Any,
         owner: str,
         attempts: int,
         *,
@@ -348,7 +348,7 @@ class LeasedQueue:
                 row = own.execute(stmt).first()
         return Failure(row is not None, retry_at, row)
 
-    def extend(self, ids: Sequence[int], owner: str, seconds: float | None = None) -> set[int]:
+    def extend(self, ids: Sequence[Any], owner: str, seconds: float | None = None) -> set[Any]:
         """Move the lease of `ids` held by `owner` forward (heartbeat); the ids still held."""
         if not ids:
             return set()
@@ -446,7 +446,7 @@ class Heartbeat:
     def __init__(
         self,
         queue: LeasedQueue,
-        ids: Sequence[int],
+        ids: Sequence[Any],
         owner: str,
         *,
         interval: float | None = None,

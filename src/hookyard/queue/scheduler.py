@@ -106,7 +106,7 @@ class Scheduler:
             with self.queue.writer.begin() as tx:
                 self.queue.finish(
                     tx,
-                    [job.name],  # type: ignore[list-item]
+                    [job.name],
                     self.owner,
                     {
                         "next_run_at": finished + timedelta(seconds=job.interval),

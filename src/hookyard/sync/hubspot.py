@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, insert, select, update
 
-from hookyard.domain.common import locked
+from hookyard.db.rows import locked
 from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.rules import (
     BY_FIELD,

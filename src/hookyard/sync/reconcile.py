@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, update
 
-from hookyard.db.schema import events
-from hookyard.inbox.model import DUE, NewEvent, Origin, Status
+from hookyard.inbox.model import NewEvent, Origin
+from hookyard.inbox.queries import polled_event_waiting
 from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 from hookyard.metrics import RECONCILE_DRIFT, RECONCILE_RUNS
@@ -231,14 +231,4 @@ def _repair_waiting(engine: Engine, source: Source, entity_key: str) -> bool:
     """An earlier polled event of this entity is not processed yet: it repairs the same drift
     (or a newer one is found on the next run), so no second one is fed."""
     with engine.connect() as conn:
-        waiting = conn.execute(
-            select(events.c.id)
-            .where(
-                events.c.source == source.name,
-                events.c.entity_key == entity_key,
-                events.c.origin == Origin.POLLING.value,
-                events.c.status.in_([*(s.value for s in DUE), Status.PROCESSING.value]),
-            )
-            .limit(1)
-        ).first()
-    return waiting is not None
+        return polled_event_waiting(conn, source.name, entity_key)

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from hookyard.domain.common import SyncSource, insert_missing
+from hookyard.db.rows import insert_missing
+from hookyard.domain.common import SyncSource
 from hookyard.domain.tendlc.states import BrandStatus, CampaignStatus, CarrierStatus
 from hookyard.domain.tendlc.tables import brands, campaign_carriers, campaigns
 from hookyard.logs import log

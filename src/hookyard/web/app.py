@@ -13,8 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hookyard.api import identity
-from hookyard.api.identity import AuthError, Principal, Role
+from hookyard.accounts import identity
+from hookyard.accounts.identity import AuthError, Principal, Role
 from hookyard.api.throttle import AuthGuard, Credential, LoginBusy, Throttled
 from hookyard.logs import log
 from hookyard.providers.signing import constant_time_equal

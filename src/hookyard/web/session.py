@@ -25,8 +25,8 @@ import jwt
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.params import Depends as DependsParam
 
+from hookyard.accounts.identity import KeyKind, Principal, Role, issue_session, kind_of
 from hookyard.api.auth import SESSION_COOKIE, Scope, authenticate_token, scope_of, scoped
-from hookyard.api.identity import KeyKind, Principal, Role, issue_session, kind_of
 from hookyard.providers.signing import constant_time_equal
 from hookyard.proxy import is_https
 

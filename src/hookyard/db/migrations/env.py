@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from alembic import context
 
-import hookyard.domain  # noqa: F401  (registers the domain tables on the metadata)
-from hookyard.db.schema import metadata
+from hookyard.db.tables import metadata  # every table module, imported
 
 engine = context.config.attributes["engine"]
 

@@ -38,8 +38,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
+from hookyard.db.rows import insert_missing, locked
 from hookyard.domain.batch import Batch
-from hookyard.domain.common import SyncSource, insert_missing, is_older, locked
+from hookyard.domain.common import SyncSource, is_older
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     BY_PROPERTY,

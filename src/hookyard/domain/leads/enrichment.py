@@ -38,6 +38,7 @@ from sqlalchemy import ColumnElement, Engine, and_, select
 
 from hookyard import __version__
 from hookyard.config import Settings
+from hookyard.contacts import mask_email, mask_phone
 from hookyard.domain.leads.service import EnrichmentStatus, lead_change
 from hookyard.domain.leads.steps import (
     Lead,
@@ -48,7 +49,6 @@ from hookyard.domain.leads.steps import (
     load_steps,
 )
 from hookyard.domain.leads.tables import leads
-from hookyard.domain.leads.validation import mask_email, mask_phone
 from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.queue.backoff import Backoff

@@ -23,15 +23,16 @@ from typing import Any
 
 from sqlalchemy import Connection, update
 
-from hookyard.domain.batch import Batch
-from hookyard.domain.common import SyncSource, is_older, locked
-from hookyard.domain.leads.tables import lead_closures, leads
-from hookyard.domain.leads.validation import (
+from hookyard.contacts import (
     mask_email,
     mask_phone,
     validate_email,
     validate_phone,
 )
+from hookyard.db.rows import locked
+from hookyard.domain.batch import Batch
+from hookyard.domain.common import SyncSource, is_older
+from hookyard.domain.leads.tables import lead_closures, leads
 from hookyard.live.change import Change, ChangeKind
 from hookyard.live.publish import publish
 from hookyard.logs import log

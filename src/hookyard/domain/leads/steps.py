@@ -33,16 +33,15 @@ from urllib.parse import quote
 
 import httpx
 
-from hookyard.config import Settings
+from hookyard.config import ConfigError, Settings
 from hookyard.domain.leads.service import EnrichmentStatus
-from hookyard.sources import SourcesError
 
 STEPS_SETTING = "HOOKYARD_ENRICHMENT_STEPS"
 
 
-class EnrichmentConfigError(SourcesError):
+class EnrichmentConfigError(ConfigError):
     """The enrichment settings cannot work; the message names the setting to change. (A
-    SourcesError, so the CLI reports it like any other configuration error.)"""
+    ConfigError, so the CLI reports it like any other configuration error.)"""
 
 
 @dataclass(frozen=True, slots=True)

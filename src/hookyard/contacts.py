@@ -1,4 +1,5 @@
-"""Contact validation of a lead: e-mail with email-validator, phone with phonenumbers.
+"""Contact validation: e-mail with email-validator, phone with phonenumbers (a lead's
+contact, a lead manager's address), and masking for logs (everything that logs people).
 
 Each validator answers `(normalised, None)` or `(None, error)`; the error is a short code,
 optionally followed by the library's reason (which never repeats the whole value):

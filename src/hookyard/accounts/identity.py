@@ -1,5 +1,6 @@
 """Who is calling: tenants, users (argon2id passwords), API keys and short-lived sessions
-(HS256 JWTs). All SQL on tenants, users and api_keys is here."""
+(HS256 JWTs). All SQL on tenants, users and api_keys is here; what an HTTP request makes of
+it (401, 403, the tenant it acts for) is `api/auth.py`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from hookyard.api.tables import api_keys, tenants, users
+from hookyard.accounts.tables import api_keys, tenants, users
 from hookyard.providers.signing import constant_time_equal
 
 KEY_PREFIX = "hk_"
