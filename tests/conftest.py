@@ -186,6 +186,28 @@ def db_url(pg_database: str | None, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def empty_engine(tmp_path: Path, pg_database: str | None) -> Iterator[Engine]:
+    """An engine on a new, empty database (SQLite file, or a PostgreSQL database of its own):
+    for a test that migrates an older schema holding rows."""
+    if pg_database is None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"hookyard_empty_{secrets.token_hex(4)}"
+    admin = psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"),
+                            autocommit=True)  # fmt: skip
+    admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_pg_url(name))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
 def sources_file(tmp_path: Path) -> Path:
     path = tmp_path / "sources.toml"
     path.write_text(SOURCES_TOML)

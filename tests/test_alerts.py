@@ -1,7 +1,8 @@
 """Alerts: each rule opens an alert from real data (events through the inbox and the worker,
-a template's quality through the WhatsApp handler, reconciliation runs through
+a template's quality and status through the WhatsApp handler, reconciliation runs through
 sync.reconcile), re-evaluation never duplicates one, a cleared condition resolves it, people
-acknowledge by role and tenant, and /metrics shows every rule's value."""
+acknowledge by role and tenant (through the alerts routes or the deprecated WhatsApp
+aliases, which act on the same alerts), and /metrics shows every rule's value."""
 
 from __future__ import annotations
 
@@ -119,6 +120,13 @@ def send_meta(runtime: Runtime, body: dict[str, Any]) -> None:
     ]  # fmt: skip
     runtime.store.insert_batch(new)
     runtime.make_worker().drain()
+
+
+def status_body(event: str, at: int, reason: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((PAYLOADS / "meta_template_status.json").read_text())
+    body["entry"][0]["time"] = at
+    body["entry"][0]["changes"][0]["value"].update(event=event, reason=reason)
+    return body
 
 
 def quality_body(previous: str, new: str, at: int) -> dict[str, Any]:
@@ -298,6 +306,37 @@ def test_a_red_template_alerts_its_tenant_until_its_quality_recovers(
     evaluator.run()
     [alert] = alert_rows(runtime, AlertKind.RED_QUALITY)
     assert alert["resolved_at"] is not None
+
+
+def test_a_disabled_or_rejected_template_alerts_until_its_status_moves_on(
+    runtime: Runtime, evaluator: AlertEvaluator
+) -> None:
+    send_meta(runtime, status_body("REJECTED", T0, reason="INVALID_FORMAT"))
+    evaluator.run()
+    [rejected] = alert_rows(runtime)
+    assert (rejected["kind"], rejected["tenant"]) == ("template_rejected", "acme")
+    assert rejected["detail"] == (
+        f"WhatsApp template order_update (en_US) [{TEMPLATE}] is REJECTED: INVALID_FORMAT"
+    )
+    send_meta(runtime, status_body("DISABLED", T0 + 10, reason="SCAM"))
+    evaluator.run()
+    [rejected, disabled] = alert_rows(runtime)
+    assert rejected["resolved_at"] is not None and disabled["resolved_at"] is None
+    assert (disabled["kind"], disabled["subject"]) == ("template_disabled", rejected["subject"])
+    assert disabled["labels"] == {"template": TEMPLATE, "tenant": "acme"}
+    assert disabled["detail"].endswith("is DISABLED: SCAM")
+
+    send_meta(runtime, status_body("REINSTATED", T0 + 20))  # APPROVED again
+    evaluator.run()
+    assert all(a["resolved_at"] is not None for a in alert_rows(runtime))
+
+    # Disabled again: a new alert, which the rule turned off resolves.
+    send_meta(runtime, status_body("DISABLED", T0 + 30))
+    evaluator.run()
+    assert [a["resolved_at"] is None for a in alert_rows(runtime)] == [False, False, True]
+    off = runtime.settings.model_copy(update={"alert_template_disabled": False})
+    AlertEvaluator(runtime.engine, off).run()
+    assert all(a["resolved_at"] is not None for a in alert_rows(runtime))
 
 
 @dataclass
@@ -527,7 +566,7 @@ def test_metrics_show_each_rules_value_and_the_open_alerts(
     # failure rate: acme-hooks (0.25) only; acme-poison's one event is under the minimum.
     assert {kind: found["hookyard_alerts_open", f"kind={kind}"] for kind in AlertKind} == {
         "failure_rate": 1.0, "dead_events": 1.0, "oldest_pending": 1.0, "red_quality": 1.0,
-        "reconciliation_drift": 1.0,
+        "reconciliation_drift": 1.0, "template_disabled": 0.0, "template_rejected": 0.0,
     }  # fmt: skip
     assert found["hookyard_alerts_unacknowledged", "kind=dead_events"] == 1.0
 
@@ -551,3 +590,90 @@ def test_the_alert_tables_hold_history(runtime: Runtime, evaluator: AlertEvaluat
             select(func.count()).select_from(alerts).where(alerts.c.resolved_at.is_not(None))
         ).scalar_one()
     assert kept == 2
+
+
+# -- the WhatsApp templates' alerts: one system, the old routes as aliases -----------------
+
+
+def template_of(alert: dict[str, Any]) -> int:
+    return int(alert["subject"].removeprefix("template:"))
+
+
+def test_a_red_quality_webhook_opens_one_alert_acknowledged_through_either_route(
+    runtime: Runtime, api: TestClient, people: People, evaluator: AlertEvaluator
+) -> None:
+    send_meta(runtime, quality_body("GREEN", "RED", T0))
+    evaluator.run()
+    viewer = people.headers("acme", "viewer")
+    [alert] = listed(api, viewer)
+    assert (alert["kind"], alert["state"], alert["tenant"]) == ("red_quality", "open", "acme")
+    assert listed(api, people.headers("globex", "admin")) == []
+    # The deprecated WhatsApp list is the same alert, naming its template.
+    [legacy] = api.get("/api/v1/whatsapp/alerts", headers=viewer).json()["items"]
+    assert {k: legacy[k] for k in alert} == alert
+    assert (legacy["template_id"], legacy["meta_template_id"], legacy["template_name"]) == (
+        template_of(alert), TEMPLATE, "order_update",
+    )  # fmt: skip
+    assert legacy["created_at"] == alert["opened_at"]
+
+    alias = f"/api/v1/whatsapp/templates/{template_of(alert)}/acknowledge-alert"
+    one = f"/api/v1/alerts/{alert['id']}/acknowledge"
+    for url in (alias, one):
+        refused = api.post(url, headers=viewer)
+        assert refused.status_code == 403 and "member" in refused.json()["detail"]
+        for other in ("member", "admin"):
+            assert api.post(url, headers=people.headers("globex", other)).status_code == 404
+        assert api.post(url, headers=people.superadmin("globex")).status_code == 404
+    assert listed(api, viewer) == [alert]  # untouched
+
+    done = api.post(alias, headers=people.headers("acme", "member"))
+    assert done.status_code == 200, done.text
+    [acked] = done.json()["acknowledged"]
+    assert (acked["id"], acked["state"], acked["template_id"]) == (
+        alert["id"], "acknowledged", template_of(alert),
+    )  # fmt: skip
+    assert acked["acknowledged_by"].startswith("user:")
+    assert listed(api, viewer) == []
+    [shown] = listed(api, viewer, state="acknowledged")
+    assert (shown["id"], shown["acknowledged_by"]) == (alert["id"], acked["acknowledged_by"])
+    # Either route again changes nothing: the first acknowledgement is kept.
+    again = api.post(one, headers=people.headers("acme", "admin"))
+    assert again.status_code == 200
+    assert (again.json()["acknowledged_at"], again.json()["acknowledged_by"]) == (
+        acked["acknowledged_at"], acked["acknowledged_by"],
+    )  # fmt: skip
+    assert api.post(alias, headers=people.headers("acme", "admin")).json()["acknowledged"] == []
+
+
+def test_acknowledged_through_the_alerts_route_the_whatsapp_views_agree_and_green_resolves(
+    runtime: Runtime, api: TestClient, people: People, evaluator: AlertEvaluator
+) -> None:
+    send_meta(runtime, quality_body("GREEN", "RED", T0))
+    evaluator.run()
+    viewer, member = people.headers("acme", "viewer"), people.headers("acme", "member")
+    critical = api.get("/api/v1/whatsapp/templates/critical", headers=viewer).json()["items"]
+    [(template, [alert])] = [(t["id"], t["open_alerts"]) for t in critical]
+    assert (alert["kind"], alert["template_id"]) == ("red_quality", template)
+
+    done = api.post(f"/api/v1/alerts/{alert['id']}/acknowledge", headers=member)
+    assert done.status_code == 200 and done.json()["state"] == "acknowledged"
+    critical = api.get("/api/v1/whatsapp/templates/critical", headers=viewer).json()["items"]
+    assert [t["open_alerts"] for t in critical] == [[]]
+    assert api.get("/api/v1/whatsapp/alerts", headers=viewer).json()["items"] == []
+    alias = f"/api/v1/whatsapp/templates/{template}/acknowledge-alert"
+    assert api.post(alias, headers=member).json() == {"template_id": template, "acknowledged": []}
+
+    # GREEN again: the evaluation resolves it, on every route.
+    send_meta(runtime, quality_body("RED", "GREEN", T0 + 10))
+    evaluator.run()
+    [resolved] = listed(api, viewer, state="all")
+    assert resolved["id"] == alert["id"] and resolved["state"] == "resolved"
+    [legacy] = api.get("/api/v1/whatsapp/alerts", headers=viewer, params={"state": "all"}).json()[
+        "items"
+    ]
+    assert legacy["state"] == "resolved" and legacy["resolved_at"] == resolved["resolved_at"]
+    assert api.get("/api/v1/whatsapp/templates/critical", headers=viewer).json()["items"] == []
+    # Red again: a new alert; the resolved one stays in the history.
+    send_meta(runtime, quality_body("GREEN", "RED", T0 + 20))
+    evaluator.run()
+    assert [a["state"] for a in listed(api, viewer, state="all")] == ["open", "resolved"]

@@ -15,8 +15,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine, select, update
 
+from hookyard.alerts.evaluate import AlertEvaluator
 from hookyard.api.privacy import mask_document, mask_personal, mask_text
 from hookyard.app import create_app
+from hookyard.config import Settings
 from hookyard.domain.leads import service as leads_service
 from hookyard.domain.leads.tables import leads
 from hookyard.domain.tendlc import service as tendlc_service
@@ -195,11 +197,11 @@ def tendlc_state(engine: Engine) -> None:
     )
 
 
-def whatsapp_state(engine: Engine) -> tuple[int, int]:
+def whatsapp_state(engine: Engine, settings: Settings) -> tuple[int, int]:
     """WhatsApp: acme's order_update (5001) went RED (an alert), promo (5002) was PAUSED (its
     campaign paused), welcome (5003) is fine; globex's notice (6001) was DISABLED (an alert,
-    its campaign paused). Returns the campaigns: (acme's "Spring sale", globex's "Globex
-    launch")."""
+    its campaign paused). The alert rules' evaluation (the scheduled job) then opened the
+    alerts. Returns the campaigns: (acme's "Spring sale", globex's "Globex launch")."""
     for meta_id, name in [("5001", "order_update"), ("5002", "promo"), ("5003", "welcome")]:
         meta(engine, "acme", "111", meta_id, T0, event="APPROVED", message_template_name=name)
     meta(
@@ -225,6 +227,7 @@ def whatsapp_state(engine: Engine) -> tuple[int, int]:
     meta(engine, "globex", "222", "6001", T0, event="APPROVED", message_template_name="notice")
     globex_campaign = campaign(engine, "6001", "Globex launch")
     meta(engine, "globex", "222", "6001", T0 + HOUR, event="DISABLED", reason="policy")
+    AlertEvaluator(engine, settings).run()
     return acme_campaign, globex_campaign
 
 
@@ -280,7 +283,7 @@ def leads_state(engine: Engine) -> tuple[int, int, int]:
 def world(runtime: Runtime, people: People) -> World:
     engine = runtime.engine
     tendlc_state(engine)
-    acme_campaign, globex_campaign = whatsapp_state(engine)
+    acme_campaign, globex_campaign = whatsapp_state(engine, runtime.settings)
     acme_lead, failed, globex_lead = leads_state(engine)
     return World(
         {m: template_id(engine, m) for m in ("5001", "5002", "5003")},
@@ -454,7 +457,7 @@ def test_a_viewer_cannot_acknowledge_a_member_can_and_again_changes_nothing(
     refused = api.post(path, headers=viewer)
     assert refused.status_code == 403 and "member" in refused.json()["detail"]
     [still_open] = get(api, "/whatsapp/alerts", viewer)["items"]
-    assert still_open["kind"] == "RED_QUALITY" and still_open["acknowledged_at"] is None
+    assert still_open["kind"] == "red_quality" and still_open["acknowledged_at"] is None
 
     done = api.post(path, headers=member)
     assert done.status_code == 200
@@ -758,7 +761,7 @@ def test_critical_templates_summary_and_history(
     }
     assert set(critical) == {"5001", "5002"}
     assert critical["5001"]["reasons"] == ["quality RED"]
-    assert [a["kind"] for a in critical["5001"]["open_alerts"]] == ["RED_QUALITY"]
+    assert [a["kind"] for a in critical["5001"]["open_alerts"]] == ["red_quality"]
     assert critical["5002"]["reasons"] == ["status PAUSED"]
     assert critical["5002"]["open_alerts"] == [] and critical["5002"]["reason"] == "low quality"
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Column, Engine, MetaData, String, Table, insert, inspect, select
 
-from hookyard.db.migrate import upgrade
+from hookyard.alerts.evaluate import AlertEvaluator
+from hookyard.alerts.tables import alerts
+from hookyard.config import Settings
+from hookyard.db.migrate import alembic_config, upgrade
+from hookyard.db.schema import Id, UTCDateTime
 from hookyard.db.tables import metadata  # every table module, imported
+from hookyard.domain.whatsapp.tables import accounts as whatsapp_accounts
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:
@@ -24,3 +33,128 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 def test_upgrade_is_idempotent(engine: Engine) -> None:
     upgrade(engine)
     upgrade(engine)
+
+
+# -- 0015: the WhatsApp domain's alerts move to the one alert system ------------------------
+
+T0 = datetime(2025, 12, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def _tables_0014() -> tuple[Table, Table, Table]:
+    """`whatsapp_templates`, `whatsapp_alerts` and `alerts` as 0014 left them (the columns
+    this test writes)."""
+    old = MetaData()
+    wa_templates = Table(
+        "whatsapp_templates", old,
+        Column("id", Id, primary_key=True), Column("account_id", Id), Column("tenant", String),
+        Column("meta_template_id", String), Column("name", String), Column("language", String),
+        Column("quality", String), Column("status", String), Column("created_at", UTCDateTime()),
+        Column("updated_at", UTCDateTime()),
+    )  # fmt: skip
+    wa_alerts = Table(
+        "whatsapp_alerts", old,
+        Column("id", Id, primary_key=True), Column("tenant", String), Column("template_id", Id),
+        Column("kind", String), Column("event_id", Id), Column("detail", String),
+        Column("created_at", UTCDateTime()), Column("acknowledged_at", UTCDateTime()),
+        Column("acknowledged_by", String),
+    )  # fmt: skip
+    return wa_templates, wa_alerts, alerts
+
+
+def test_0015_moves_the_whatsapp_alerts_into_alerts_and_back(
+    empty_engine: Engine, settings: Settings
+) -> None:
+    upgrade(empty_engine, "0014")
+    wa_templates, wa_alerts, rule_alerts = _tables_0014()
+    with empty_engine.begin() as tx:
+        tx.execute(insert(whatsapp_accounts).values(id=1, waba_id="111", created_at=T0))
+        tx.execute(insert(wa_templates), [
+            {"id": 1, "account_id": 1, "tenant": "acme", "meta_template_id": "5001",
+             "name": "order_update", "language": "en_US", "quality": "RED", "status": "APPROVED",
+             "created_at": T0, "updated_at": T0},
+            {"id": 2, "account_id": 1, "tenant": "acme", "meta_template_id": "5002",
+             "name": "promo", "language": None, "quality": "GREEN", "status": "DISABLED",
+             "created_at": T0, "updated_at": T0},
+            {"id": 3, "account_id": 1, "tenant": "globex", "meta_template_id": "6001",
+             "name": "notice", "language": None, "quality": "RED", "status": "APPROVED",
+             "created_at": T0, "updated_at": T0},
+        ])  # fmt: skip
+        # The rules already had order_update's RED quality open, nobody on it.
+        tx.execute(insert(rule_alerts).values(
+            kind="red_quality", tenant="acme", subject="template:1",
+            labels={"template": "5001", "tenant": "acme"}, open_key="red_quality|acme|template:1",
+            value=1.0, threshold=1.0, detail="WhatsApp template order_update (en_US) [5001] has "
+            "quality RED", opened_at=T0 + HOUR, last_seen_at=T0 + HOUR,
+        ))  # fmt: skip
+        unacknowledged = {"acknowledged_at": None, "acknowledged_by": None}
+        tx.execute(insert(wa_alerts), [unacknowledged | row for row in (
+            # order_update went RED, recovered, went RED again (acknowledged by user:7).
+            {"id": 1, "tenant": "acme", "template_id": 1, "kind": "RED_QUALITY", "event_id": 10,
+             "detail": "quality GREEN -> RED", "created_at": T0},
+            {"id": 2, "tenant": "acme", "template_id": 1, "kind": "RED_QUALITY", "event_id": 20,
+             "detail": "quality GREEN -> RED", "created_at": T0 + HOUR,
+             "acknowledged_at": T0 + 2 * HOUR, "acknowledged_by": "user:7"},
+            # promo: rejected once (acknowledged), now disabled (open).
+            {"id": 3, "tenant": "acme", "template_id": 2, "kind": "REJECTED", "event_id": 5,
+             "detail": "INVALID_FORMAT", "created_at": T0 - HOUR,
+             "acknowledged_at": T0, "acknowledged_by": "user:8"},
+            {"id": 4, "tenant": "acme", "template_id": 2, "kind": "DISABLED", "event_id": 30,
+             "detail": "policy", "created_at": T0},
+            {"id": 5, "tenant": "globex", "template_id": 3, "kind": "RED_QUALITY", "event_id": 40,
+             "detail": "quality YELLOW -> RED", "created_at": T0},
+        )])  # fmt: skip
+
+    upgrade(empty_engine)
+    assert not inspect(empty_engine).has_table("whatsapp_alerts")
+    moved = _alerts_of(empty_engine)
+    assert [
+        (a["kind"], a["tenant"], a["subject"], a["open_key"] is not None, a["acknowledged_by"])
+        for a in moved
+    ] == [
+        # The rules' open alert stays the one open, with the newest moved one's acknowledgement.
+        ("red_quality", "acme", "template:1", True, "user:7"),
+        ("red_quality", "acme", "template:1", False, None),  # the earlier episode: resolved
+        ("template_rejected", "acme", "template:2", True, "user:8"),  # acknowledged stays so
+        ("template_disabled", "acme", "template:2", True, None),  # open stays open
+        ("red_quality", "globex", "template:3", True, None),
+    ]
+    rules, earlier, rejected, disabled, globex = moved
+    assert rules["id"] == 1 and rules["acknowledged_at"] == T0 + 2 * HOUR
+    assert (earlier["opened_at"], earlier["resolved_at"]) == (T0, T0 + HOUR)
+    assert earlier["detail"] == (
+        "WhatsApp template order_update (en_US) [5001] has quality RED: quality GREEN -> RED"
+        " (event 10)"
+    )
+    assert disabled["detail"] == "WhatsApp template promo [5002] is DISABLED: policy (event 30)"
+    assert disabled["open_key"] == "template_disabled|acme|template:2"
+    assert disabled["labels"] == {"template": "5002", "tenant": "acme"}
+    assert (disabled["opened_at"], disabled["resolved_at"]) == (T0, None)
+    assert globex["open_key"] == "red_quality|globex|template:3"
+    assert rejected["acknowledged_at"] == T0
+
+    # The rules' next evaluation: promo is no longer REJECTED, the rest still are so.
+    AlertEvaluator(empty_engine, settings).run()
+    states = {(a["kind"], a["subject"]): a for a in _alerts_of(empty_engine) if a["open_key"]}
+    assert set(states) == {
+        ("red_quality", "template:1"),
+        ("template_disabled", "template:2"),
+        ("red_quality", "template:3"),
+    }
+    assert states["red_quality", "template:1"]["acknowledged_by"] == "user:7"
+
+    # Downgrade: the unresolved template alerts go back, the new kinds leave `alerts`.
+    command.downgrade(alembic_config(empty_engine), "0014")
+    with empty_engine.connect() as conn:
+        back = conn.execute(
+            select(wa_alerts.c.template_id, wa_alerts.c.kind, wa_alerts.c.acknowledged_by)
+            .order_by(wa_alerts.c.id)
+        ).all()  # fmt: skip
+        kinds = conn.execute(select(rule_alerts.c.kind).distinct()).scalars().all()
+    assert back == [(1, "RED_QUALITY", "user:7"), (2, "DISABLED", None), (3, "RED_QUALITY", None)]
+    assert kinds == ["red_quality"]
+
+
+def _alerts_of(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]

@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import (
@@ -28,7 +27,6 @@ from sqlalchemy import (
 )
 
 from hookyard.app import create_app
-from hookyard.db.engine import make_engine
 from hookyard.db.migrate import upgrade
 from hookyard.db.schema import Id, UTCDateTime, events, requests
 from hookyard.inbox.model import NewEvent
@@ -36,7 +34,7 @@ from hookyard.inbox.store import EventStore
 from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet
 from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
-from tests.conftest import PG_ADMIN_URL, SECRETS
+from tests.conftest import SECRETS
 from tests.people import People
 from tests.web_support import login, page_of
 
@@ -149,27 +147,6 @@ def test_a_member_reads_their_events_payload_never_the_shared_raw_bytes(
         client.cookies.clear()
     raw = client.get(f"/api/v1/events/{acme_event}", headers=people.superadmin()).json()
     assert "globex-only" in raw["body"] and raw["headers"] == {"content-type": "application/json"}
-
-
-@pytest.fixture
-def empty_engine(tmp_path, pg_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    """An engine on a new, empty database (SQLite file, or a PostgreSQL database of its own)."""
-    if pg_database is None:
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
-        yield engine
-        engine.dispose()
-        return
-    name = f"hookyard_requests_{secrets.token_hex(4)}"
-    admin = psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"),
-                            autocommit=True)  # fmt: skip
-    admin.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def test_existing_events_move_their_bytes_to_requests(empty_engine: Engine) -> None:

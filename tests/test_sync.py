@@ -18,11 +18,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from hookyard.accounts import identity
+from hookyard.alerts.evaluate import AlertEvaluator
+from hookyard.alerts.rules import TEMPLATE_KINDS
+from hookyard.alerts.tables import alerts
 from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.domain.crm.tables import customers, outbox, sync_conflicts, sync_log
 from hookyard.domain.tendlc.tables import brands, campaign_carriers
-from hookyard.domain.whatsapp.tables import alerts, templates
+from hookyard.domain.whatsapp.tables import templates
 from hookyard.queue.scheduler import Job, Scheduler
 from hookyard.queue.tables import schedule_jobs
 from hookyard.runtime import Runtime
@@ -240,6 +243,12 @@ def test_tcr_refusing_a_brand_gives_the_registrys_own_errors(world: World) -> No
 # -- Meta -----------------------------------------------------------------------------------
 
 
+def alerts_after_evaluation(rt: Runtime) -> int:
+    """How many template alerts the alert rules hold once evaluated now (the scheduled job)."""
+    AlertEvaluator(rt.engine, rt.settings).run()
+    return count(rt.engine, alerts, alerts.c.kind.in_(TEMPLATE_KINDS))
+
+
 def test_webhook_and_polling_reporting_one_change_alert_once(world: World) -> None:
     engine = world.rt.engine
     template = world.meta.add_template("order_update")
@@ -251,14 +260,14 @@ def test_webhook_and_polling_reporting_one_change_alert_once(world: World) -> No
     [run] = world.reconcile("meta")
     assert run.fed == 1 and world.drain() == 1
     assert row(engine, templates, templates.c.meta_template_id == tid)["status"] == "DISABLED"
-    assert count(engine, alerts) == 1
+    assert alerts_after_evaluation(world.rt) == 1
     # The webhook arrives after all: it is older than what polling observed.
     lost = world.meta.lost[-1].payload
     envelope = meta_envelope([lost], sent=int(datetime.now(UTC).timestamp()) - 60)
     d = meta_delivery(SECRETS["meta_app"], world.url + "/api/v1/whatsapp/webhook", envelope)
     assert httpx.post(d.url, headers=d.headers, content=d.body).status_code == 200
     assert world.drain() == 1
-    assert count(engine, alerts) == 1  # still one alert
+    assert alerts_after_evaluation(world.rt) == 1  # still one alert
     assert [s for _, s in event_origins(world.rt, f"template:{tid}")] == [
         "done", "done", "superseded",
     ]  # fmt: skip
@@ -266,10 +275,10 @@ def test_webhook_and_polling_reporting_one_change_alert_once(world: World) -> No
     # And the other way round: the webhook first, then a poll that finds nothing to do.
     world.meta.set_template_quality(tid, "RED")
     assert world.drain() == 1
-    assert count(engine, alerts) == 2
+    assert alerts_after_evaluation(world.rt) == 2
     [run] = world.reconcile("meta")
     assert run.drift == [] and run.fed == 0
-    assert count(engine, alerts) == 2
+    assert alerts_after_evaluation(world.rt) == 2
 
 
 def test_meta_templates_missing_here_are_added_by_polling(world: World) -> None:

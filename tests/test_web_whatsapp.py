@@ -1,8 +1,9 @@
 """The dashboard's WhatsApp pages (`/ui/whatsapp`): the quality summary, the templates needing
-attention and acknowledging their alerts (members and up), every template with filters and
-paging, one template's history, the campaigns and resuming a paused one (admins), the live
-sections, and that no tenant sees or changes another's. The rows are made by the Meta
-handler, as webhooks would make them (`tests/test_api_domain.py`'s `whatsapp_state`)."""
+attention with their open alerts (the one alert system's, acknowledged through the alerts
+page's route by members and up), every template with filters and paging, one template's
+history, the campaigns and resuming a paused one (admins), the live sections, and that no
+tenant sees or changes another's. The rows are made by the Meta handler, as webhooks would
+make them, and the alert rules' evaluation (`tests/test_api_domain.py`'s `whatsapp_state`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class Templates:
 def world(runtime: Runtime, people: People) -> Templates:
     """`tests/test_api_domain.py`'s WhatsApp rows."""
     engine = runtime.engine
-    spring_sale, globex_launch = whatsapp_state(engine)
+    spring_sale, globex_launch = whatsapp_state(engine, runtime.settings)
     return Templates(
         *(template_id(engine, m) for m in ("5001", "5002", "5003", "6001")),
         spring_sale,
@@ -72,6 +73,13 @@ def rest(api: TestClient, people: People, path: str, role: str = "viewer") -> An
     return answer.json()
 
 
+def open_alert(api: TestClient, people: People, tenant: str = "acme") -> int:
+    """The id of the tenant's one open alert (its template's)."""
+    answer = api.get(f"{V1}/alerts", headers=people.headers(tenant, "viewer"))
+    [alert] = answer.json()["items"]
+    return int(alert["id"])
+
+
 # -- the overview ---------------------------------------------------------------------------
 
 
@@ -91,7 +99,7 @@ def test_a_viewer_sees_the_summary_the_critical_templates_and_the_campaigns(
     critical = rows(section(html, "critical"), "data-template-id")
     assert list(critical) == [world.promo, world.order_update]  # newest first
     assert critical[world.order_update].startswith("order_update 5001 APPROVED RED quality RED")
-    assert "RED_QUALITY" in critical[world.order_update]
+    assert "red_quality" in critical[world.order_update]
     assert critical[world.promo].startswith("promo 5002 PAUSED — status PAUSED low quality none")
 
     templates = rows(section(html, "templates"), "data-template-id")
@@ -111,12 +119,14 @@ def test_a_viewer_sees_the_summary_the_critical_templates_and_the_campaigns(
 
 
 def test_a_member_may_acknowledge_only_an_admin_may_resume(
-    api: TestClient, world: Templates
+    api: TestClient, people: People, world: Templates
 ) -> None:
     html = page_of(login(api, "member@acme.example.com"), "/ui/whatsapp")
     critical = section(html, "critical")
     assert buttons(critical) == ["Acknowledge"]  # only order_update has an open alert
-    assert f'action="/ui/whatsapp/templates/{world.order_update}/acknowledge?next=' in critical
+    # Through the alerts page's own route, coming back here.
+    alert = open_alert(api, people)
+    assert f'action="/ui/alerts/{alert}/acknowledge?next=/ui/whatsapp"' in critical
     assert buttons(section(html, "campaigns")) == []
 
     html = page_of(login(api, "admin@acme.example.com"), "/ui/whatsapp")
@@ -182,33 +192,35 @@ def test_a_superadmin_sees_every_tenant_with_its_name(api: TestClient, world: Te
 # -- acknowledging ---------------------------------------------------------------------------
 
 
-def test_a_member_acknowledges_a_templates_alerts(
+def test_a_member_acknowledges_a_templates_alert(
     api: TestClient, people: People, world: Templates
 ) -> None:
     login(api, "member@acme.example.com")
-    path = f"/ui/whatsapp/templates/{world.order_update}/acknowledge"
+    alert = open_alert(api, people)
+    path = f"/ui/alerts/{alert}/acknowledge"
     done = post(api, f"{path}?next=/ui/whatsapp%3Fquality%3DRED")
     assert done.status_code == 303
-    assert done.headers["location"] == "/ui/whatsapp?quality=RED&notice=acknowledged&n=1"
+    assert done.headers["location"] == "/ui/whatsapp?quality=RED&notice=acknowledged"
 
-    assert rest(api, people, "/whatsapp/alerts")["items"] == []
-    [alert] = rest(api, people, "/whatsapp/alerts?state=all")["items"]
-    assert alert["acknowledged_by"] == rest(api, people, "/me", "member")["subject"]
+    assert rest(api, people, "/alerts")["items"] == []
+    [acked] = rest(api, people, "/alerts?state=acknowledged")["items"]
+    assert acked["acknowledged_by"] == rest(api, people, "/me", "member")["subject"]
+    assert rest(api, people, "/whatsapp/alerts")["items"] == []  # the deprecated alias agrees
 
     html = page_of(api, done.headers["location"])
-    assert "Acknowledged. (1)" in html
+    assert "Acknowledged." in html
     assert buttons(section(html, "critical")) == []  # nothing open any more
-    assert "RED_QUALITY" not in section(html, "critical")
+    assert "red_quality" not in section(html, "critical")
 
-    # Again: nothing left to acknowledge, and the answer says so.
-    again = post(api, path)
-    assert again.status_code == 303
-    assert again.headers["location"] == "/ui/whatsapp?notice=acknowledged&n=0"
+    # Again: the first acknowledgement is kept.
+    assert post(api, path).status_code == 303
+    [kept] = rest(api, people, "/alerts?state=acknowledged")["items"]
+    assert kept["acknowledged_at"] == acked["acknowledged_at"]
 
 
 def test_a_viewer_cannot_acknowledge(api: TestClient, people: People, world: Templates) -> None:
     login(api, "viewer@acme.example.com")
-    refused = post(api, f"/ui/whatsapp/templates/{world.order_update}/acknowledge")
+    refused = post(api, f"/ui/alerts/{open_alert(api, people)}/acknowledge")
     assert refused.status_code == 403
     assert "member" in " ".join(errors(refused.text))
     [still_open] = rest(api, people, "/whatsapp/alerts")["items"]
@@ -221,7 +233,7 @@ def test_a_change_without_the_forms_token_is_refused(
     login(api, "admin@acme.example.com")
     for form in ({}, {"csrf": "not-the-token"}):
         for path in (
-            f"/ui/whatsapp/templates/{world.order_update}/acknowledge",
+            f"/ui/alerts/{open_alert(api, people)}/acknowledge",
             f"/ui/whatsapp/campaigns/{world.spring_sale}/resume",
         ):
             refused = api.post(path, data=form, headers=HTML, follow_redirects=False)
@@ -235,7 +247,8 @@ def test_another_tenants_template_or_campaign_cannot_be_changed(
     api: TestClient, people: People, world: Templates
 ) -> None:
     login(api, "admin@acme.example.com")
-    assert post(api, f"/ui/whatsapp/templates/{world.notice}/acknowledge").status_code == 404
+    globex_alert = open_alert(api, people, "globex")
+    assert post(api, f"/ui/alerts/{globex_alert}/acknowledge").status_code == 404
     assert post(api, f"/ui/whatsapp/campaigns/{world.globex_launch}/resume").status_code == 404
     globex = people.headers("globex", "viewer")
     assert len(api.get(f"{V1}/whatsapp/alerts", headers=globex).json()["items"]) == 1
@@ -346,6 +359,5 @@ def test_a_bad_template_id_or_cursor_is_a_400_page(api: TestClient, world: Templ
 
 def test_a_bad_id_in_a_change_is_a_400_not_a_500(api: TestClient, world: Templates) -> None:
     login(api, "admin@acme.example.com")
-    assert post(api, "/ui/whatsapp/templates/0/acknowledge").status_code == 400
     assert post(api, f"/ui/whatsapp/campaigns/{MAX_ID + 1}/resume").status_code == 400
     assert post(api, f"/ui/whatsapp/campaigns/{MAX_ID}/resume").status_code == 404

@@ -1,5 +1,6 @@
 """WhatsApp templates: what Meta's template events do to templates, their history, the
-campaigns using them and alerts, driven by the shared payloads through the inbox and worker."""
+campaigns using them and the alerts the alert rules then find (hookyard.alerts), driven by the
+shared payloads through the inbox and worker."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Table, func, select
 
+from hookyard.alerts.evaluate import AlertEvaluator
+from hookyard.alerts.tables import alerts
 from hookyard.app import create_app
 from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.domain.whatsapp.tables import (
     accounts,
-    alerts,
     campaign_log,
     campaigns,
     template_history,
@@ -131,6 +133,13 @@ def count(runtime: Runtime, table: Table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+def alerts_now(runtime: Runtime) -> list[dict[str, Any]]:
+    """The alerts after the alert rules' evaluation (the scheduled job, run now): the
+    handler raises none itself, the rules read the template rows it keeps."""
+    AlertEvaluator(runtime.engine, runtime.settings).run()
+    return rows(runtime, alerts)
+
+
 def add_campaigns(runtime: Runtime, *names: str, meta_id: str = TEMPLATE) -> list[int]:
     template_id = template_row(runtime, meta_id)["id"]
     with runtime.engine.begin() as tx:
@@ -167,7 +176,7 @@ def test_approved_creates_the_account_and_the_template(runtime: Runtime) -> None
         "APPROVED",
         "applied",
     )
-    assert count(runtime, alerts) == 0
+    assert len(alerts_now(runtime)) == 0
 
 
 def test_paused_pauses_campaigns_and_reinstated_does_not_resume_them(runtime: Runtime) -> None:
@@ -208,7 +217,7 @@ def test_paused_pauses_campaigns_and_reinstated_does_not_resume_them(runtime: Ru
         ("status", "PAUSED", "APPROVED", "PAUSED", "applied"),
         ("status", "REINSTATED", "PAUSED", "APPROVED", "applied"),
     ]
-    assert count(runtime, alerts) == 0  # PAUSED pauses; it is not one of the alert kinds
+    assert len(alerts_now(runtime)) == 0  # PAUSED pauses; it is not one of the alert kinds
 
     # Resuming is a person's decision, and it is recorded too.
     with runtime.engine.begin() as tx:
@@ -241,12 +250,11 @@ def test_disabled_pauses_campaigns_and_alerts_once_even_when_replayed(runtime: R
         "TEMPLATE_DISABLED",
         event_id,
     )
-    [alert] = rows(runtime, alerts)
-    assert (alert["kind"], alert["event_id"], alert["tenant"], alert["template_id"]) == (
-        "DISABLED",
-        event_id,
+    [alert] = alerts_now(runtime)
+    assert (alert["kind"], alert["tenant"], alert["subject"]) == (
+        "template_disabled",
         "acme",
-        t["id"],
+        f"template:{t['id']}",
     )
 
     # A redelivery is deduplicated by the inbox; a replay runs the handler again.
@@ -254,43 +262,38 @@ def test_disabled_pauses_campaigns_and_alerts_once_even_when_replayed(runtime: R
     assert runtime.store.replay([event_id]) == 1
     runtime.make_worker().drain()
     assert status_of(runtime, event_id) == Outcome.DONE
-    assert count(runtime, alerts) == 1
+    assert len(alerts_now(runtime)) == 1
     assert count(runtime, campaign_log) == 1
     assert count(runtime, template_history) == 2
 
 
-def test_rejected_alerts_once_and_alerts_are_acknowledged(runtime: Runtime) -> None:
+def test_rejected_alerts_once_while_it_stays_rejected(runtime: Runtime) -> None:
     handle(runtime, status_body("PENDING", T0))
     assert handle(runtime, status_body("REJECTED", T0 + 30, reason="INVALID_FORMAT")) == ["done"]
     t = template_row(runtime)
     assert (t["status"], t["reason"]) == ("REJECTED", "INVALID_FORMAT")
-    [alert] = rows(runtime, alerts)
-    assert (alert["kind"], alert["detail"], alert["acknowledged_at"]) == (
-        "REJECTED",
-        "INVALID_FORMAT",
+    [alert] = alerts_now(runtime)
+    assert (alert["kind"], alert["acknowledged_at"], alert["resolved_at"]) == (
+        "template_rejected",
+        None,
         None,
     )
-    # The same status again (a new event, not a transition) alerts no more.
+    assert alert["detail"].endswith(f"[{TEMPLATE}] is REJECTED: INVALID_FORMAT")
+    # The same status again (a new event, not a transition): still the one alert.
     handle(runtime, status_body("REJECTED", T0 + 40, reason="INVALID_FORMAT"))
-    assert count(runtime, alerts) == 1
-
-    with runtime.engine.begin() as tx:
-        other = whatsapp.acknowledge_alert(tx, alert["id"], "eve", tenant="globex")
-        assert other == whatsapp.AckResult.NOT_FOUND  # another tenant's alert stays hidden
-        assert whatsapp.acknowledge_alert(tx, alert["id"], "maria", tenant="acme") == "acknowledged"
-        again = whatsapp.acknowledge_alert(tx, alert["id"], "joao")
-        assert again == whatsapp.AckResult.ALREADY_ACKNOWLEDGED
-        assert whatsapp.acknowledge_alert(tx, alert["id"] + 1000, "maria") == "not_found"
-    [acked] = rows(runtime, alerts)
-    assert acked["acknowledged_by"] == "maria" and acked["acknowledged_at"] is not None
+    assert [a["id"] for a in alerts_now(runtime)] == [alert["id"]]
+    # Approved after all: resolved.
+    handle(runtime, status_body("APPROVED", T0 + 50))
+    [resolved] = alerts_now(runtime)
+    assert resolved["resolved_at"] is not None
 
 
 def test_quality_green_yellow_red_alerts_on_red_once(runtime: Runtime) -> None:
     handle(runtime, status_body("APPROVED", T0))
     handle(runtime, quality_body("UNKNOWN", "GREEN", T0 + 10))
     handle(runtime, quality_body("GREEN", "YELLOW", T0 + 20))
-    assert count(runtime, alerts) == 0
-    [red_event] = send(runtime, quality_body("YELLOW", "RED", T0 + 30))
+    assert len(alerts_now(runtime)) == 0
+    send(runtime, quality_body("YELLOW", "RED", T0 + 30))
     runtime.make_worker().drain()
     handle(runtime, quality_body("RED", "RED", T0 + 40))  # still red: no second alert
     t = template_row(runtime)
@@ -302,9 +305,11 @@ def test_quality_green_yellow_red_alerts_on_red_once(runtime: Runtime) -> None:
         ("RED", "YELLOW", "RED"),
         ("RED", "RED", "RED"),
     ]
-    [alert] = rows(runtime, alerts)
-    assert (alert["kind"], alert["event_id"]) == ("RED_QUALITY", red_event)
-    assert alert["detail"] == "quality YELLOW -> RED"
+    [alert] = alerts_now(runtime)
+    assert (alert["kind"], alert["detail"]) == (
+        "red_quality",
+        f"WhatsApp template order_update (en_US) [{TEMPLATE}] has quality RED",
+    )
     # Quality alone never pauses campaigns: Meta's PAUSED status does.
     assert count(runtime, campaign_log) == 0
 
@@ -314,7 +319,7 @@ def test_quality_payload_for_an_unknown_template_creates_it_and_alerts(runtime: 
     t = template_row(runtime)
     assert (t["name"], t["quality"], t["status"]) == ("order_update", "RED", None)
     assert history(runtime) == [("quality", "RED", "GREEN", "RED", "applied")]
-    assert [a["kind"] for a in rows(runtime, alerts)] == ["RED_QUALITY"]
+    assert [a["kind"] for a in alerts_now(runtime)] == ["red_quality"]
 
 
 def test_older_status_after_newer_is_superseded(runtime: Runtime) -> None:
@@ -338,7 +343,7 @@ def test_older_quality_after_newer_is_superseded(runtime: Runtime) -> None:
     handle(runtime, quality_body("YELLOW", "RED", T0 + 100))
     assert handle(runtime, quality_body("GREEN", "YELLOW", T0 + 50)) == ["superseded"]
     assert template_row(runtime)["quality"] == "RED"
-    assert count(runtime, alerts) == 1
+    assert len(alerts_now(runtime)) == 1
 
 
 def test_a_late_status_change_still_applies_after_a_newer_quality_change(
@@ -361,7 +366,7 @@ def test_events_of_one_request_are_applied_in_order(runtime: Runtime) -> None:
     assert handle(runtime, body) == ["done", "done", "done"]
     t = template_row(runtime)
     assert (t["status"], t["quality"]) == ("DISABLED", "RED")
-    assert sorted(a["kind"] for a in rows(runtime, alerts)) == ["DISABLED", "RED_QUALITY"]
+    assert sorted(a["kind"] for a in alerts_now(runtime)) == ["red_quality", "template_disabled"]
 
 
 def test_other_fields_are_stored_and_ignored(runtime: Runtime) -> None:
@@ -426,7 +431,7 @@ def test_a_source_of_another_tenant_cannot_change_this_tenants_templates(
     assert handle(runtime, status_body("DISABLED", T0 + 60), source="meta-globex") == ["ignored"]
     assert template_row(runtime)["status"] == "APPROVED"
     assert [c["status"] for c in rows(runtime, campaigns)] == ["active"]
-    assert count(runtime, alerts) == 0
+    assert len(alerts_now(runtime)) == 0
     # Nor through its own WABA naming this tenant's template.
     forged = status_body("DISABLED", T0 + 60, waba="555")
     assert handle(runtime, forged, source="meta-globex") == ["ignored"]
@@ -487,7 +492,7 @@ def test_a_signed_delivery_through_ingress_disables_the_template(
     assert runtime.make_worker().drain() == 1
     assert template_row(runtime)["status"] == "DISABLED"
     assert [c["status"] for c in rows(runtime, campaigns)] == ["paused"]
-    assert [a["kind"] for a in rows(runtime, alerts)] == ["DISABLED"]
+    assert [a["kind"] for a in alerts_now(runtime)] == ["template_disabled"]
     # The same delivery again (Meta retries): answered, stored once, no second alert.
     again = client.post(
         "/api/v1/whatsapp/webhook",
@@ -499,4 +504,4 @@ def test_a_signed_delivery_through_ingress_disables_the_template(
     )
     assert again.status_code == 200
     assert runtime.make_worker().drain() == 0
-    assert count(runtime, alerts) == 1
+    assert len(alerts_now(runtime)) == 1

@@ -17,7 +17,6 @@ from sqlalchemy import Connection, Engine, select
 from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.domain.whatsapp.tables import (
     accounts,
-    alerts,
     campaign_log,
     campaigns,
     template_history,
@@ -170,7 +169,6 @@ def snapshot(conn: Connection, changes: Sequence[Change]) -> dict[str, Any]:
         "history": [plain(h) for h in table(template_history)],
         "campaigns": [plain(c) for c in campaign_rows],
         "campaign_log": [plain(c) for c in table(campaign_log)],
-        "alerts": [plain(a) for a in table(alerts)],
         "notifications": [plain(n) for n in table(notifications)],
         "live": [live(c) for c in changes],
     }
@@ -224,10 +222,6 @@ def test_a_batch_gives_what_its_events_give_one_at_a_time(runtime: Runtime) -> N
     ]
     # The log names the template as the reinstating event found it.
     assert together["campaign_log"][2]["detail"] == "template order_update reinstated; still paused"
-    assert sorted((a["kind"], a["event_id"]) for a in together["alerts"]) == [
-        ("DISABLED", 14),
-        ("RED_QUALITY", 12),
-    ]
     assert len(together["history"]) == 2 + 5  # the two of `start`, one per event handled
 
 
@@ -299,7 +293,7 @@ def test_a_batch_of_distinct_templates_takes_as_many_statements_for_3_as_for_60(
     engine = runtime.engine
     statements_for(engine, of_templates(1, 1, 1, status="APPROVED"))  # the WABA exists now
 
-    # New templates: each is created, rejected (an alert) and turns RED (an alert, an e-mail).
+    # New templates: each is created, rejected and turns RED (an e-mail).
     def new(first: int, count: int) -> int:
         events = of_templates(first, count, first, status="REJECTED")
         events += of_templates(first, count, first + 500, quality="RED")
@@ -307,13 +301,13 @@ def test_a_batch_of_distinct_templates_takes_as_many_statements_for_3_as_for_60(
 
     assert new(1000, 3) == new(2000, 60)
 
-    # Known templates: approved again (no alert).
+    # Known templates: approved again (nothing to tell).
     def known(first: int, count: int) -> int:
         return statements_for(engine, of_templates(first, count, first + 100, status="APPROVED"))
 
     assert known(1000, 3) == known(2000, 60)
     with engine.connect() as conn:
-        assert len(conn.execute(select(alerts)).all()) == 2 * 63
+        assert len(conn.execute(select(templates).where(templates.c.quality == "RED")).all()) == 63
         assert len(conn.execute(select(notifications)).all()) == 63
 
     # Templates with campaigns, paused (their campaigns with them), then reinstated: the

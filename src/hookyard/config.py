@@ -160,7 +160,8 @@ class Settings(BaseSettings):
     notify_lead_manager_fields: str = "attributes.seller.email,attributes.manager.email"
 
     # Alert rules (docs/alerts.md): evaluated by the scheduler job `alerts.evaluate`. A
-    # threshold of 0 (false for RED quality) turns that rule's alerts off; its gauge stays.
+    # threshold of 0 (false for the WhatsApp templates' rules) turns that rule's alerts off;
+    # its gauge stays.
     alert_interval_seconds: float = Field(default=60.0, ge=0)  # 0: no evaluation
     alert_failure_rate: float = Field(default=0.2, ge=0, le=1)  # share of handled events
     alert_failure_window_seconds: float = Field(default=900.0, gt=0)  # events received since
@@ -168,6 +169,8 @@ class Settings(BaseSettings):
     alert_dead_events: int = Field(default=1, ge=0)  # dead events of a source
     alert_oldest_pending_seconds: float = Field(default=300.0, ge=0)  # a due event's wait
     alert_red_quality: bool = True  # a WhatsApp template with quality RED
+    alert_template_disabled: bool = True  # a WhatsApp template with status DISABLED
+    alert_template_rejected: bool = True  # a WhatsApp template with status REJECTED
     alert_reconciliation_drift: int = Field(default=1, ge=0)  # differences in a job's last run
 
     log_level: str = "info"

@@ -79,6 +79,14 @@ ALERT_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Differences the last run of a reconciliation job found, per tenant owning them",
         ("job", "tenant"),
     ),
+    "hookyard_alert_template_disabled": (
+        "1 for each WhatsApp template whose status is DISABLED",
+        ("template", "tenant"),
+    ),
+    "hookyard_alert_template_rejected": (
+        "1 for each WhatsApp template whose status is REJECTED",
+        ("template", "tenant"),
+    ),
 }
 
 

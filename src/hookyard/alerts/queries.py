@@ -7,6 +7,7 @@ only, so a global alert or another tenant's is never listed, shown or acknowledg
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -51,15 +52,18 @@ def list_alerts(
     *,
     state: AlertState | None = None,
     kind: AlertKind | None = None,
+    kinds: Collection[AlertKind] | None = None,
     limit: int = 50,
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first; `state` None: every state."""
+    """Newest first; `state` None: every state; `kinds`: only these kinds."""
     query = select(alerts).where(scope)
     if state is not None:
         query = query.where(_in_state(state))
     if kind is not None:
         query = query.where(alerts.c.kind == kind.value)
+    if kinds is not None:
+        query = query.where(alerts.c.kind.in_(sorted(k.value for k in kinds)))
     if before_id is not None:
         query = query.where(alerts.c.id < before_id)
     rows = conn.execute(query.order_by(alerts.c.id.desc()).limit(limit)).mappings()
@@ -84,6 +88,54 @@ def acknowledge(
         .values(acknowledged_at=datetime.now(UTC), acknowledged_by=by)
     )
     return find_alert(tx, scope, alert_id)
+
+
+def open_alerts_of(
+    conn: Connection,
+    scope: ColumnElement[bool],
+    subjects: Collection[str],
+    kinds: Collection[AlertKind],
+) -> list[dict[str, Any]]:
+    """The open alerts (firing, nobody acknowledged them) of these subjects and kinds,
+    oldest first. At most one per kind, tenant and subject is open (`open_key`)."""
+    if not subjects:
+        return []
+    query = select(alerts).where(
+        scope,
+        _in_state(AlertState.OPEN),
+        alerts.c.subject.in_(sorted(subjects)),
+        alerts.c.kind.in_(sorted(k.value for k in kinds)),
+    )
+    rows = conn.execute(query.order_by(alerts.c.id)).mappings()
+    return [_as_dict(r) for r in rows]
+
+
+def acknowledge_open(
+    tx: Connection,
+    scope: ColumnElement[bool],
+    subject: str,
+    kinds: Collection[AlertKind],
+    by: str,
+) -> list[dict[str, Any]]:
+    """Acknowledge as `by` every open alert of `subject` of these kinds in the scope; the
+    alerts this call acknowledged, oldest first (none when nothing was open: calling again
+    changes nothing)."""
+    done = tx.execute(
+        update(alerts)
+        .where(
+            scope,
+            _in_state(AlertState.OPEN),
+            alerts.c.subject == subject,
+            alerts.c.kind.in_(sorted(k.value for k in kinds)),
+        )
+        .values(acknowledged_at=datetime.now(UTC), acknowledged_by=by)
+        .returning(alerts.c.id)
+    )
+    ids = sorted(done.scalars())
+    if not ids:
+        return []
+    rows = tx.execute(select(alerts).where(alerts.c.id.in_(ids)).order_by(alerts.c.id))
+    return [_as_dict(r) for r in rows.mappings()]
 
 
 @dataclass(frozen=True, slots=True)

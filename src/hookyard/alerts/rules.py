@@ -16,13 +16,21 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Connection, FromClause, false, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    FromClause,
+    false,
+    func,
+    select,
+)
 
 from hookyard.config import Settings
 from hookyard.domain.crm.tables import customers
 from hookyard.domain.tendlc.tables import brands
 from hookyard.domain.tendlc.tables import campaigns as tcr_campaigns
-from hookyard.domain.whatsapp.service import Quality
+from hookyard.domain.whatsapp.service import Quality, TemplateStatus
 from hookyard.domain.whatsapp.tables import templates
 from hookyard.inbox import queries as inbox
 from hookyard.metrics import ALERT_GAUGES
@@ -35,6 +43,8 @@ class AlertKind(StrEnum):
     OLDEST_PENDING = "oldest_pending"
     RED_QUALITY = "red_quality"
     RECONCILIATION_DRIFT = "reconciliation_drift"
+    TEMPLATE_DISABLED = "template_disabled"
+    TEMPLATE_REJECTED = "template_rejected"
 
 
 class RuleScope(StrEnum):
@@ -136,33 +146,69 @@ def oldest_pending(conn: Connection, ctx: RuleContext) -> list[Measurement]:
 
 
 # -- WhatsApp templates ---------------------------------------------------------------------
+#
+# The template row is the one record of a template's quality and status: these rules read
+# it, so an alert opens while the template is so and resolves when a later webhook or poll
+# moves it on. The WhatsApp pages and the deprecated `/api/v1/whatsapp/alerts` routes show
+# these kinds (api/whatsapp.py).
 
 
-def red_quality(conn: Connection, ctx: RuleContext) -> list[Measurement]:
-    """The templates whose quality is RED now: the template row is the one record of it (the
-    WhatsApp domain's own alerts are one per event that turned it RED, and never learn that
-    it recovered), so the alert resolves when a later event or poll moves it off RED."""
+def template_subject(template_id: int) -> str:
+    """The subject of a template's alerts (hookyard's template id)."""
+    return f"template:{template_id}"
+
+
+def _templates_where(
+    conn: Connection, condition: ColumnElement[bool], state: Callable[[Any], str]
+) -> list[Measurement]:
+    """One measurement (value 1) per template meeting `condition`; `state(row)` says what is
+    wrong with it."""
     query = select(
         templates.c.id,
         templates.c.tenant,
         templates.c.meta_template_id,
         templates.c.name,
         templates.c.language,
-    ).where(templates.c.quality == Quality.RED.value)
+        templates.c.reason,
+    ).where(condition)
     return [
         Measurement(
-            subject=f"template:{row.id}",
+            subject=template_subject(row.id),
             tenant=row.tenant,
             labels={"template": row.meta_template_id, "tenant": _tenant_label(row.tenant)},
             value=1.0,
             detail=(
                 f"WhatsApp template {row.name}"
                 + (f" ({row.language})" if row.language else "")
-                + f" [{row.meta_template_id}] has quality RED"
+                + f" [{row.meta_template_id}] {state(row)}"
             ),
         )
         for row in conn.execute(query.order_by(templates.c.id))
     ]
+
+
+def red_quality(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    """The templates whose quality is RED now."""
+    return _templates_where(
+        conn, templates.c.quality == Quality.RED.value, lambda _: "has quality RED"
+    )
+
+
+def _in_status(conn: Connection, status: TemplateStatus) -> list[Measurement]:
+    """The templates whose status is `status` now, with Meta's reason for it."""
+    return _templates_where(
+        conn,
+        templates.c.status == status.value,
+        lambda row: f"is {status.value}" + (f": {row.reason}" if row.reason else ""),
+    )
+
+
+def template_disabled(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    return _in_status(conn, TemplateStatus.DISABLED)
+
+
+def template_rejected(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    return _in_status(conn, TemplateStatus.REJECTED)
 
 
 # -- reconciliation drift -------------------------------------------------------------------
@@ -300,6 +346,24 @@ RULES: tuple[Rule, ...] = (
         "hookyard_alert_reconciliation_drift",
         reconciliation_drift,
     ),
+    Rule(
+        AlertKind.TEMPLATE_DISABLED,
+        RuleScope.TENANT,
+        "alert_template_disabled",
+        "hookyard_alert_template_disabled",
+        template_disabled,
+    ),
+    Rule(
+        AlertKind.TEMPLATE_REJECTED,
+        RuleScope.TENANT,
+        "alert_template_rejected",
+        "hookyard_alert_template_rejected",
+        template_rejected,
+    ),
+)
+# The kinds about one WhatsApp template (subject `template:<id>`).
+TEMPLATE_KINDS: frozenset[AlertKind] = frozenset(
+    {AlertKind.RED_QUALITY, AlertKind.TEMPLATE_DISABLED, AlertKind.TEMPLATE_REJECTED}
 )
 BY_KIND: Mapping[AlertKind, Rule] = {rule.kind: rule for rule in RULES}
 assert set(BY_KIND) == set(AlertKind), "every alert kind needs its rule"

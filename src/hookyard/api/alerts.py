@@ -1,6 +1,8 @@
-"""`/api/v1/alerts`: what the alert rules opened (docs/alerts.md). Viewers read, members
-acknowledge. Alerts are a tenant's, or global (no tenant: the queue's), which only a
-superadmin acting for no tenant sees; another tenant's alert is a 404, like a missing one."""
+"""`/api/v1/alerts`: what the alert rules opened (docs/alerts.md), the WhatsApp templates'
+alerts included (`api/whatsapp.py` keeps deprecated aliases of these routes for them).
+Viewers read, members acknowledge. Alerts are a tenant's, or global (no tenant: the
+queue's), which only a superadmin acting for no tenant sees; another tenant's alert is a
+404, like a missing one."""
 
 from __future__ import annotations
 

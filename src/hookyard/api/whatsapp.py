@@ -1,6 +1,12 @@
 """`/api/v1/whatsapp/…`: message templates (status, quality, history), the ones needing
-attention, their alerts, and the campaigns using them. Viewers read; members acknowledge
-alerts; admins resume a campaign a template's pause stopped (never done automatically)."""
+attention with their open alerts, and the campaigns using them. Viewers read; admins resume a
+campaign a template's pause stopped (never done automatically).
+
+A template's alerts are the one alert system's (hookyard.alerts, `/api/v1/alerts`): kinds
+`red_quality`, `template_disabled` and `template_rejected`, about subject `template:<id>`.
+`GET /whatsapp/alerts` and `POST /whatsapp/templates/{id}/acknowledge-alert` are deprecated
+aliases acting on those alerts, with the same roles (viewer; member) and tenant scoping as
+`api/alerts.py` (docs/alerts.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +16,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from hookyard.alerts import queries as alert_queries
+from hookyard.alerts.queries import AlertState
+from hookyard.alerts.rules import TEMPLATE_KINDS, template_subject
+from hookyard.alerts.tables import alerts as alert_rows
+from hookyard.api.alerts import Alert, StateFilter
 from hookyard.api.auth import AdminScope, MemberScope, ViewerScope, engine_of
 from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
 from hookyard.db.engine import writer
@@ -19,8 +30,6 @@ from hookyard.domain.common import SyncSource
 from hookyard.domain.whatsapp import queries
 from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.domain.whatsapp.service import (
-    AckResult,
-    AlertKind,
     CampaignAction,
     CampaignStatus,
     HistoryKind,
@@ -68,23 +77,21 @@ class Template(BaseModel):
     updated_at: datetime
 
 
-class Alert(BaseModel):
-    id: int
-    tenant: str | None
+class TemplateAlert(Alert):
+    """An alert of the one alert system about a template, naming the template."""
+
     template_id: int
     meta_template_id: str
     template_name: str
-    kind: AlertKind
-    event_id: int | None
-    detail: str | None
-    created_at: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
+    created_at: datetime = Field(description="deprecated: the same as `opened_at`")
 
 
 class CriticalTemplate(Template):
     reasons: list[str] = Field(description="why it needs attention: `quality RED`, `status …`")
-    open_alerts: list[Alert]
+    open_alerts: list[TemplateAlert] = Field(
+        description="its alerts nobody acknowledged yet (acknowledge: POST /api/v1/alerts/{id}"
+        "/acknowledge)"
+    )
 
 
 class Count(BaseModel):
@@ -114,7 +121,7 @@ class HistoryEntry(BaseModel):
 
 class Acknowledged(BaseModel):
     template_id: int
-    acknowledged: list[Alert] = Field(description="the alerts this request acknowledged")
+    acknowledged: list[TemplateAlert] = Field(description="the alerts this request acknowledged")
 
 
 class WhatsAppCampaign(BaseModel):
@@ -161,8 +168,8 @@ class HistoryPage(BaseModel):
     next_cursor: int | None = Field(description="pass as `before_id` for the next page")
 
 
-class AlertPage(BaseModel):
-    items: list[Alert]
+class TemplateAlertPage(BaseModel):
+    items: list[TemplateAlert]
     next_cursor: int | None = Field(description="pass as `before_id` for the next page")
 
 
@@ -171,9 +178,34 @@ class WhatsAppCampaignPage(BaseModel):
     next_cursor: int | None = Field(description="pass as `before_id` for the next page")
 
 
-class AlertState(StrEnum):
-    OPEN = "open"  # not acknowledged yet
-    ALL = "all"
+def _template_alerts(conn: Connection, rows: list[dict[str, Any]]) -> list[TemplateAlert]:
+    """Alerts of the template kinds, each with its template named."""
+    ids = {row["id"]: _template_of(row["subject"]) for row in rows}
+    named = queries.template_names(conn, {i for i in ids.values() if i is not None})
+    found = []
+    for row in rows:
+        template_id = ids[row["id"]]
+        if template_id is None:  # not a template's subject: not an alert of these kinds
+            continue
+        meta_id = str(row["labels"].get("template", ""))
+        meta_id, name = named.get(template_id, (meta_id, meta_id))
+        found.append(
+            TemplateAlert.model_validate(
+                row
+                | {
+                    "template_id": template_id,
+                    "meta_template_id": meta_id,
+                    "template_name": name,
+                    "created_at": row["opened_at"],
+                }
+            )
+        )
+    return found
+
+
+def _template_of(subject: str) -> int | None:
+    kind, _, key = subject.partition(":")
+    return int(key) if kind == "template" and key.isdigit() else None
 
 
 def _reasons(template: dict[str, Any]) -> list[str]:
@@ -210,12 +242,20 @@ def critical_templates(
     scope: ViewerScope, engine: Engine_, limit: Limit = 100, before_id: Cursor = None
 ) -> CriticalPage:
     """Templates needing attention (RED quality; PAUSED, DISABLED, REJECTED or FLAGGED), each
-    with its unacknowledged alerts."""
+    with its open alerts (firing, nobody acknowledged them)."""
     with engine.connect() as conn:
         rows = queries.list_templates(
             conn, scope.tenant, critical=True, limit=limit, before_id=before_id
         )
-        alerts = queries.open_alerts_of(conn, scope.tenant, [r["id"] for r in rows])
+        found = alert_queries.open_alerts_of(
+            conn,
+            scope.where(alert_rows.c.tenant),
+            [template_subject(r["id"]) for r in rows],
+            TEMPLATE_KINDS,
+        )
+        alerts: dict[int, list[TemplateAlert]] = {}
+        for alert in _template_alerts(conn, found):
+            alerts.setdefault(alert.template_id, []).append(alert)
     items = [
         CriticalTemplate.model_validate(
             r | {"reasons": _reasons(r), "open_alerts": alerts.get(r["id"], [])}
@@ -277,48 +317,53 @@ def template_history(
 @router.post(
     "/whatsapp/templates/{template_id}/acknowledge-alert",
     response_model=Acknowledged,
+    deprecated=True,
 )
 def acknowledge_alerts(
     scope: MemberScope, engine: Engine_, template_id: TemplateId
 ) -> Acknowledged:
-    """Acknowledge every open alert of the template as the calling user. Idempotent: once
-    they are acknowledged, calling again acknowledges nothing and keeps who did it first."""
-    by = scope.principal.subject
+    """Deprecated alias: acknowledges, as `POST /api/v1/alerts/{id}/acknowledge` does each,
+    every open alert of the template as the calling user. Idempotent: once they are
+    acknowledged, calling again acknowledges nothing and keeps who did it first."""
     with writer(engine).begin() as tx:
         if queries.find_template(tx, scope.tenant, template_id) is None:
             raise HTTPException(404, f"no template {template_id}")
-        open_alerts = queries.open_alerts_of(tx, scope.tenant, [template_id]).get(template_id, [])
-        done = [
-            alert["id"]
-            for alert in open_alerts
-            if whatsapp.acknowledge_alert(tx, alert["id"], by, tenant=scope.tenant)
-            is AckResult.ACKNOWLEDGED
-        ]
-        acknowledged = queries.alerts_by_id(tx, done)
-    return Acknowledged.model_validate({"template_id": template_id, "acknowledged": acknowledged})
+        done = alert_queries.acknowledge_open(
+            tx,
+            scope.where(alert_rows.c.tenant),
+            template_subject(template_id),
+            TEMPLATE_KINDS,
+            scope.principal.subject,
+        )
+        acknowledged = _template_alerts(tx, done)
+    return Acknowledged(template_id=template_id, acknowledged=acknowledged)
 
 
-# -- alerts ---------------------------------------------------------------------------------
+# -- alerts (deprecated: /api/v1/alerts) ----------------------------------------------------
 
 
-@router.get("/whatsapp/alerts", response_model=AlertPage)
+@router.get("/whatsapp/alerts", response_model=TemplateAlertPage, deprecated=True)
 def list_alerts(
     scope: ViewerScope,
     engine: Engine_,
-    state: AlertState = AlertState.OPEN,
+    state: StateFilter = StateFilter.OPEN,
     limit: Limit = 50,
     before_id: Cursor = None,
-) -> AlertPage:
+) -> TemplateAlertPage:
+    """Deprecated alias of `GET /api/v1/alerts` for the templates' kinds (`red_quality`,
+    `template_disabled`, `template_rejected`), each naming its template. Newest first."""
+    wanted = None if state is StateFilter.ALL else AlertState(state.value)
     with engine.connect() as conn:
-        rows = queries.list_alerts(
+        rows = alert_queries.list_alerts(
             conn,
-            scope.tenant,
-            open_only=state is AlertState.OPEN,
+            scope.where(alert_rows.c.tenant),
+            state=wanted,
+            kinds=TEMPLATE_KINDS,
             limit=limit,
             before_id=before_id,
         )
-    items = [Alert.model_validate(r) for r in rows]
-    return AlertPage(items=items, next_cursor=next_cursor(items, limit))
+        items = _template_alerts(conn, rows)
+    return TemplateAlertPage(items=items, next_cursor=next_cursor(items, limit))
 
 
 # -- campaigns ------------------------------------------------------------------------------

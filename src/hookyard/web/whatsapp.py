@@ -1,8 +1,11 @@
 """Dashboard pages of WhatsApp: templates (the quality summary, the ones needing attention with
 their open alerts, every template, one template's status and quality history) and the
-campaigns using them, refreshed live. Members acknowledge a template's alerts; admins resume
-a campaign a template's pause stopped. Everything goes through the API's route functions
-(`api/whatsapp.py`), so each action needs the role the API asks for."""
+campaigns using them, refreshed live. Admins resume a campaign a template's pause stopped.
+Everything goes through the API's route functions (`api/whatsapp.py`), so each action needs
+the role the API asks for.
+
+A template's open alerts are the one alert system's: members acknowledge each one through the
+alerts page's own route (`/ui/alerts/{id}/acknowledge`, web/alerts.py), coming back here."""
 
 from __future__ import annotations
 
@@ -93,12 +96,6 @@ def show_template(
         history_next=history.next_cursor,
         first_page=before_id is None,
     )
-
-
-@router.post("/whatsapp/templates/{template_id:int}/acknowledge", dependencies=[Csrf])
-def acknowledge(request: Request, scope: UiScope, template_id: api.TemplateId) -> Response:
-    done = call(api.acknowledge_alerts, request, scope, template_id=template_id)
-    return back(request, "/ui/whatsapp", "acknowledged", n=len(done.acknowledged))
 
 
 @router.get("/whatsapp/campaigns/{campaign_id:int}")

@@ -1,7 +1,7 @@
 """Read-only queries of the WhatsApp tables for the management API.
 
 `tenant` is the tenant whose rows a query may return; None means every tenant (a superadmin
-who picked none). Templates, campaigns and alerts carry their tenant; a template's history
+who picked none). Templates and campaigns carry their tenant; a template's history
 reaches it through the template. Lists are newest first; `before_id` continues after a page.
 """
 
@@ -15,7 +15,6 @@ from sqlalchemy import Column, ColumnElement, Connection, Select, func, or_, sel
 from hookyard.domain.whatsapp.service import Quality, TemplateStatus
 from hookyard.domain.whatsapp.tables import (
     accounts,
-    alerts,
     campaign_log,
     campaigns,
     template_history,
@@ -85,6 +84,17 @@ def find_template(conn: Connection, tenant: str | None, template_id: int) -> dic
     return None if row is None else dict(row)
 
 
+def template_names(conn: Connection, template_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Meta's id and the name of each of these templates (the caller checked the tenant)."""
+    ids = sorted(set(template_ids))
+    if not ids:
+        return {}
+    query = select(templates.c.id, templates.c.meta_template_id, templates.c.name).where(
+        templates.c.id.in_(ids)
+    )
+    return {row.id: (row.meta_template_id, row.name) for row in conn.execute(query)}
+
+
 def quality_summary(
     conn: Connection, tenant: str | None
 ) -> tuple[dict[str | None, int], dict[str | None, int]]:
@@ -111,52 +121,6 @@ def template_history_of(
     if kind is not None:
         query = query.where(template_history.c.kind == kind)
     return _all(conn, _page(query, template_history.c.id, limit, before_id))
-
-
-# -- alerts ---------------------------------------------------------------------------------
-
-_ALERT = select(
-    alerts, templates.c.name.label("template_name"), templates.c.meta_template_id
-).select_from(alerts.join(templates, templates.c.id == alerts.c.template_id))
-
-
-def list_alerts(
-    conn: Connection,
-    tenant: str | None,
-    *,
-    open_only: bool = True,
-    limit: int = 50,
-    before_id: int | None = None,
-) -> list[dict[str, Any]]:
-    query = _ALERT.where(_owned(alerts.c.tenant, tenant))
-    if open_only:
-        query = query.where(alerts.c.acknowledged_at.is_(None))
-    return _all(conn, _page(query, alerts.c.id, limit, before_id))
-
-
-def open_alerts_of(
-    conn: Connection, tenant: str | None, template_ids: Iterable[int]
-) -> dict[int, list[dict[str, Any]]]:
-    """Unacknowledged alerts of these templates, oldest first, by template id."""
-    found: dict[int, list[dict[str, Any]]] = {}
-    ids = list(template_ids)
-    if not ids:
-        return found
-    query = _ALERT.where(
-        alerts.c.template_id.in_(ids),
-        alerts.c.acknowledged_at.is_(None),
-        _owned(alerts.c.tenant, tenant),
-    ).order_by(alerts.c.id)
-    for row in _all(conn, query):
-        found.setdefault(row["template_id"], []).append(row)
-    return found
-
-
-def alerts_by_id(conn: Connection, alert_ids: Iterable[int]) -> list[dict[str, Any]]:
-    ids = list(alert_ids)
-    if not ids:
-        return []
-    return _all(conn, _ALERT.where(alerts.c.id.in_(ids)).order_by(alerts.c.id))
 
 
 # -- campaigns ------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
 """What a Meta template event does: template status and quality, their history, campaigns
-paused on a PAUSED or DISABLED template, alerts a person acknowledges.
+paused on a PAUSED or DISABLED template, e-mail notifications of the transitions people are
+told about.
 
 Everything runs in the caller's transaction (the worker's, which also marks the event done)
 and never commits. The event is the unit of idempotency: its id in the history makes a
-redelivered or replayed event a no-op, so no second alert or pause record appears.
+redelivered or replayed event a no-op, so no second notification or pause record appears.
+
+Alerts about a template (RED quality, DISABLED, REJECTED) are not raised here: the alert
+rules (hookyard.alerts.rules) read the template row this module keeps, open an alert while
+the template is so and resolve it when it is no longer.
 
 A claimed batch is applied together (`apply_batch`, through domain/batch.py): its history,
 accounts and templates are read with one statement each, every event is applied in order to
@@ -26,7 +31,6 @@ from hookyard.domain.batch import Batch, Row
 from hookyard.domain.common import SyncSource, is_older
 from hookyard.domain.whatsapp.tables import (
     accounts,
-    alerts,
     campaign_log,
     campaigns,
     template_history,
@@ -99,29 +103,11 @@ class CampaignAction(StrEnum):
     RESUMED = "resumed"
 
 
-class AlertKind(StrEnum):
-    RED_QUALITY = "RED_QUALITY"
-    DISABLED = "DISABLED"
-    REJECTED = "REJECTED"
-
-
-ALERT_ON_STATUS: Mapping[str, AlertKind] = {
-    TemplateStatus.DISABLED: AlertKind.DISABLED,
-    TemplateStatus.REJECTED: AlertKind.REJECTED,
-}
-
-
 # Status transitions people are e-mailed about (hookyard.notify); RED quality as well.
 NOTIFY_ON_STATUS: Mapping[str, Kind] = {
     TemplateStatus.DISABLED: Kind.TEMPLATE_DISABLED,
     TemplateStatus.PAUSED: Kind.TEMPLATE_PAUSED,
 }
-
-
-class AckResult(StrEnum):
-    ACKNOWLEDGED = "acknowledged"
-    ALREADY_ACKNOWLEDGED = "already_acknowledged"
-    NOT_FOUND = "not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,8 +353,6 @@ def _apply_status(
     _live_template(batch, template, event, previous_status=old, campaigns_paused=paused)
     if change.value == REINSTATED:
         _note_reinstated(batch, campaigns_of[template["id"]], name, event, now)
-    if new != old and (kind := ALERT_ON_STATUS.get(new)) is not None:
-        _alert(batch, template, event, kind, change.reason, now)
     if new != old and (news := NOTIFY_ON_STATUS.get(new)) is not None:
         _notify(batch, template, event, change, news,
                 {"status": new, "previous_status": old, "reason": change.reason,
@@ -406,7 +390,6 @@ def _apply_quality(
     _history(batch, template, event, change, old, new, HistoryOutcome.APPLIED, now)
     _live_template(batch, template, event, previous_quality=old)
     if new == Quality.RED and old != Quality.RED:
-        _alert(batch, template, event, AlertKind.RED_QUALITY, f"quality {old} -> {new}", now)
         _notify(batch, template, event, change, Kind.TEMPLATE_RED_QUALITY,
                 {"quality": new, "previous_quality": old})  # fmt: skip
     log.debug(
@@ -567,29 +550,6 @@ def _live_template(batch: Batch, template: Row, event: StoredEvent, **data: Any)
     )
 
 
-def _alert(
-    batch: Batch,
-    template: Row,
-    event: StoredEvent,
-    kind: AlertKind,
-    detail: str | None,
-    now: datetime,
-) -> None:
-    batch.insert(
-        alerts,
-        {
-            "tenant": template["tenant"],
-            "template_id": template["id"],
-            "kind": kind.value,
-            "event_id": event.id,
-            "detail": detail,
-            "created_at": now,
-        },
-        unless=["event_id", "kind"],
-    )
-    log.debug("whatsapp_alert", event_id=event.id, kind=kind.value, template_id=template["id"])
-
-
 def _notify(
     batch: Batch,
     template: Row,
@@ -615,25 +575,6 @@ def _notify(
     )
     if news is not None:
         batch.insert(notifications, news, unless=["dedup_key"])
-
-
-def acknowledge_alert(
-    tx: Connection, alert_id: int, by: str, *, tenant: str | None = None
-) -> AckResult:
-    """Mark an alert acknowledged by `by`; the first acknowledgement is the one kept. With
-    `tenant`, an alert of another tenant is NOT_FOUND (never revealed, never changed)."""
-    scope = alerts.c.id == alert_id
-    if tenant is not None:
-        scope = scope & (alerts.c.tenant == tenant)
-    done = tx.execute(
-        update(alerts)
-        .where(scope, alerts.c.acknowledged_at.is_(None))
-        .values(acknowledged_at=datetime.now(UTC), acknowledged_by=by)
-    )
-    if done.rowcount:
-        return AckResult.ACKNOWLEDGED
-    exists = tx.execute(select(alerts.c.id).where(scope)).first() is not None
-    return AckResult.ALREADY_ACKNOWLEDGED if exists else AckResult.NOT_FOUND
 
 
 def add_campaign(tx: Connection, template_id: int, name: str) -> int:

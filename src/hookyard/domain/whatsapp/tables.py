@@ -1,7 +1,8 @@
-"""WhatsApp templates: business accounts, templates, their history, campaigns and alerts.
+"""WhatsApp templates: business accounts, templates, their history and campaigns.
 
 Migration 0005 creates exactly these tables, 0011 the templates' `last_notification_sent_at`
-(`tests/test_migrations.py` compares them).
+(`tests/test_migrations.py` compares them). A template's alerts are the alert rules' (the
+`alerts` table, hookyard.alerts): 0015 moved the domain's own `whatsapp_alerts` there.
 """
 
 from __future__ import annotations
@@ -130,27 +131,4 @@ campaign_log = Table(
     Column("detail", Text, nullable=True),
     Column("at", UTCDateTime(), nullable=False),
     Index(None, "campaign_id", "id"),
-)
-
-alerts = Table(
-    "whatsapp_alerts",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("tenant", String(100), nullable=True),
-    Column(
-        "template_id",
-        Id,
-        ForeignKey("whatsapp_templates.id", name="fk_whatsapp_alerts_template_id"),
-        nullable=False,
-    ),
-    Column("kind", String(20), nullable=False),  # RED_QUALITY, DISABLED, REJECTED
-    Column("event_id", Id, nullable=True),
-    Column("detail", Text, nullable=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("acknowledged_at", UTCDateTime(), nullable=True),
-    Column("acknowledged_by", String(200), nullable=True),
-    # The event is the unit: one alert of a kind per event, however often it is handled.
-    UniqueConstraint("event_id", "kind"),
-    Index(None, "tenant", "acknowledged_at"),
-    Index(None, "template_id"),
 )
