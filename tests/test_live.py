@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -493,14 +492,27 @@ def test_a_slow_client_loses_its_oldest_changes_and_is_told() -> None:
 
 def test_the_feed_starts_and_stops_cleanly(runtime: Runtime) -> None:
     async def scenario() -> None:
-        feed = LiveFeed(runtime.engine)
+        feed = LiveFeed(runtime.engine)  # no listener given: on PostgreSQL, one of its own
         await feed.start()
+        listener = feed.listener
+        assert (listener is not None) == (BACKEND == "postgresql")
         subscription = feed.hub.subscribe(None)
         await feed.stop()
         assert await subscription.next(1.0) is None  # sockets are told to close
+        assert listener is None or not listener.running  # its LISTEN thread ended
 
     asyncio.run(scenario())
-    assert not [t for t in threading.enumerate() if t.name == "hookyard-live-listen"]
+
+
+def test_the_feed_leaves_a_shared_listener_running(runtime: Runtime) -> None:
+    async def scenario() -> None:
+        feed = LiveFeed(runtime.engine, listener=runtime.listener)
+        await feed.start()
+        await feed.stop()
+        assert feed.listener is runtime.listener  # the runtime's, stopped when it closes
+
+    asyncio.run(scenario())
+    assert runtime.listener is None or runtime.listener.running
 
 
 def test_a_change_always_fits_a_notify_payload() -> None:
