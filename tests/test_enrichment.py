@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,9 @@ from hookyard.domain.leads.steps import (
     StepError,
     load_steps,
     message_text,
-    retry_after_seconds,
 )
 from hookyard.domain.leads.tables import lead_closures, leads
+from hookyard.http import ApiClient
 from hookyard.inbox.store import utcnow
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.c2s import ACTIONS, C2SState
@@ -113,6 +113,7 @@ def enrichment_settings(people_url: str, c2s_url: str) -> dict[str, Any]:
         "enrichment_retry_max_seconds": 0.4,
         "enrichment_timeout_seconds": 2.0,
         "enrichment_lease_seconds": 30.0,
+        "provider_backoff_seconds": 0.01,  # between the tries of a connection that never opened
     }
 
 
@@ -470,15 +471,6 @@ def test_a_timeout_is_transient(make_rig: Callable[..., Rig]) -> None:
     wait_for(lambda: rig.drain() == 0 and rig.lead(lead_id)["enrichment_status"] == "done")
 
 
-def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
-    now = datetime(2025, 11, 21, 12, 0, 0, tzinfo=UTC)
-    assert retry_after_seconds("120") == 120.0
-    assert retry_after_seconds("Fri, 21 Nov 2025 12:00:30 GMT", now) == 30.0
-    assert retry_after_seconds("Fri, 21 Nov 2025 11:00:00 GMT", now) == 0.0  # past: now
-    for unusable in ("-1", "soon", "", None):
-        assert retry_after_seconds(unusable) is None
-
-
 # --- leases and concurrency -----------------------------------------------------------------
 
 
@@ -620,11 +612,11 @@ class Scoring:
         result.data = {"score": len(result.document)}
 
 
-def scoring_step(settings: Settings, http: httpx.Client) -> Scoring:
+def scoring_step(settings: Settings, http: ApiClient) -> Scoring:
     return Scoring()
 
 
-def not_a_step(settings: Settings, http: httpx.Client) -> object:
+def not_a_step(settings: Settings, http: ApiClient) -> object:
     return object()
 
 
@@ -659,13 +651,13 @@ class Broken:
         raise KeyError("surname")
 
 
-def broken_step(settings: Settings, http: httpx.Client) -> Broken:
+def broken_step(settings: Settings, http: ApiClient) -> Broken:
     return Broken()
 
 
 def test_steps_without_a_document_say_which_step_is_missing(settings: Settings) -> None:
     values = {"enrichment_steps": "person", "enrichment_person_url": "http://people"}
-    with httpx.Client() as http:
+    with ApiClient() as http:
         [step] = load_steps(settings.model_copy(update=values), http)
         lead = Lead(1, "c2s-1", None, None, EMAIL, PHONE, "hash", 1)
         with pytest.raises(StepError, match="list 'identity' before 'person'") as error:
@@ -686,7 +678,7 @@ def test_an_unexpected_answer_is_a_definitive_error(
     settings: Settings, answer: httpx.Response, error: str
 ) -> None:
     values = {"enrichment_steps": "identity", "enrichment_identity_url": "http://people"}
-    with httpx.Client(transport=httpx.MockTransport(lambda _: answer)) as http:
+    with ApiClient(transport=httpx.MockTransport(lambda _: answer)) as http:
         [step] = load_steps(settings.model_copy(update=values), http)
         with pytest.raises(StepError) as raised:
             step.run(Lead(1, "c2s-1", None, None, EMAIL, PHONE, "hash", 1), Result())

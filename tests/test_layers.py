@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "hookyard.proxy",
             "hookyard.contacts",
             "hookyard.bus",
+            "hookyard.http",
             "hookyard.db",
             "hookyard.queue",
         ),

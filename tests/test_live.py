@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from hookyard.live.feed import LiveFeed
 from hookyard.live.hub import Hub
 from hookyard.live.publish import attach_local, publish
 from hookyard.providers.base import StoredEvent, WebhookRequest
+from hookyard.queue.backoff import Backoff
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.server import serving
 from tests.conftest import BACKEND, SECRETS, process_env
@@ -393,9 +393,7 @@ def test_a_rolled_back_handler_publishes_only_its_failed_status(
 
     monkeypatch.setattr(tendlc, "attribute_event", fails_after_its_change)
     # The retry waits until the test makes it due (not during the marker's drain).
-    runtime.settings = runtime.settings.model_copy(
-        update={"retry_base_seconds": 600.0, "retry_max_seconds": 600.0}
-    )
+    runtime.store.queue.backoff = Backoff(runtime.settings.max_attempts, 600.0, 600.0)
     acme = Live(gateway, people.headers("acme", "viewer"))
     with clients(acme):
         good = post(gateway, "/webhooks/tcr/brands", brand_update("BGOOD01"))
@@ -493,14 +491,27 @@ def test_a_slow_client_loses_its_oldest_changes_and_is_told() -> None:
 
 def test_the_feed_starts_and_stops_cleanly(runtime: Runtime) -> None:
     async def scenario() -> None:
-        feed = LiveFeed(runtime.engine)
+        feed = LiveFeed(runtime.engine)  # no listener given: on PostgreSQL, one of its own
         await feed.start()
+        listener = feed.listener
+        assert (listener is not None) == (BACKEND == "postgresql")
         subscription = feed.hub.subscribe(None)
         await feed.stop()
         assert await subscription.next(1.0) is None  # sockets are told to close
+        assert listener is None or not listener.running  # its LISTEN thread ended
 
     asyncio.run(scenario())
-    assert not [t for t in threading.enumerate() if t.name == "hookyard-live-listen"]
+
+
+def test_the_feed_leaves_a_shared_listener_running(runtime: Runtime) -> None:
+    async def scenario() -> None:
+        feed = LiveFeed(runtime.engine, listener=runtime.listener)
+        await feed.start()
+        await feed.stop()
+        assert feed.listener is runtime.listener  # the runtime's, stopped when it closes
+
+    asyncio.run(scenario())
+    assert runtime.listener is None or runtime.listener.running
 
 
 def test_a_change_always_fits_a_notify_payload() -> None:

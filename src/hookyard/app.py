@@ -94,7 +94,8 @@ def _may_scrape(request: Request, metrics_token: str | None) -> None:
 
 def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     committer = runtime.committer()
-    live = LiveFeed(runtime.engine, bus=runtime.bus)  # this process's fan-out (docs/live.md)
+    # This process's fan-out (docs/live.md), on the runtime's one LISTEN connection.
+    live = LiveFeed(runtime.engine, bus=runtime.bus, listener=runtime.listener)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

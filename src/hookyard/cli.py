@@ -371,7 +371,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_tcr(args: argparse.Namespace) -> int:
-    from hookyard.sync.client import ApiError
+    from hookyard.http import ApiError
     from hookyard.sync.tcr import subscribe_all
 
     services = _sync_services()

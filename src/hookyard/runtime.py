@@ -14,18 +14,20 @@ from hookyard.alerts.evaluate import alert_jobs
 from hookyard.bus import LocalBus
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
+from hookyard.db.listen import READY_SECONDS, Listener, Subscription
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
 from hookyard.live.feed import send_changes
 from hookyard.live.publish import attach_local
+from hookyard.logs import log
 from hookyard.notify.job import EmailJob
 from hookyard.queue.backoff import Backoff
 from hookyard.queue.scheduler import Scheduler, SchedulerThread
 from hookyard.sources import SourceSet, load_sources
 from hookyard.sync.services import OutboxJob, SyncServices
 from hookyard.worker.runner import BackgroundJob, Worker
-from hookyard.worker.wakeup import PostgresListener, Wakeup
+from hookyard.worker.wakeup import Wakeup
 
 
 @dataclass
@@ -41,9 +43,11 @@ class Runtime:
     _scheduler: SchedulerThread | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _listener: PostgresListener | None = None
     # SQLite: the other processes of this database (wake-ups, live changes); None otherwise.
     bus: LocalBus | None = None
+    # PostgreSQL: the process's one LISTEN connection (wake-ups, live changes); None otherwise.
+    listener: Listener | None = None
+    _wakeups: Subscription | None = None
     _detach_live: Callable[[], None] | None = None
 
     @classmethod
@@ -72,7 +76,17 @@ class Runtime:
             jobs.append(OutboxJob(sender))
         if (mailer := EmailJob.from_settings(settings, engine)) is not None:
             jobs.append(mailer)
-        return cls(settings, sources, engine, store, wakeup, jobs=jobs, sync=sync, bus=bus)
+        return cls(
+            settings,
+            sources,
+            engine,
+            store,
+            wakeup,
+            jobs=jobs,
+            sync=sync,
+            bus=bus,
+            listener=Listener.for_engine(engine),
+        )
 
     def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
         s = self.settings
@@ -102,9 +116,11 @@ class Runtime:
         )
 
     def start_workers(self, count: int | None = None) -> None:
-        if self.store.is_postgres:
-            self._listener = PostgresListener(self.engine, self.wakeup)
-            self._listener.start()
+        if self.listener is not None and self._wakeups is None:
+            self._wakeups = self.wakeup.listen_postgres(self.listener)
+            # Workers claim once they start: from then on every commit must wake them.
+            if not self._wakeups.listening.wait(READY_SECONDS):
+                log.warning("listen_not_ready", seconds=READY_SECONDS)
         self.wakeup.listen()  # SQLite: ingest processes' commits wake these workers
         for i in range(count or self.settings.worker_threads):
             worker = self.make_worker()
@@ -141,8 +157,9 @@ class Runtime:
         if self._scheduler is not None:
             self._scheduler.join(timeout)
         self.wakeup.signal()
-        if self._listener is not None:
-            self._listener.stop()
+        if self.listener is not None and self._wakeups is not None:
+            self.listener.unsubscribe(self._wakeups)
+            self._wakeups = None
         for thread in self._threads:
             thread.join(timeout)
 
@@ -156,4 +173,6 @@ class Runtime:
             self._detach_live()
         if self.bus is not None:
             self.bus.close()
+        if self.listener is not None:
+            self.listener.stop()
         self.engine.dispose()

@@ -34,9 +34,9 @@ from hookyard.domain.crm.queries import ConflictState
 from hookyard.domain.crm.rules import BY_FIELD
 from hookyard.domain.crm.service import Resolution, ResolveResult, resolve_conflict
 from hookyard.domain.crm.tables import customers
+from hookyard.http import ApiError
 from hookyard.sync import hubspot as crm_sync
 from hookyard.sync import tcr as tcr_sync
-from hookyard.sync.client import ApiError
 from hookyard.sync.services import PROVIDERS, SyncServices
 from hookyard.sync.tables import reconciliation_runs
 

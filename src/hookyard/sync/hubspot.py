@@ -37,13 +37,13 @@ from hookyard.domain.crm.rules import (
     UnusableValue,
 )
 from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
+from hookyard.http import ApiError
 from hookyard.logs import log
 from hookyard.metrics import CRM_SYNC_FAILED
 from hookyard.notify.kinds import EntityType, Kind
 from hookyard.notify.record import record
 from hookyard.queue.backoff import Backoff
 from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec
-from hookyard.sync.client import ApiError
 from hookyard.sync.hubspot_api import HubSpotClient, field_errors
 from hookyard.sync.reconcile import Drift, Finding
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from hookyard.sync.client import ApiClient, ApiError
+from hookyard.http import ApiClient, ApiError
 
 COMPANIES = "/crm/v3/objects/companies"
 
@@ -52,6 +52,7 @@ class HubSpotClient(ApiClient):
                 "properties": list(properties),
                 "limit": 1,
             },
+            idempotent=True,  # a read sent as a POST
         ).json()
         results = body.get("results") or []
         return _object(results[0]) if results else None
@@ -60,7 +61,13 @@ class HubSpotClient(ApiClient):
         return _object(self.request("POST", COMPANIES, json={"properties": properties}).json())
 
     def update_company(self, company_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        body = self.request("PATCH", f"{COMPANIES}/{company_id}", json={"properties": properties})
+        # Sets the values given, whatever they were: sending it twice leaves the same company.
+        body = self.request(
+            "PATCH",
+            f"{COMPANIES}/{company_id}",
+            json={"properties": properties},
+            idempotent=True,
+        )
         return _object(body.json())
 
 

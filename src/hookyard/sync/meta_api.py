@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hookyard.sync.client import ApiClient, ApiError
+from hookyard.http import ApiClient, ApiError
 
 TEMPLATE_FIELDS = "id,name,language,status,category,quality_score,rejected_reason"
 

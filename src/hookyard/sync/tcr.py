@@ -14,9 +14,9 @@ from hookyard.db.rows import insert_missing
 from hookyard.domain.common import SyncSource
 from hookyard.domain.tendlc.states import BrandStatus, CampaignStatus, CarrierStatus
 from hookyard.domain.tendlc.tables import brands, campaign_carriers, campaigns
+from hookyard.http import ApiError
 from hookyard.logs import log
 from hookyard.providers.base import Source
-from hookyard.sync.client import ApiError
 from hookyard.sync.reconcile import Drift, Finding
 from hookyard.sync.tcr_api import CATEGORIES, TCRClient
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from hookyard.sync.client import ApiClient, ApiError
+from hookyard.http import ApiClient, ApiError
 
 CATEGORIES = ("BRAND", "CAMPAIGN", "VETTING")
 

@@ -33,10 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import ColumnElement, Engine, and_, select
 
-from hookyard import __version__
 from hookyard.config import Settings
 from hookyard.contacts import mask_email, mask_phone
 from hookyard.domain.leads.service import EnrichmentStatus, lead_change
@@ -49,6 +47,7 @@ from hookyard.domain.leads.steps import (
     load_steps,
 )
 from hookyard.domain.leads.tables import leads
+from hookyard.http import ApiClient
 from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.queue.backoff import Backoff
@@ -105,7 +104,7 @@ class EnrichmentPipeline:
 
     engine: Engine
     steps: Sequence[Step]
-    http: httpx.Client
+    http: ApiClient
     retry: Backoff = field(default_factory=lambda: Backoff(5, 30.0, 3600.0))
     lease_seconds: float = 120.0
     batch_size: int = 20
@@ -125,9 +124,11 @@ class EnrichmentPipeline:
         if not is_configured(settings):
             log.info("lead_enrichment_off", reason="no enrichment URL is set")
             return None
-        http = httpx.Client(
+        http = ApiClient(
+            provider="enrichment",
             timeout=settings.enrichment_timeout_seconds,
-            headers={"user-agent": f"hookyard/{__version__}"},
+            max_attempts=settings.provider_max_attempts,  # a connection that never opened
+            backoff_base=settings.provider_backoff_seconds,
         )
         try:
             steps = load_steps(settings, http)

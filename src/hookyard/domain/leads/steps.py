@@ -16,18 +16,16 @@ The built-in steps are HTTP clients, each configured by a base URL and a bearer 
 
 `HOOKYARD_ENRICHMENT_STEPS` lists them in order; an entry `package.module:factory` adds a
 custom step: `factory(settings, http)` is called once at start with the settings and the
-pipeline's HTTP client (timeouts set) and returns the step.
+pipeline's HTTP client (`hookyard.http.ApiClient`: timeouts, retries where safe, errors as
+`ApiError`) and returns the step.
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -35,6 +33,7 @@ import httpx
 
 from hookyard.config import ConfigError, Settings
 from hookyard.domain.leads.service import EnrichmentStatus
+from hookyard.http import ApiClient, ApiError
 
 STEPS_SETTING = "HOOKYARD_ENRICHMENT_STEPS"
 
@@ -103,7 +102,7 @@ class Step(Protocol):
     def run(self, lead: Lead, result: Result) -> None: ...
 
 
-StepFactory = Callable[[Settings, httpx.Client], Step]
+StepFactory = Callable[[Settings, ApiClient], Step]
 
 
 # --- HTTP -----------------------------------------------------------------------------------
@@ -111,24 +110,6 @@ StepFactory = Callable[[Settings, httpx.Client], Step]
 
 def env_name(setting: str) -> str:
     return "HOOKYARD_" + setting.upper()
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds from now: delay-seconds or an HTTP date; None if unusable."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,43 +124,50 @@ class Endpoint:
 
     def post(
         self,
-        http: httpx.Client,
+        http: ApiClient,
         path: str,
         body: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """The JSON answer of a POST; StepError for anything else. Transient: no connection,
-        a timeout, 429 or 5xx. Definitive: any other status that is not 2xx."""
+        """The JSON answer of a POST; StepError for anything else (`step_error`). The client
+        tries again within the call only a connection that never opened: anything else is
+        the pipeline's to retry, with its own backoff."""
         sent = {"accept": "application/json", **(headers or {})}
         if self.token:
             sent["authorization"] = f"Bearer {self.token}"
+        url = self.base_url.rstrip("/") + path
         try:
-            response = http.post(self.base_url.rstrip("/") + path, json=body, headers=sent)
-        except httpx.UnsupportedProtocol as exc:
-            raise StepError(
-                f"{self.step}: not an http(s) URL: check {env_name(self.url_setting)}",
-                transient=False,
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise StepError(
-                f"{self.step}: timed out ({type(exc).__name__})", transient=True
-            ) from exc
-        except httpx.TransportError as exc:
-            message = f"{self.step}: {type(exc).__name__}: {exc}"[:300]
-            raise StepError(message, transient=True) from exc
-        code = response.status_code
-        answered = f"{self.step}: answered {code} {response.reason_phrase}".rstrip()
-        if code == 429 or code >= 500:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            raise StepError(answered, transient=True, retry_after=retry_after)
-        if code in (401, 403):
-            raise StepError(f"{answered}: check {env_name(self.token_setting)}", transient=False)
-        if not 200 <= code < 300:
-            raise StepError(answered, transient=False)
+            response = http.request("POST", url, json=body, headers=sent)
+        except ApiError as exc:
+            raise step_error(self, exc) from exc
+        answered = f"{self.step}: answered {response.status_code} {response.reason_phrase}"
         try:
             return response.json()
         except ValueError as exc:
-            raise StepError(f"{answered} without a JSON body", transient=False) from exc
+            raise StepError(f"{answered.rstrip()} without a JSON body", transient=False) from exc
+
+
+def step_error(endpoint: Endpoint, error: ApiError) -> StepError:
+    """The client's error as the step's. Transient: what may pass by itself (no connection, a
+    timeout, 408, 425, 429, 5xx), no sooner than its Retry-After. Definitive: any other status
+    that is not 2xx, a URL that is not http(s). The message names the setting to fix and
+    never carries the service's words (they may echo the lead's personal data)."""
+    step = endpoint.step
+    cause = error.__cause__
+    if error.status is not None:
+        answered = f"{step}: answered {error.status} {error.reason}".rstrip()
+        if error.status in (401, 403):
+            answered += f": check {env_name(endpoint.token_setting)}"
+        return StepError(answered, transient=error.retryable, retry_after=error.retry_after)
+    if isinstance(cause, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return StepError(
+            f"{step}: not an http(s) URL: check {env_name(endpoint.url_setting)}",
+            transient=False,
+        )
+    if isinstance(cause, httpx.TimeoutException):
+        return StepError(f"{step}: timed out ({type(cause).__name__})", transient=True)
+    what = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+    return StepError(f"{step}: {what}"[:300], transient=error.retryable)
 
 
 def _setting(settings: Settings, name: str) -> str | None:
@@ -225,12 +213,12 @@ class IdentityLookup:
 
     name = "identity"
 
-    def __init__(self, endpoint: Endpoint, http: httpx.Client) -> None:
+    def __init__(self, endpoint: Endpoint, http: ApiClient) -> None:
         self.endpoint = endpoint
         self.http = http
 
     @classmethod
-    def build(cls, settings: Settings, http: httpx.Client) -> IdentityLookup:
+    def build(cls, settings: Settings, http: ApiClient) -> IdentityLookup:
         found = endpoint(
             settings,
             cls.name,
@@ -282,12 +270,12 @@ class PersonEnrichment:
 
     name = "person"
 
-    def __init__(self, endpoint: Endpoint, http: httpx.Client) -> None:
+    def __init__(self, endpoint: Endpoint, http: ApiClient) -> None:
         self.endpoint = endpoint
         self.http = http
 
     @classmethod
-    def build(cls, settings: Settings, http: httpx.Client) -> PersonEnrichment:
+    def build(cls, settings: Settings, http: ApiClient) -> PersonEnrichment:
         found = endpoint(
             settings,
             cls.name,
@@ -320,13 +308,13 @@ class LeadMessage:
 
     name = "message"
 
-    def __init__(self, endpoint: Endpoint, path: str, http: httpx.Client) -> None:
+    def __init__(self, endpoint: Endpoint, path: str, http: ApiClient) -> None:
         self.endpoint = endpoint
         self.path = path
         self.http = http
 
     @classmethod
-    def build(cls, settings: Settings, http: httpx.Client) -> LeadMessage:
+    def build(cls, settings: Settings, http: ApiClient) -> LeadMessage:
         found = endpoint(settings, cls.name, "c2s_api_url", "c2s_api_token", token_required=True)
         path = settings.c2s_message_path
         try:
@@ -395,14 +383,14 @@ def is_configured(settings: Settings) -> bool:
     )
 
 
-def load_steps(settings: Settings, http: httpx.Client) -> list[Step]:
+def load_steps(settings: Settings, http: ApiClient) -> list[Step]:
     steps = [load_step(name, settings, http) for name in step_names(settings)]
     if not steps:
         raise EnrichmentConfigError(f"{STEPS_SETTING} lists no step")
     return steps
 
 
-def load_step(name: str, settings: Settings, http: httpx.Client) -> Step:
+def load_step(name: str, settings: Settings, http: ApiClient) -> Step:
     if name in BUILT_IN:
         return BUILT_IN[name].build(settings, http)
     module_name, colon, attribute = name.partition(":")

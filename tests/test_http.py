@@ -1,0 +1,172 @@
+"""The one HTTP client for provider and enrichment calls (hookyard.http).
+
+The other side is faked at the transport (httpx.MockTransport), so each test says what the
+service answers, try by try; the client's sleeps are recorded instead of slept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from hookyard.http import ApiClient, ApiError
+
+BASE = 0.5  # backoff_base: the first pause is within [BASE/2, BASE]
+
+Answer = httpx.Response | Exception
+
+
+@dataclass
+class Service:
+    """Answers the requests it receives with the next of `answers` (the last one repeats)."""
+
+    answers: list[Answer]
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def call() -> Iterator[Callable[..., tuple[Service, list[float], ApiClient]]]:
+    clients: list[ApiClient] = []
+
+    def make(*answers: Answer, **options: object) -> tuple[Service, list[float], ApiClient]:
+        service, slept = Service(list(answers)), []
+        client = ApiClient(
+            "https://api.example.com",
+            provider="acme",
+            transport=httpx.MockTransport(service),
+            backoff_base=BASE,
+            sleep=slept.append,
+            **options,  # type: ignore[arg-type]
+        )
+        clients.append(client)
+        return service, slept, client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def refused() -> httpx.ConnectError:
+    return httpx.ConnectError("[Errno 111] Connection refused")
+
+
+def test_a_connection_that_never_opened_is_tried_again_even_for_a_post(call: Callable) -> None:
+    service, slept, client = call(refused(), httpx.ConnectTimeout("slow"), httpx.Response(201))
+    assert client.request("POST", "/things", json={"a": 1}).status_code == 201
+    assert len(service.requests) == 3
+    assert len(slept) == 2 and BASE / 2 <= slept[0] <= BASE and BASE <= slept[1] <= 2 * BASE
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("closed"), httpx.Response(503)],
+    ids=["read timeout", "dropped", "503"],
+)
+def test_a_post_that_may_have_arrived_is_not_repeated(call: Callable, answer: Answer) -> None:
+    service, slept, client = call(answer, httpx.Response(201))
+    with pytest.raises(ApiError) as error:
+        client.request("POST", "/things", json={"a": 1})
+    assert error.value.retryable  # the caller may try later, knowing what it sends
+    assert len(service.requests) == 1 and slept == []
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("GET", {}), ("PUT", {}), ("DELETE", {}), ("POST", {"idempotent": True}),
+     ("PATCH", {"idempotent": True})],
+)  # fmt: skip
+def test_an_idempotent_request_is_repeated_on_what_may_pass(
+    call: Callable, method: str, options: dict[str, bool]
+) -> None:
+    service, slept, client = call(
+        httpx.Response(503), httpx.ReadTimeout("slow"), httpx.Response(200, json={"ok": True})
+    )
+    assert client.request(method, "/things", **options).json() == {"ok": True}
+    assert len(service.requests) == 3
+    assert BASE / 2 <= slept[0] <= BASE and BASE <= slept[1] <= 2 * BASE
+
+
+def test_the_tries_run_out_with_the_last_answer(call: Callable) -> None:
+    body = {"message": "down for maintenance"}
+    service, slept, client = call(httpx.Response(502, json=body), max_attempts=4)
+    with pytest.raises(ApiError) as error:
+        client.request("GET", "/things")
+    assert len(service.requests) == 4 and len(slept) == 3
+    assert (error.value.status, error.value.retryable) == (502, True)
+    assert str(error.value) == "acme: GET /things: 502 down for maintenance"
+
+
+def test_retry_after_is_waited_for_and_a_longer_one_is_the_callers(call: Callable) -> None:
+    service, slept, client = call(
+        httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200)
+    )
+    assert client.request("GET", "/things").status_code == 200
+    assert slept == [7.0]  # at least Retry-After, more than the backoff's BASE
+
+    service, slept, client = call(httpx.Response(503, headers={"Retry-After": "120"}))
+    with pytest.raises(ApiError) as error:
+        client.request("GET", "/things")
+    assert (error.value.retryable, error.value.retry_after) == (True, 120.0)
+    assert len(service.requests) == 1 and slept == []  # 120 s is longer than it blocks
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (httpx.Response(400, json={"message": "name is required"}), "400 name is required"),
+        (httpx.Response(401, json={"error": {"message": "bad token"}}), "401 bad token"),
+        (httpx.Response(422, json=[{"description": "a"}, {"message": "b"}]), "422 a; b"),
+        (httpx.Response(404, text="no such thing"), "404 no such thing"),
+        (httpx.Response(302, headers={"location": "/elsewhere"}), "302 "),
+    ],
+)
+def test_a_refusal_raises_at_once_in_the_services_words(
+    call: Callable, answer: httpx.Response, words: str
+) -> None:
+    service, slept, client = call(answer, httpx.Response(200))
+    with pytest.raises(ApiError) as error:
+        client.request("GET", "/things")
+    assert str(error.value).startswith(f"acme: GET /things: {words}")
+    assert error.value.status == answer.status_code and not error.value.retryable
+    assert len(service.requests) == 1 and slept == []
+
+
+def test_a_status_the_caller_handles_is_returned(call: Callable) -> None:
+    _, _, client = call(httpx.Response(404))
+    assert client.request("GET", "/things/1", ok_statuses=frozenset({404})).status_code == 404
+
+
+def test_a_request_that_cannot_be_sent_is_not_retried() -> None:
+    slept: list[float] = []
+    with ApiClient(provider="acme", sleep=slept.append) as client:  # httpx's own transport
+        for url in ("ftp://files.example.com/x", "http://"):
+            with pytest.raises(ApiError) as error:
+                client.request("GET", url)
+            assert not error.value.retryable and error.value.status is None
+    assert slept == []
+
+
+def test_errors_show_the_path_never_the_query_or_credentials(call: Callable) -> None:
+    _, _, client = call(httpx.Response(403, text="no"))
+    with pytest.raises(ApiError) as error:
+        client.request("GET", "https://user:s3cret@other.example.com/x?token=t0ken")
+    assert str(error.value) == "acme: GET /x: 403 no"
+
+
+def test_requests_keep_to_the_rate(call: Callable) -> None:
+    _, slept, client = call(httpx.Response(200), rate_per_second=10)
+    for _ in range(4):
+        client.request("GET", "/things")
+    # Spaced 0.1 s apart: the second waits about 0.1 s, the third 0.2, the fourth 0.3 (the
+    # recorded sleeps do not pass time).
+    assert len(slept) == 3 and 0.5 < sum(slept) <= 0.6
