@@ -204,7 +204,7 @@ def _store() -> Any:
 
 def cmd_events(args: argparse.Namespace) -> int:
     from hookyard.api.schemas import EventDetail, EventSummary
-    from hookyard.inbox.store import EventFilter
+    from hookyard.inbox.reads import EventFilter
 
     store = _store()
     flt = EventFilter(
