@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hookyard.app import create_app
-from hookyard.inbox.store import EventFilter
+from hookyard.inbox.reads import EventFilter
 from hookyard.providers import signing
 from hookyard.runtime import Runtime
 from tests.conftest import SECRETS

@@ -21,7 +21,7 @@ from hookyard.domain.crm.tables import customers
 from hookyard.domain.tendlc.catalogue import CATALOGUE
 from hookyard.domain.tendlc.tables import brands, campaign_carriers
 from hookyard.domain.whatsapp.tables import templates as whatsapp_templates
-from hookyard.inbox.store import EventFilter
+from hookyard.inbox.reads import EventFilter
 from hookyard.providers.signing import hubspot_uri
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes import hubspot, meta, tcr

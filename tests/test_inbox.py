@@ -49,7 +49,7 @@ def test_concurrent_requests_share_one_commit(
 
 
 def test_a_request_the_database_refuses_fails_alone(runtime: Runtime) -> None:
-    from hookyard.inbox.store import EventFilter
+    from hookyard.inbox.reads import EventFilter
 
     good, bad, dup = [event("a")], [event("b", payload=object())], [event("a")]
     answers = run(runtime, good, bad, dup)

@@ -127,7 +127,7 @@ def event_origins(rt: Runtime, entity: str) -> list[tuple[str, str]]:
 
 
 def _filter() -> Any:
-    from hookyard.inbox.store import EventFilter
+    from hookyard.inbox.reads import EventFilter
 
     return EventFilter(None, None, None, None, None, None)
 

@@ -11,7 +11,8 @@ from sqlalchemy import func, select, update
 
 from hookyard.db.schema import events
 from hookyard.inbox.model import NewEvent
-from hookyard.inbox.store import EventFilter, LeaseLost
+from hookyard.inbox.reads import EventFilter
+from hookyard.inbox.store import LeaseLost
 from hookyard.runtime import Runtime
 from tests.conftest import BACKEND
 from tests.handlers import effects

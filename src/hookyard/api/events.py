@@ -32,7 +32,8 @@ from hookyard.api.schemas import (
     UTCBound,
 )
 from hookyard.inbox.model import Status
-from hookyard.inbox.store import EventFilter, EventStore
+from hookyard.inbox.reads import EventFilter
+from hookyard.inbox.store import EventStore
 from hookyard.sources import describe
 
 router = APIRouter(prefix="/api/v1")

@@ -80,7 +80,7 @@ def summarise_profile(path: Path, top: int = 10) -> dict[str, ProcessSummary]:
         totals[process] += count
         own.setdefault(process, Counter())[_short_frame(frames[-1])] += count
         mine = {_short_frame(f, line=False) for f in frames if f" ({_PACKAGE_DIR}" in f}
-        for frame in mine - {"main (hookyard/cli.py)", "<module> (hookyard/cli.py)"}:
+        for frame in mine - {"main (cli/__init__.py)", "<module> (cli/__main__.py)"}:
             inclusive.setdefault(process, Counter())[frame] += count
     everything = sum(totals.values())
     summary: dict[str, ProcessSummary] = {}

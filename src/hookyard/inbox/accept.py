@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import psycopg
 import sqlalchemy.exc
 
+from hookyard.inbox.insert import AsyncPostgresWriter
 from hookyard.inbox.model import NewEvent, RejectedRequest
-from hookyard.inbox.store import AsyncPostgresWriter, EventStore
+from hookyard.inbox.store import EventStore
 from hookyard.logs import log
 
 

@@ -1,8 +1,9 @@
 """10DLC (The Campaign Registry): brands, campaigns, per-carrier campaign status, vetting.
 
 `tables` owns the schema, `catalogue` the event types TCR sends, `carriers` the MNO ids,
-and `service.apply` the state transitions, run inside the worker's transaction. Importing it
-registers how a sent notification marks its rows (`notify/marks.py`).
+and `service.apply` the state transitions, run inside the worker's transaction (`payload`
+reads an event, `rows` reads and plans a batch's rows, `transitions` changes them).
+Importing it registers how a sent notification marks its rows (`notify/marks.py`).
 """
 
 from hookyard.domain.common import stamp_sent

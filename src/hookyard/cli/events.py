@@ -1,0 +1,96 @@
+"""`events`: list, show, replay or purge the inbox's events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hookyard.cli.common import load_settings, print_json
+
+
+def _store() -> Any:
+    from hookyard.db.engine import make_engine
+    from hookyard.inbox.store import EventStore
+
+    return EventStore(make_engine(load_settings().sqlalchemy_url))
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from hookyard.api.schemas import EventDetail, EventSummary
+    from hookyard.inbox.reads import EventFilter
+
+    store = _store()
+    flt = EventFilter(
+        args.source,
+        args.provider,
+        args.type,
+        args.status,
+        getattr(args, "since", None),
+        getattr(args, "until", None),
+    )
+    if args.action == "list":
+        rows = [
+            EventSummary.model_validate(r).model_dump(mode="json")
+            for r in store.list_events(flt, limit=args.limit, before_id=args.before_id)
+        ]
+        if args.json:
+            print_json(rows)
+            return 0
+        print(f"{'ID':>8}  {'STATUS':10} {'ATT':>3}  {'SOURCE':14} {'TYPE':34} RECEIVED")
+        for r in rows:
+            print(
+                f"{r['id']:>8}  {r['status']:10} {r['attempts']:>3}  {r['source'][:14]:14} "
+                f"{r['event_type'][:34]:34} {r['received_at']}"
+            )
+        return 0
+    if args.action == "show":
+        row = store.get(args.id)
+        if row is None:
+            print(f"no event {args.id}", file=sys.stderr)
+            return 1
+        detail = EventDetail.from_row(row).model_dump(mode="json")
+        if args.json:
+            print_json(detail)
+        else:
+            for key, value in detail.items():
+                shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
+                print(f"{key}: {shown}")
+        return 0
+    if args.action == "replay":
+        count = store.replay([args.id]) if args.id else store.replay_matching(flt, args.limit)
+        if args.json:
+            print_json({"replayed": count})
+        else:
+            print(f"replayed {count} events")
+        return 0 if count or not args.id else 1
+    if args.action == "purge":
+        cutoff = datetime.now(UTC) - timedelta(days=args.older_than_days)
+        print(
+            f"purged {store.purge_finished(cutoff)} finished events"
+            f" received before {cutoff:%Y-%m-%d}"
+        )
+        return 0
+    raise AssertionError(args.action)
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = sub.add_parser("events", help="list, show, replay or purge events")
+    actions = events.add_subparsers(dest="action", required=True)
+    for name in ("list", "show", "replay", "purge"):
+        a = actions.add_parser(name)
+        a.add_argument("--json", action="store_true")
+        a.add_argument("--source")
+        a.add_argument("--provider")
+        a.add_argument("--type")
+        a.add_argument("--status")
+        a.add_argument("--limit", type=int, default=50 if name == "list" else 1000)
+        if name == "list":
+            a.add_argument("--before-id", type=int)
+        if name in ("show", "replay"):
+            a.add_argument("id", type=int, nargs="?" if name == "replay" else None)
+        if name == "purge":
+            a.add_argument("--older-than-days", type=int, required=True)
+    events.set_defaults(func=cmd_events)
