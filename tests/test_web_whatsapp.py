@@ -2,7 +2,7 @@
 attention and acknowledging their alerts (members and up), every template with filters and
 paging, one template's history, the campaigns and resuming a paused one (admins), the live
 sections, and that no tenant sees or changes another's. The rows are made by the Meta
-handler, as webhooks would make them (`tests/test_api_domain.py`'s `whatsapp_state`)."""
+handler, as webhooks would make them (`tests/domain_support.py`'s `whatsapp_state`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from hookyard.api.params import MAX_ID
 from hookyard.runtime import Runtime
 from hookyard.web import whatsapp
+from tests.domain_support import template_id, whatsapp_state
 from tests.people import People
-from tests.test_api_domain import template_id, whatsapp_state
 from tests.web_support import HTML, errors, login, page_of, post, section, text
 
 V1 = "/api/v1"
