@@ -1,14 +1,18 @@
-"""Shared fixtures: a database per test (SQLite file, or a PostgreSQL database per session
-when HOOKYARD_TEST_DATABASE=postgresql), test sources, an in-process gateway, the fixtures
-several modules share, and the environment of real `hookyard` processes.
+"""Shared fixtures: a database per test (a copy of a migrated SQLite file, or a PostgreSQL
+database per session, emptied between tests, when HOOKYARD_TEST_DATABASE=postgresql), test
+sources, an in-process gateway, the fixtures several modules share, and the environment of
+real `hookyard` processes.
 
 Helpers that are not fixtures live in plain modules (tests/support.py, tests/*_support.py,
 tests/strategies.py); no test module imports another (tests/test_suite_hygiene.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,15 +69,34 @@ def pg_database() -> Iterator[str | None]:
     admin.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A migrated SQLite database, built once per session (per pytest process): every test
+    gets its own copy of the file instead of running all the migrations again."""
+    if BACKEND == "postgresql":
+        return None
+    path = tmp_path_factory.mktemp("template") / "hookyard.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    test_metadata.create_all(engine)
+    engine.dispose()
+    # Everything into the main file: a checkpoint, then the last connection closing removes
+    # the -wal and -shm files, so a copy of the one file is the whole database (still in WAL
+    # mode, as a database hookyard created is).
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(("-wal", "-shm"))]
+    assert not leftovers, f"the template database left {leftovers} beside it"
+    return path
+
+
 @pytest.fixture
-def db_url(pg_database: str | None, tmp_path: Path) -> str:
+def db_url(pg_database: str | None, sqlite_template: Path | None, tmp_path: Path) -> str:
     if pg_database is None:
-        url = f"sqlite:///{tmp_path / 'hookyard.sqlite'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        test_metadata.create_all(engine)
-        engine.dispose()
-        return url
+        assert sqlite_template is not None
+        path = tmp_path / "hookyard.sqlite"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
     engine = make_engine(pg_database)
     with engine.begin() as conn:
         # Only what the last test touched (rows, or an id sequence that moved): a TRUNCATE of
