@@ -1,26 +1,39 @@
-"""Shared fixtures: a database per test (SQLite file, or a PostgreSQL database per session
-when HOOKYARD_TEST_DATABASE=postgresql), test sources, an in-process gateway, and helpers to
-run real `hookyard` processes."""
+"""Shared fixtures: a database per test (a copy of a migrated SQLite file, or a PostgreSQL
+database per session, emptied between tests, when HOOKYARD_TEST_DATABASE=postgresql), test
+sources, an in-process gateway, the fixtures several modules share, and the environment of
+real `hookyard` processes.
+
+Helpers that are not fixtures live in plain modules (tests/support.py, tests/*_support.py,
+tests/strategies.py); no test module imports another (tests/test_suite_hygiene.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
+from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
 from hookyard.db.migrate import upgrade
 from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet, load_sources_file
+from tests.customers_support import Books, books_of
 from tests.handlers import test_metadata
+from tests.people import People, make_people
+from tests.support import ROOT, SECRETS, SOURCES_TOML
+from tests.sync_support import World, running_world
 
 # Hypothesis: no per-example deadline (this is a shared 2-core machine, timings are noise),
 # and in CI a derandomised run, so a build's result depends on the code, not on the draw.
@@ -30,91 +43,6 @@ hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 PG_ADMIN_URL = os.environ.get("HOOKYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKEND = os.environ.get("HOOKYARD_TEST_DATABASE", "sqlite")
-
-# The fixtures of tests/people.py (people, api) are available to every test module.
-pytest_plugins = ["tests.people"]
-
-SECRETS = {
-    "generic": "whsec_" + "dGVzdC1zZWNyZXQtbm90LXJlYWwtMTIzNA==",  # base64 of a fake key
-    "hmac": "test-hmac-secret",
-    "token": "test-shared-token",
-    "hubspot": "test-hubspot-client-secret",
-    "meta_app": "test-meta-app-secret",
-    "meta_verify": "test-meta-verify-token",
-    "c2s": "test-c2s-token",
-    "tcr": "test-tcr-token",
-    "admin": "test-admin-token",
-    "session": "test-session-secret-not-real-0123456789",
-}
-
-SOURCES_TOML = f"""
-[[source]]
-name = "demo"
-provider = "generic"
-scheme = "standard"
-secret = "{SECRETS["generic"]}"
-
-[[source]]
-name = "effects"
-provider = "generic"
-scheme = "standard"
-secret = "{SECRETS["generic"]}"
-handler = "tests.handlers:record_effect"
-
-[[source]]
-name = "poison"
-provider = "generic"
-scheme = "standard"
-secret = "{SECRETS["generic"]}"
-handler = "tests.handlers:always_fail"
-
-[[source]]
-name = "signed"
-provider = "generic"
-scheme = "hmac"
-header = "X-Signature"
-prefix = "sha256="
-secret = "{SECRETS["hmac"]}"
-
-[[source]]
-name = "tokened"
-provider = "generic"
-scheme = "token"
-secret = "{SECRETS["token"]}"
-
-[[source]]
-name = "hubspot"
-provider = "hubspot"
-path = "/webhooks/hubspot/company"
-client_secret = "{SECRETS["hubspot"]}"
-
-[[source]]
-name = "meta"
-provider = "meta"
-path = "/api/v1/whatsapp/webhook"
-app_secret = "{SECRETS["meta_app"]}"
-verify_token = "{SECRETS["meta_verify"]}"
-
-[[source]]
-name = "c2s"
-provider = "c2s"
-path = "/api/v1/webhooks/c2s"
-token = "{SECRETS["c2s"]}"
-
-[[source]]
-name = "tcr-brands"
-provider = "tcr"
-path = "/webhooks/tcr/brands"
-token = "{SECRETS["tcr"]}"
-
-[[source]]
-name = "tcr-open"
-provider = "tcr"
-path = "/webhooks/tcr/campaigns"
-allow_unauthenticated = true
-"""
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pg_url(dbname: str) -> str:
@@ -141,15 +69,34 @@ def pg_database() -> Iterator[str | None]:
     admin.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A migrated SQLite database, built once per session (per pytest process): every test
+    gets its own copy of the file instead of running all the migrations again."""
+    if BACKEND == "postgresql":
+        return None
+    path = tmp_path_factory.mktemp("template") / "hookyard.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    test_metadata.create_all(engine)
+    engine.dispose()
+    # Everything into the main file: a checkpoint, then the last connection closing removes
+    # the -wal and -shm files, so a copy of the one file is the whole database (still in WAL
+    # mode, as a database hookyard created is).
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(("-wal", "-shm"))]
+    assert not leftovers, f"the template database left {leftovers} beside it"
+    return path
+
+
 @pytest.fixture
-def db_url(pg_database: str | None, tmp_path: Path) -> str:
+def db_url(pg_database: str | None, sqlite_template: Path | None, tmp_path: Path) -> str:
     if pg_database is None:
-        url = f"sqlite:///{tmp_path / 'hookyard.sqlite'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        test_metadata.create_all(engine)
-        engine.dispose()
-        return url
+        assert sqlite_template is not None
+        path = tmp_path / "hookyard.sqlite"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
     engine = make_engine(pg_database)
     with engine.begin() as conn:
         # Only what the last test touched (rows, or an id sequence that moved): a TRUNCATE of
@@ -244,6 +191,41 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def engine(runtime: Runtime) -> Engine:
     return runtime.engine
+
+
+# -- fixtures several modules share ----------------------------------------------------------
+
+
+@pytest.fixture
+def people(runtime: Runtime) -> People:
+    """A superadmin, and an admin, member and viewer in each of acme and globex (people.py)."""
+    return make_people(runtime)
+
+
+@pytest.fixture
+def api(runtime: Runtime) -> Iterator[TestClient]:
+    """The management API and dashboard in process (no worker threads)."""
+    with TestClient(create_app(runtime, run_workers=False)) as client:
+        yield client
+
+
+@pytest.fixture
+def world(settings: Settings) -> Iterator[World]:
+    """hookyard as a real HTTP server beside the fake TCR, HubSpot and Meta (sync_support.py)."""
+    with running_world(settings) as made:
+        yield made
+
+
+@pytest.fixture
+def acme(api: TestClient, runtime: Runtime, people: People) -> Books:
+    """acme's customer, linked to HubSpot, with an open conflict and a failed outbox row."""
+    return books_of(api, runtime, people, "acme", "Acme Telecom", "business")
+
+
+@pytest.fixture
+def globex(api: TestClient, runtime: Runtime, people: People) -> Books:
+    """globex's customer, like `acme`'s."""
+    return books_of(api, runtime, people, "globex", "Globex Networks", "wholesale")
 
 
 def process_env(settings: Settings, **extra: Any) -> dict[str, str]:

@@ -2,7 +2,8 @@
 admin, member and viewer in each of `acme` and `globex`, each with an API key.
 
 `people.headers("acme", "viewer")` are the headers of acme's viewer; `people.superadmin()`
-the superadmin's, optionally acting for a tenant (`X-Customer-ID`)."""
+the superadmin's, optionally acting for a tenant (`X-Customer-ID`). The `people` fixture of
+conftest.py makes them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -63,17 +63,6 @@ def make_people(runtime: Runtime) -> People:
     root = identity.create_user(engine, "root@example.com", Role.SUPERADMIN, None, PASSWORD)
     people.keys[(None, "superadmin")] = identity.create_api_key(engine, root, "tests")[1]
     return people
-
-
-@pytest.fixture
-def people(runtime: Runtime) -> People:
-    return make_people(runtime)
-
-
-@pytest.fixture
-def api(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime, run_workers=False)) as client:
-        yield client
 
 
 @contextmanager

@@ -1,9 +1,13 @@
-"""Helpers for tests: signed deliveries, and real `hookyard` processes on free ports."""
+"""Helpers for tests: the test sources and their secrets, signed deliveries, events stored as
+ingress would store them, and real `hookyard` processes on free ports."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,14 +17,98 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, update
 
+from hookyard.db.schema import events
+from hookyard.inbox.model import NewEvent
 from hookyard.providers.base import Source
+from hookyard.runtime import Runtime
 from hookyard.testing.simulate import Delivery, build_delivery
 
 ROOT = Path(__file__).resolve().parent.parent
+
+SECRETS = {
+    "generic": "whsec_" + "dGVzdC1zZWNyZXQtbm90LXJlYWwtMTIzNA==",  # base64 of a fake key
+    "hmac": "test-hmac-secret",
+    "token": "test-shared-token",
+    "hubspot": "test-hubspot-client-secret",
+    "meta_app": "test-meta-app-secret",
+    "meta_verify": "test-meta-verify-token",
+    "c2s": "test-c2s-token",
+    "tcr": "test-tcr-token",
+    "admin": "test-admin-token",
+    "session": "test-session-secret-not-real-0123456789",
+}
+
+SOURCES_TOML = f"""
+[[source]]
+name = "demo"
+provider = "generic"
+scheme = "standard"
+secret = "{SECRETS["generic"]}"
+
+[[source]]
+name = "effects"
+provider = "generic"
+scheme = "standard"
+secret = "{SECRETS["generic"]}"
+handler = "tests.handlers:record_effect"
+
+[[source]]
+name = "poison"
+provider = "generic"
+scheme = "standard"
+secret = "{SECRETS["generic"]}"
+handler = "tests.handlers:always_fail"
+
+[[source]]
+name = "signed"
+provider = "generic"
+scheme = "hmac"
+header = "X-Signature"
+prefix = "sha256="
+secret = "{SECRETS["hmac"]}"
+
+[[source]]
+name = "tokened"
+provider = "generic"
+scheme = "token"
+secret = "{SECRETS["token"]}"
+
+[[source]]
+name = "hubspot"
+provider = "hubspot"
+path = "/webhooks/hubspot/company"
+client_secret = "{SECRETS["hubspot"]}"
+
+[[source]]
+name = "meta"
+provider = "meta"
+path = "/api/v1/whatsapp/webhook"
+app_secret = "{SECRETS["meta_app"]}"
+verify_token = "{SECRETS["meta_verify"]}"
+
+[[source]]
+name = "c2s"
+provider = "c2s"
+path = "/api/v1/webhooks/c2s"
+token = "{SECRETS["c2s"]}"
+
+[[source]]
+name = "tcr-brands"
+provider = "tcr"
+path = "/webhooks/tcr/brands"
+token = "{SECRETS["tcr"]}"
+
+[[source]]
+name = "tcr-open"
+provider = "tcr"
+path = "/webhooks/tcr/campaigns"
+allow_unauthenticated = true
+"""
 
 # What DESIGN.md promises every event shows (API and `hookyard events list --json`).
 EVENT_FIELDS = frozenset(
@@ -189,6 +277,125 @@ def counted(engine: Engine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+# -- stored events ---------------------------------------------------------------------------
+
+
+def accept(runtime: Runtime, source: str, n: int = 1, **data: object) -> list[int]:
+    """Store `n` deliveries to `source` as ingress would (parse, then the inbox)."""
+    from hookyard.ingress.app import stored_headers
+    from hookyard.providers.base import WebhookRequest
+
+    src = runtime.sources.by_name()[source]
+    new = []
+    for i in range(n):
+        d = delivery(src, i, **data)
+        query = dict(parse_qsl(urlsplit(d.url).query))
+        request = WebhookRequest("POST", d.url, src.path, query, d.headers, d.body)
+        assert src.adapter.verify(request) is None
+        for p in src.adapter.parse(request):
+            new.append(
+                NewEvent(
+                    src.name,
+                    src.config.provider,
+                    None,
+                    p.event_type,
+                    p.dedup_key,
+                    p.entity_key,
+                    p.provider_ts,
+                    stored_headers(dict(d.headers)),
+                    d.body,
+                    None if p.payload_is_body else p.payload,
+                    datetime.now(UTC),
+                )
+            )
+    inserted = runtime.store.insert_batch(new)
+    return sorted(inserted.values())
+
+
+# Two sources of tenants (added to SOURCES_TOML by the modules on tenant isolation).
+TENANT_SOURCES = f"""
+[[source]]
+name = "acme-hooks"
+provider = "generic"
+scheme = "token"
+secret = "{SECRETS["token"]}"
+tenant = "acme"
+
+[[source]]
+name = "globex-hooks"
+provider = "generic"
+scheme = "token"
+secret = "{SECRETS["token"]}-globex"
+tenant = "globex"
+"""
+
+LEAD = {
+    "id": "c2s-lead-1",
+    "hook_action": "on_create_lead",
+    "attributes": {
+        "customer": {
+            "name": "Maria Test",
+            "email": "maria.test@example.com",
+            "phone": "11987654321",
+            "cpf": "12345678909",
+        },
+        "company_name": "Acme Imóveis",
+        "phones": [{"number": "11912345678"}],
+        "notes": None,
+    },
+}
+
+
+def add(
+    runtime: Runtime,
+    tenant: str | None,
+    source: str = "acme-hooks",
+    n: int = 1,
+    *,
+    event_type: str = "lead.created",
+    key: str | None = None,
+    entity: str | None = None,
+    payload: Any = None,
+    at: datetime | None = None,
+) -> list[int]:
+    """Store `n` events of `tenant` as ingress would (the body is the payload)."""
+    body = json.dumps(payload if payload is not None else {"tenant": tenant}).encode()
+    new = [
+        NewEvent(
+            source,
+            "generic",
+            tenant,
+            event_type,
+            key if key and n == 1 else f"{key or tenant}-{secrets.token_hex(6)}",
+            entity,
+            None,
+            {"content-type": "application/json", "x-forwarded-for": "203.0.113.7"},
+            body,
+            None,
+            at or datetime.now(UTC),
+        )
+        for _ in range(n)
+    ]
+    return sorted(runtime.store.insert_batch(new).values())
+
+
+def set_status(runtime: Runtime, ids: list[int], status: str, **values: Any) -> None:
+    with runtime.store.writer.begin() as tx:
+        tx.execute(update(events).where(events.c.id.in_(ids)).values(status=status, **values))
+
+
+# -- signatures --------------------------------------------------------------------------------
+
+# HubSpot's documented table: these URL-encoded characters are decoded in the URI before a v3
+# signature is computed (and HubSpot's SDK expects the URI already decoded that way). Written
+# here independently of `signing.hubspot_uri`.
+_HUBSPOT_DECODE = re.compile(r"%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
+
+
+def hubspot_decoded(uri: str) -> str:
+    return _HUBSPOT_DECODE.sub(lambda m: chr(int(m.group(1), 16)), uri)
 
 
 class MovableClock:

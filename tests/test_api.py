@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 from hookyard.app import create_app
 from hookyard.runtime import Runtime
 from tests.conftest import SECRETS
-from tests.support import EVENT_FIELDS, delivery
-from tests.test_worker import accept
+from tests.support import EVENT_FIELDS, accept, delivery
 
 AUTH = {"Authorization": f"Bearer {SECRETS['admin']}"}
 

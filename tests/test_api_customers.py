@@ -3,7 +3,7 @@ that no tenant ever sees another's rows.
 
 Most tests run without a HubSpot API (creation answers `sync: queued`): a customer is
 linked to a HubSpot company by hand, and HubSpot's webhooks are signed deliveries through
-ingress, handled by a worker. The last tests run the fake HubSpot (`tests.test_sync.world`)
+ingress, handled by a worker. The last tests run the fake HubSpot (conftest.py's `world`)
 to see a decision reach HubSpot and its echo come back.
 
 Customers hold no personal data of the kinds masked for viewers (e-mail, phone, document
@@ -12,62 +12,21 @@ numbers): a viewer sees exactly what an admin sees.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select
 
 from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
 from hookyard.runtime import Runtime
-from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
-from tests.conftest import SECRETS
+from tests.customers_support import Books, create, hubspot_changes, link
 from tests.people import People
 from tests.support import wait_for
-from tests.test_sync import World, create_customer, world  # noqa: F401
-
-_companies = itertools.count(9_100_000_001)
-
+from tests.sync_support import World, create_customer
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def create(api: TestClient, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
-    body = {"company_name": "Ringer Network Solutions", "services": ["voice"]} | fields
-    response = api.post("/api/v1/customers", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def link(engine: Engine, customer_id: int) -> int:
-    """The customer as if its creation had reached HubSpot: linked to a company, the
-    creation's outbox row sent."""
-    company = next(_companies)
-    with engine.begin() as tx:
-        tx.execute(
-            update(customers)
-            .where(customers.c.id == customer_id)
-            .values(hubspot_company_id=str(company))
-        )
-        tx.execute(
-            update(outbox)
-            .where(outbox.c.customer_id == customer_id)
-            .values(status="done", sent_at=datetime.now(UTC))
-        )
-    return company
-
-
-def hubspot_changes(api: TestClient, runtime: Runtime, company: int, prop: str, value: str) -> None:
-    """A person changes the company in HubSpot: its signed webhook, handled by a worker."""
-    url = "http://testserver/webhooks/hubspot/company"
-    d = hubspot_delivery(SECRETS["hubspot"], url, [hubspot_property_change(company, prop, value)])
-    response = api.post("/webhooks/hubspot/company", content=d.body, headers=d.headers)
-    assert response.status_code == 200, response.text
-    assert runtime.make_worker().drain() == 1
 
 
 def count(engine: Engine, table: Any, *where: Any) -> int:
@@ -79,50 +38,6 @@ def rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         found = conn.execute(select(table).where(*where).order_by(table.c.id)).mappings()
         return [dict(r) for r in found]
-
-
-@dataclass
-class Books:
-    """One tenant's customer, linked to HubSpot, with an open status conflict (HubSpot says
-    `suspended`, we say `active`), and a failed outbox row."""
-
-    customer: dict[str, Any]
-    company: int
-    conflict: int
-    failed_row: int
-
-
-def books_of(
-    api: TestClient, runtime: Runtime, people: People, tenant: str, name: str, ctype: str
-) -> Books:
-    created = create(api, people.headers(tenant, "member"), company_name=name, customer_type=ctype)
-    company = link(runtime.engine, created["id"])
-    hubspot_changes(api, runtime, company, "hookyard_status", "suspended")
-    now = datetime.now(UTC)
-    with runtime.engine.begin() as tx:
-        conflict = tx.execute(
-            select(sync_conflicts.c.id).where(sync_conflicts.c.customer_id == created["id"])
-        ).scalar_one()
-        failed_row = tx.execute(
-            insert(outbox)
-            .values(
-                tenant=tenant, customer_id=created["id"], operation="update",
-                fields=["company_name"], status="failed", attempts=4, next_attempt_at=now,
-                last_error="HTTP 503", created_at=now, updated_at=now,
-            )
-            .returning(outbox.c.id)
-        ).scalar_one()  # fmt: skip
-    return Books(created, company, int(conflict), int(failed_row))
-
-
-@pytest.fixture
-def acme(api: TestClient, runtime: Runtime, people: People) -> Books:
-    return books_of(api, runtime, people, "acme", "Acme Telecom", "business")
-
-
-@pytest.fixture
-def globex(api: TestClient, runtime: Runtime, people: People) -> Books:
-    return books_of(api, runtime, people, "globex", "Globex Networks", "wholesale")
 
 
 # -- roles ----------------------------------------------------------------------------------
@@ -586,7 +501,7 @@ def test_delete_closes_the_customer_and_keeps_its_history(
 # -- with HubSpot ---------------------------------------------------------------------------
 
 
-def test_keep_ours_reaches_hubspot_and_its_echo_opens_nothing(world: World) -> None:  # noqa: F811
+def test_keep_ours_reaches_hubspot_and_its_echo_opens_nothing(world: World) -> None:
     engine = world.rt.engine
     created = create_customer(world, credit_limit=None).json()  # (credit limit: HubSpot's)
     cid, company_id = created["id"], created["hubspot_company_id"]
@@ -620,7 +535,7 @@ def test_keep_ours_reaches_hubspot_and_its_echo_opens_nothing(world: World) -> N
     assert run.drift == []  # converged
 
 
-def test_take_theirs_converges_without_sending(world: World) -> None:  # noqa: F811
+def test_take_theirs_converges_without_sending(world: World) -> None:
     created = create_customer(world, credit_limit=None).json()  # (credit limit: HubSpot's)
     cid, company_id = created["id"], created["hubspot_company_id"]
     assert wait_for(lambda: world.hubspot.deliveries, timeout=10)

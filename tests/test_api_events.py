@@ -4,53 +4,19 @@ another's events, personal data masked for viewers, sources, and delivery statis
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
 
 from hookyard.api.schemas import mask_personal
-from hookyard.db.schema import events
-from hookyard.inbox.model import NewEvent, RejectedRequest
+from hookyard.inbox.model import RejectedRequest
 from hookyard.runtime import Runtime
 from tests.conftest import SECRETS, SOURCES_TOML
 from tests.people import TENANTS, People
-
-TENANT_SOURCES = f"""
-[[source]]
-name = "acme-hooks"
-provider = "generic"
-scheme = "token"
-secret = "{SECRETS["token"]}"
-tenant = "acme"
-
-[[source]]
-name = "globex-hooks"
-provider = "generic"
-scheme = "token"
-secret = "{SECRETS["token"]}-globex"
-tenant = "globex"
-"""
-
-LEAD = {
-    "id": "c2s-lead-1",
-    "hook_action": "on_create_lead",
-    "attributes": {
-        "customer": {
-            "name": "Maria Test",
-            "email": "maria.test@example.com",
-            "phone": "11987654321",
-            "cpf": "12345678909",
-        },
-        "company_name": "Acme Imóveis",
-        "phones": [{"number": "11912345678"}],
-        "notes": None,
-    },
-}
+from tests.support import LEAD, TENANT_SOURCES, add, set_status
 
 
 @pytest.fixture
@@ -58,44 +24,6 @@ def sources_file(tmp_path: Path) -> Path:
     path = tmp_path / "sources.toml"
     path.write_text(SOURCES_TOML + TENANT_SOURCES)
     return path
-
-
-def add(
-    runtime: Runtime,
-    tenant: str | None,
-    source: str = "acme-hooks",
-    n: int = 1,
-    *,
-    event_type: str = "lead.created",
-    key: str | None = None,
-    entity: str | None = None,
-    payload: Any = None,
-    at: datetime | None = None,
-) -> list[int]:
-    """Store `n` events of `tenant` as ingress would (the body is the payload)."""
-    body = json.dumps(payload if payload is not None else {"tenant": tenant}).encode()
-    new = [
-        NewEvent(
-            source,
-            "generic",
-            tenant,
-            event_type,
-            key if key and n == 1 else f"{key or tenant}-{secrets.token_hex(6)}",
-            entity,
-            None,
-            {"content-type": "application/json", "x-forwarded-for": "203.0.113.7"},
-            body,
-            None,
-            at or datetime.now(UTC),
-        )
-        for _ in range(n)
-    ]
-    return sorted(runtime.store.insert_batch(new).values())
-
-
-def set_status(runtime: Runtime, ids: list[int], status: str, **values: Any) -> None:
-    with runtime.store.writer.begin() as tx:
-        tx.execute(update(events).where(events.c.id.in_(ids)).values(status=status, **values))
 
 
 def ids_of(response: Any) -> set[int]:

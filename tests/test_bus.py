@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,14 @@ def test_live_changes_cross_in_datagrams_of_bounded_size(directory: Path) -> Non
     finally:
         sender.close()
         receiver.close()
+
+
+def test_closing_a_listening_bus_takes_no_receive_timeout(directory: Path) -> None:
+    # Every Runtime on SQLite closes its bus (each test's, and serve's processes at shutdown):
+    # it must not wait for the receiver's 0.5 s timeout to notice.
+    bus = LocalBus(directory)
+    collector(bus, "wake")
+    started = time.monotonic()
+    bus.close()
+    assert time.monotonic() - started < 0.3
+    assert not any(directory.glob("*.sock"))  # its socket is gone with it

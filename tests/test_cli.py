@@ -10,8 +10,7 @@ from pathlib import Path
 from hookyard.config import Settings
 from hookyard.runtime import Runtime
 from tests.conftest import process_env
-from tests.support import EVENT_FIELDS, free_port, start_server, wait_for
-from tests.test_worker import accept
+from tests.support import EVENT_FIELDS, accept, free_port, start_server, wait_for
 
 
 def hookyard(

@@ -27,9 +27,9 @@ from hookyard.runtime import Runtime
 from hookyard.testing.fakes.server import serving
 from hookyard.testing.simulate import Delivery, build_delivery, tcr_delivery, tcr_payload
 from tests.conftest import BACKEND, ROOT, SECRETS
+from tests.customers_support import Books, books_of
 from tests.people import PASSWORD, People
 from tests.support import wait_for
-from tests.test_api_customers import Books, books_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"

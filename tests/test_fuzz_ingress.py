@@ -46,8 +46,8 @@ from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet, build_source
 from hookyard.testing.simulate import Delivery, build_delivery
 from tests.conftest import SECRETS, SOURCES_TOML
+from tests.strategies import SHAPED, json_values
 from tests.support import CREDENTIAL_HEADERS
-from tests.test_properties import SHAPED, json_values
 
 SOURCES: dict[str, Source] = {
     s.name: s for s in (build_source(raw) for raw in tomllib.loads(SOURCES_TOML)["source"])

@@ -5,8 +5,10 @@ depth bound for viewers. (Lead names: tests/test_api_domain.py and tests/test_we
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from hookyard.api.privacy import MAX_DEPTH, clip_depth, mask_error
@@ -14,7 +16,7 @@ from hookyard.api.privacy import mask_personal as mask_person_data
 from hookyard.api.schemas import mask_personal
 from hookyard.runtime import Runtime
 from tests.people import People
-from tests.test_api_events import LEAD, add, set_status, sources_file  # noqa: F401
+from tests.support import LEAD, SOURCES_TOML, TENANT_SOURCES, add, set_status
 from tests.web_support import HTML, login
 
 ERROR = (
@@ -22,6 +24,13 @@ ERROR = (
     "document 12345678909)"
 )
 SECRETS_IN_ERROR = ("maria.test@", "11987654321", "12345678909")
+
+
+@pytest.fixture
+def sources_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sources.toml"
+    path.write_text(SOURCES_TOML + TENANT_SOURCES)  # and acme-hooks, globex-hooks
+    return path
 
 
 def nested(depth: int, leaf: Any) -> Any:

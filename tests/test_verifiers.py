@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -44,6 +43,7 @@ from hookyard.runtime import Runtime
 from hookyard.sources import SourceSet
 from hookyard.testing.simulate import build_delivery
 from tests.conftest import SECRETS
+from tests.support import hubspot_decoded
 
 NOW = 1_763_800_000.0  # the verifiers' clock in these tests: no sleeping, no flakiness
 URL = "https://hooks.example.com/webhooks/in/contract?tenant=acme"
@@ -511,15 +511,6 @@ class TestSharedTokenInQuery(SharedTokenContract):
 
 
 # -- HubSpot --------------------------------------------------------------------------------
-
-# HubSpot's documented table: these URL-encoded characters are decoded in the URI before a v3
-# signature is computed (and HubSpot's SDK expects the URI already decoded that way). Written
-# here independently of `signing.hubspot_uri`.
-_HUBSPOT_DECODE = re.compile(r"%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
-
-
-def hubspot_decoded(uri: str) -> str:
-    return _HUBSPOT_DECODE.sub(lambda m: chr(int(m.group(1), 16)), uri)
 
 
 def hubspot_ms(at: float) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -27,8 +28,16 @@ from hookyard.testing.fakes.server import serving
 from hookyard.web.session import SECURITY_HEADERS
 from tests.conftest import SECRETS
 from tests.people import PASSWORD, People
-from tests.test_api_events import LEAD, add, set_status, sources_file  # noqa: F401
+from tests.support import LEAD, SOURCES_TOML, TENANT_SOURCES, add, set_status
 from tests.web_support import HTML, csrf, errors, login, post
+
+
+@pytest.fixture
+def sources_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sources.toml"
+    path.write_text(SOURCES_TOML + TENANT_SOURCES)  # and acme-hooks, globex-hooks
+    return path
+
 
 # -- logging in -----------------------------------------------------------------------------
 

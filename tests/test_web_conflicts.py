@@ -2,7 +2,7 @@
 with their customer, both values and HubSpot's event, and an admin deciding one (keep ours,
 take theirs) through the API's own route. The conflicts are made as in production: a
 customer linked to HubSpot, and HubSpot's signed webhook changing a field we own, handled
-by a worker (`tests/test_api_customers.py`'s helpers)."""
+by a worker (`tests/customers_support.py`; the `acme` and `globex` fixtures of conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,9 @@ from sqlalchemy import insert
 
 from hookyard.domain.crm.tables import sync_conflicts
 from hookyard.runtime import Runtime
-from tests import test_api_customers
+from tests.customers_support import Books
 from tests.people import People
-from tests.test_api_customers import Books
 from tests.web_support import HTML, errors, login, page_of, post
-
-# Each tenant's customer with its open conflict: `tests/test_api_customers.py`'s fixtures.
-acme = test_api_customers.acme
-globex = test_api_customers.globex
 
 
 def rows(html: str) -> dict[int, str]:

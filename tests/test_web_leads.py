@@ -1,7 +1,7 @@
 """The dashboard's lead pages (`/ui/leads`): what each person sees of a tenant's leads (contact
 data masked for viewers, as the API masks it), filters and paging, one lead's enrichment, and
 asking for a lead to be enriched again. The leads are made by the C2S handler, as webhooks
-would make them (`tests/test_api_domain.py`'s `leads_state`, and one more)."""
+would make them (`tests/domain_support.py`'s `leads_state`, and one more)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hookyard.runtime import Runtime
+from tests.domain_support import enriched, lead, leads_state
 from tests.people import People
-from tests.test_api_domain import enriched, lead, leads_state
 from tests.web_support import HTML, errors, login, page_of, post
 
 

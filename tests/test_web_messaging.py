@@ -1,7 +1,7 @@
 """The dashboard's 10DLC pages (`/ui/messaging`): brands and campaigns with each carrier's
 badge, filters and paging, a brand's campaigns and vettings, a campaign's carriers, the live
 sections, and that no tenant sees another's rows. The rows are made by the TCR handler, as
-webhooks would make them (`tests/test_api_domain.py`'s `tendlc_state`)."""
+webhooks would make them (`tests/domain_support.py`'s `tendlc_state`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from hookyard.runtime import Runtime
 from hookyard.web import messaging
+from tests.domain_support import tendlc_state
 from tests.people import People
-from tests.test_api_domain import tendlc_state
 from tests.web_support import HTML, errors, login, page_of, section, text
 
 

@@ -3,7 +3,7 @@ attention with their open alerts (the one alert system's, acknowledged through t
 page's route by members and up), every template with filters and paging, one template's
 history, the campaigns and resuming a paused one (admins), the live sections, and that no
 tenant sees or changes another's. The rows are made by the Meta handler, as webhooks would
-make them, and the alert rules' evaluation (`tests/test_api_domain.py`'s `whatsapp_state`)."""
+make them, and the alert rules' evaluation (`tests/domain_support.py`'s `whatsapp_state`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from hookyard.api.params import MAX_ID
 from hookyard.runtime import Runtime
 from hookyard.web import whatsapp
+from tests.domain_support import template_id, whatsapp_state
 from tests.people import People
-from tests.test_api_domain import template_id, whatsapp_state
 from tests.web_support import HTML, errors, login, page_of, post, section, text
 
 V1 = "/api/v1"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import func, select, update
@@ -16,39 +15,7 @@ from hookyard.inbox.store import LeaseLost
 from hookyard.runtime import Runtime
 from tests.conftest import BACKEND
 from tests.handlers import effects
-from tests.support import MovableClock, delivery
-
-
-def accept(runtime: Runtime, source: str, n: int = 1, **data: object) -> list[int]:
-    """Store `n` deliveries to `source` as ingress would (parse, then the inbox)."""
-    from hookyard.ingress.app import stored_headers
-    from hookyard.providers.base import WebhookRequest
-
-    src = runtime.sources.by_name()[source]
-    new = []
-    for i in range(n):
-        d = delivery(src, i, **data)
-        query = dict(parse_qsl(urlsplit(d.url).query))
-        request = WebhookRequest("POST", d.url, src.path, query, d.headers, d.body)
-        assert src.adapter.verify(request) is None
-        for p in src.adapter.parse(request):
-            new.append(
-                NewEvent(
-                    src.name,
-                    src.config.provider,
-                    None,
-                    p.event_type,
-                    p.dedup_key,
-                    p.entity_key,
-                    p.provider_ts,
-                    stored_headers(dict(d.headers)),
-                    d.body,
-                    None if p.payload_is_body else p.payload,
-                    datetime.now(UTC),
-                )
-            )
-    inserted = runtime.store.insert_batch(new)
-    return sorted(inserted.values())
+from tests.support import MovableClock, accept
 
 
 def effect_count(runtime: Runtime) -> dict[int, int]:

@@ -196,6 +196,10 @@ class LocalBus:
     def close(self) -> None:
         self._closed.set()
         if self._thread is not None:
+            # Wake the receiver now rather than at its next timeout (up to half a second):
+            # an empty datagram to our own socket. If it cannot be sent, the timeout still ends it.
+            with contextlib.suppress(OSError), self._send_lock:
+                self._sender.sendto(b"", self._own or "")
             self._thread.join(2.0)
         for sock in (self._receiver, self._sender):
             if sock is not None:
