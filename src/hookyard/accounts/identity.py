@@ -108,7 +108,8 @@ def insert_tenant(
     values = {"id": tenant_id, "name": name[:255], "ban": ban, "created_at": at or _now()}
     dialect = postgresql if tx.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(tenants).values(values).on_conflict_do_nothing()
-    return bool(tx.execute(statement).rowcount)
+    # RETURNING, not rowcount: PostgreSQL's driver may report -1 for an insert.
+    return tx.execute(statement.returning(tenants.c.id)).first() is not None
 
 
 def claim_ban(tx: Connection, tenant_id: str, ban: str) -> None:
