@@ -161,7 +161,8 @@ def test_a_member_creates_and_changes_but_cannot_close_or_resolve(
     assert api.patch(path, json={"status": None}, headers=member).status_code == 422
     assert api.patch(path, json={"current_balance": "1e99"}, headers=member).status_code == 422
     assert api.post("/api/v1/customers", json={"company_name": "X", "tenant": "globex"},
-                    headers=member).status_code == 422  # fmt: skip
+                    headers=member).status_code == 403  # fmt: skip
+    assert count(runtime.engine, customers, customers.c.company_name == "X") == 0
     # Not a member's: closing and deciding conflicts.
     assert api.delete(path, headers=member).status_code == 403
     resolve = f"/api/v1/sync-conflicts/{acme.conflict}/resolve"
@@ -176,16 +177,17 @@ def test_a_superadmin_picks_the_tenant_to_create_for(
     api: TestClient, people: People, runtime: Runtime
 ) -> None:
     body = {"company_name": "Hooli"}
-    unpicked = api.post("/api/v1/customers", json=body, headers=people.superadmin())
-    assert unpicked.status_code == 400 and "X-Customer-ID" in unpicked.json()["detail"]
-    assert count(runtime.engine, customers) == 0
     by_id = create(api, people.superadmin("acme"), company_name="Hooli")
     by_ban = create(api, people.superadmin("GX000000002"), company_name="Pied Piper")
     tenants = {r["id"]: r["tenant"] for r in rows(runtime.engine, customers)}
     assert tenants == {by_id["id"]: "acme", by_ban["id"]: "globex"}
+    assert (by_id["tenant"], by_ban["tenant"]) == ("acme", "globex")
+    # Picking none creates the customer as a new tenant (tests/test_tenants.py).
+    unpicked = create(api, people.superadmin(), company_name="Hooli")
+    assert unpicked["tenant"] == "hooli"
     # Without picking, a superadmin reads every tenant; picking one narrows it.
     every = api.get("/api/v1/customers", headers=people.superadmin()).json()
-    assert every["total"] == 2
+    assert every["total"] == 3
     picked = api.get("/api/v1/customers", headers=people.superadmin("globex")).json()
     assert [c["id"] for c in picked["items"]] == [by_ban["id"]]
     unknown = api.post("/api/v1/customers", json=body, headers=people.superadmin("nope"))

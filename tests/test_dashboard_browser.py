@@ -211,12 +211,18 @@ def _processed(runtime: Runtime) -> int:
 
 def test_a_superadmin_picks_a_tenant(page: Page, gateway: str, runtime: Runtime) -> None:
     log_in(page, gateway, "root@example.com")
-    page.fill("form.tenant input[name=tenant]", "GX000000002")  # globex, by its BAN
-    page.click("form.tenant button")
+    page.fill("form.tenant input[name=q]", "GX0000")  # globex, by part of its BAN
+    choice = page.locator("#tenant-choices button", has_text="GX000000002")
+    expect(choice).to_contain_text("Globex")
+    expect(page.locator("#tenant-choices button", has_text="Acme")).to_have_count(0)
+    choice.click()
 
     expect(page.locator(".notice")).to_contain_text("Now acting for")
-    expect(page.locator("form.tenant input[name=tenant]")).to_have_value("globex")
+    expect(page.locator("#tenant-picked")).to_have_text("globex")
     live(page)  # the socket reconnected for globex
+    page.fill("form.tenant input[name=q]", "acme")
+    page.locator("#tenant-choices button", has_text="All tenants").click()
+    expect(page.locator("#tenant-picked")).to_have_text("all tenants")
 
 
 def test_every_page_renders_for_a_viewer(page: Page, gateway: str, runtime: Runtime) -> None:

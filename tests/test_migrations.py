@@ -10,7 +10,19 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, MetaData, String, Table, func, insert, inspect, select, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 
 from hookyard.alerts.evaluate import AlertEvaluator
 from hookyard.alerts.tables import alerts
@@ -200,3 +212,90 @@ def test_0015_moves_the_whatsapp_alerts_into_alerts_and_back(
 def _alerts_of(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]
+
+
+# -- 0016: customers are tenants ------------------------------------------------------------
+
+
+def _tables_0015() -> tuple[Table, Table, Table]:
+    """`tenants`, `crm_customers` and `crm_sync_log` as 0015 left them (the columns this
+    test writes)."""
+    old = MetaData()
+    tenants = Table(
+        "tenants", old,
+        Column("id", String, primary_key=True), Column("name", String), Column("ban", String),
+        Column("created_at", UTCDateTime()),
+    )  # fmt: skip
+    customers = Table(
+        "crm_customers", old,
+        Column("id", Id, primary_key=True), Column("tenant", String), Column("ban", String),
+        Column("company_name", String), Column("status", String),
+        Column("customer_type", String), Column("current_balance_cents", Id),
+        Column("service_voice", Boolean), Column("service_messaging", Boolean),
+        Column("service_telecom_data", Boolean), Column("created_at", UTCDateTime()),
+        Column("updated_at", UTCDateTime()),
+    )  # fmt: skip
+    log = Table(
+        "crm_sync_log", old,
+        Column("id", Id, primary_key=True), Column("tenant", String),
+        Column("customer_id", Id), Column("ban", String), Column("direction", String),
+        Column("operation", String), Column("result", String), Column("at", UTCDateTime()),
+    )  # fmt: skip
+    return tenants, customers, log
+
+
+def test_0016_gives_every_customer_its_tenant(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "0015")
+    tenants, customers, log = _tables_0015()
+
+    def customer(cid: int, tenant: str | None, ban: str, name: str) -> dict[str, Any]:
+        return {"id": cid, "tenant": tenant, "ban": ban, "company_name": name,
+                "status": "active", "customer_type": "business", "current_balance_cents": 0,
+                "service_voice": False, "service_messaging": False,
+                "service_telecom_data": False, "created_at": T0 + cid * HOUR,
+                "updated_at": T0}  # fmt: skip
+
+    with empty_engine.begin() as tx:
+        tx.execute(insert(tenants), [
+            {"id": "acme", "name": "Acme", "ban": "AC000000001", "created_at": T0},
+            {"id": "globex", "name": "Globex", "ban": None, "created_at": T0},
+            {"id": "ringer-networks", "name": "Taken", "ban": None, "created_at": T0},
+            {"id": "held", "name": "Held", "ban": "HD000000001", "created_at": T0},
+        ])  # fmt: skip
+        tx.execute(insert(customers), [
+            customer(1, "acme", "AC000000002", "Acme Second"),  # acme keeps its BAN
+            customer(2, "globex", "GX000000002", "Globex Networks"),  # globex takes it
+            customer(3, "globex", "GX000000003", "Globex Voice"),  # only the first's
+            customer(4, "initech", "IN000000001", "Initech"),  # no such tenant: made
+            customer(5, None, "RN000000001", "Ringer Networks"),  # no tenant: a new one
+            customer(6, None, "HD000000001", "Held Corp"),  # its BAN is a tenant's
+            customer(7, None, "RN000000002", "Ringer Networks"),
+        ])  # fmt: skip
+        tx.execute(insert(log), [
+            {"id": 1, "tenant": None, "customer_id": 5, "ban": "RN000000001",
+             "direction": "out", "operation": "create", "result": "ok", "at": T0},
+            {"id": 2, "tenant": "acme", "customer_id": 1, "ban": "AC000000002",
+             "direction": "out", "operation": "create", "result": "ok", "at": T0},
+        ])  # fmt: skip
+
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        made = {r.id: (r.name, r.ban) for r in conn.execute(select(tenants))}
+        owners = dict(conn.execute(select(customers.c.id, customers.c.tenant)).all())
+        logged = dict(conn.execute(select(log.c.id, log.c.tenant)).all())
+    assert made == {
+        "acme": ("Acme", "AC000000001"),
+        "globex": ("Globex", "GX000000002"),
+        "ringer-networks": ("Taken", None),
+        "held": ("Held", "HD000000001"),
+        "initech": ("Initech", "IN000000001"),
+        "ringer-networks-2": ("Ringer Networks", "RN000000001"),
+        "ringer-networks-3": ("Ringer Networks", "RN000000002"),
+    }
+    assert owners == {1: "acme", 2: "globex", 3: "globex", 4: "initech",
+                      5: "ringer-networks-2", 6: "held", 7: "ringer-networks-3"}  # fmt: skip
+    assert logged == {1: "ringer-networks-2", 2: "acme"}
+    upgrade(empty_engine)  # again: nothing left to do
+    command.downgrade(alembic_config(empty_engine), "0015")
+    with empty_engine.connect() as conn:
+        assert len(conn.execute(select(tenants)).all()) == 7

@@ -24,6 +24,7 @@ from hookyard.alerts import metrics as alert_metrics
 from hookyard.api.accounts import router as accounts_router
 from hookyard.api.alerts import router as alerts_router
 from hookyard.api.auth import ERRORS, authenticate_token
+from hookyard.api.cors import ApiCors
 from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
 from hookyard.api.leads import router as leads_router
@@ -169,6 +170,8 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         login_max_bytes=settings.login_max_body_bytes,
         refuse=_refusal,
     )
+    if settings.cors_origins:  # inside HSTS, outside the body limit: its 413 is readable
+        api.add_middleware(ApiCors, origins=settings.cors_origins)
     api.add_middleware(
         StrictTransport,
         seconds=settings.hsts_seconds,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///hookyard.sqlite"
 
@@ -21,6 +23,40 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(text: str) -> str:
+    """An origin as browsers send it in `Origin` (`https://portal.example.com`, a port only
+    when not the scheme's default), or ValueError naming what is wrong."""
+    text = text.strip()
+    if text == "*" or "*" in text:
+        raise ValueError(f"HOOKYARD_CORS_ORIGINS lists exact origins, not {text!r}")
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme.lower() not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or port == -1
+    ):
+        raise ValueError(
+            f"HOOKYARD_CORS_ORIGINS: {text!r} is not an origin (scheme://host[:port], no path)"
+        )
+    scheme = parts.scheme.lower()
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 class Settings(BaseSettings):
@@ -65,6 +101,9 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     metrics_public: bool = False
     api_docs: bool = False  # Swagger UI at /docs and ReDoc at /redoc (/openapi.json always)
+    # Origins (exact, comma-separated: `https://portal.example.com`) whose pages may call the
+    # management API from a browser (CORS, api/cors.py); empty: no CORS at all.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Ingress.
     max_body_bytes: int = 1024 * 1024
@@ -175,6 +214,14 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "console"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _exact_origins(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        return tuple(origin(str(item)) for item in items if str(item).strip())
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, case, delete, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hookyard.accounts.tables import api_keys, tenants, users
 from hookyard.providers.signing import constant_time_equal
@@ -77,11 +78,70 @@ def create_tenant(engine: Engine, tenant_id: str, name: str, ban: str | None = N
 
 
 def find_tenant(conn: Connection, key: str) -> str | None:
-    """A tenant by id or by BAN (the seed's BAN picker)."""
+    """A tenant by id or by BAN; an id wins over another tenant's BAN (it cannot be one
+    through the API: ids are lower case, BANs upper case). `domain/crm/tenancy.py` also
+    finds a tenant by any of its customers' BANs."""
     found = conn.execute(
-        select(tenants.c.id).where((tenants.c.id == key) | (tenants.c.ban == key))
+        select(tenants.c.id)
+        .where((tenants.c.id == key) | (tenants.c.ban == key))
+        .order_by(case((tenants.c.id == key, 0), else_=1))
+        .limit(1)
     ).scalar()
     return None if found is None else str(found)
+
+
+def tenant_of_ban(conn: Connection, ban: str) -> str | None:
+    found = conn.execute(select(tenants.c.id).where(tenants.c.ban == ban)).scalar()
+    return None if found is None else str(found)
+
+
+def ban_taken(conn: Connection, ban: str) -> bool:
+    return conn.execute(select(tenants.c.id).where(tenants.c.ban == ban)).first() is not None
+
+
+def insert_tenant(
+    tx: Connection, tenant_id: str, name: str, ban: str | None, at: datetime | None = None
+) -> bool:
+    """Add a tenant in the caller's transaction unless its id or BAN is taken: whether it
+    was added. A concurrent insert of the same id waits for the other transaction, and
+    then adds nothing (no error that would end the transaction on PostgreSQL)."""
+    values = {"id": tenant_id, "name": name[:255], "ban": ban, "created_at": at or _now()}
+    dialect = postgresql if tx.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(tenants).values(values).on_conflict_do_nothing()
+    # RETURNING, not rowcount: PostgreSQL's driver may report -1 for an insert.
+    return tx.execute(statement.returning(tenants.c.id)).first() is not None
+
+
+def claim_ban(tx: Connection, tenant_id: str, ban: str) -> None:
+    """The tenant's BAN becomes `ban` if it has none yet and no other tenant holds it."""
+    other = tenants.alias("other")
+    tx.execute(
+        update(tenants)
+        .where(
+            tenants.c.id == tenant_id,
+            tenants.c.ban.is_(None),
+            ~exists(select(other.c.id).where(other.c.ban == ban)),
+        )
+        .values(ban=ban)
+    )
+
+
+def release_tenant(
+    tx: Connection, tenant_id: str, ban: str, created_at: datetime, still_used: bool
+) -> None:
+    """Undo what creating a customer (with `ban`, at `created_at`) did to its tenant, the
+    customer being gone: the tenant forgets that BAN; a tenant created with the customer
+    (at the same instant) goes too, unless a user or, `still_used`, another row needs it."""
+    tx.execute(
+        update(tenants).where(tenants.c.id == tenant_id, tenants.c.ban == ban).values(ban=None)
+    )
+    if not still_used:
+        user = select(users.c.id).where(users.c.tenant == tenant_id)
+        tx.execute(
+            delete(tenants).where(
+                tenants.c.id == tenant_id, tenants.c.created_at == created_at, ~exists(user)
+            )
+        )
 
 
 def list_tenants(engine: Engine) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +16,7 @@ from hookyard.accounts.identity import AuthError, Role
 from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope, engine_of, too_many
 from hookyard.api.params import RowId
 from hookyard.api.throttle import AuthGuard, LoginBusy, Throttled
+from hookyard.domain.crm import tenancy
 
 router = APIRouter(prefix="/api/v1")
 Engine_ = Annotated[Engine, Depends(engine_of)]
@@ -53,6 +54,15 @@ class TenantOut(BaseModel):
     name: str
     ban: str | None
     created_at: datetime
+
+
+class TenantChoice(BaseModel):
+    """A customer and the tenant it is (or a tenant that has no customer yet)."""
+
+    tenant: str = Field(description="the tenant's id: what X-Customer-ID takes")
+    name: str = Field(description="the customer's company name (else the tenant's name)")
+    ban: str | None = Field(description="the customer's BAN (else the tenant's): picks it too")
+    customer_id: int | None
 
 
 class NewUser(BaseModel):
@@ -131,6 +141,21 @@ def me(scope: ViewerScope) -> Me:
 @router.get("/tenants", response_model=list[TenantOut])
 def list_tenants(engine: Engine_, _: SuperadminScope) -> Any:
     return identity.list_tenants(engine)
+
+
+@router.get("/tenants/search", response_model=list[TenantChoice])
+def search_tenants(
+    engine: Engine_,
+    _: SuperadminScope,
+    q: Annotated[
+        str, Query(max_length=100, description="part of a name, a BAN or a tenant id")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Any:
+    """The tenant picker's list (superadmins): customers by name and BAN, with their
+    tenants, matching `q` case-insensitively; by name, the first `limit`."""
+    with engine.connect() as conn:
+        return tenancy.search(conn, q, limit)
 
 
 @router.post("/tenants", status_code=201, response_model=TenantOut)

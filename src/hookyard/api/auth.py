@@ -6,8 +6,10 @@ Every route depends on one of the scope dependencies below, which
    (401 otherwise);
 2. check the route's minimum role: viewer < member < admin < superadmin (403 otherwise);
 3. fix the tenant the request acts for: a superadmin picks one with `X-Customer-ID` (a
-   tenant id or its BAN) or sees every tenant without it; everyone else is scoped to their
-   own tenant, and naming another one is refused (403).
+   tenant id, or the BAN of the tenant or of any of its customers: customers are tenants,
+   domain/crm/tenancy.py) or sees every tenant without it; everyone else is scoped to their
+   own tenant, and naming another one, or one that does not exist, is refused (403, the
+   same answer either way: the header tells a tenant's member nothing about other tenants).
 
 A route then filters every query with `scope.where(table.c.tenant)`, and answers 404 for a
 row of another tenant: an id guessed across tenants looks exactly like a missing one.
@@ -31,12 +33,12 @@ from hookyard.accounts.identity import (
     Principal,
     Role,
     authenticate_key,
-    find_tenant,
     kind_of,
     operator,
     read_session,
 )
 from hookyard.api.throttle import AuthGuard, Credential, Throttled, api_key_account
+from hookyard.domain.crm.tenancy import tenant_of
 from hookyard.providers.signing import constant_time_equal
 
 CUSTOMER_HEADER = "x-customer-id"
@@ -143,7 +145,7 @@ def too_many(exc: Throttled) -> HTTPException:
 
 
 def scope_of(request: Request, principal: Principal, minimum: Role, asked: str) -> Scope:
-    """Check the role (403) and fix the tenant, `asked` being a tenant id or BAN or ''."""
+    """Check the role (403) and fix the tenant, `asked` being a tenant id, a BAN or ''."""
     if not principal.at_least(minimum):
         raise HTTPException(403, f"this needs the {minimum.value} role")
     asked = asked.strip()
@@ -151,13 +153,13 @@ def scope_of(request: Request, principal: Principal, minimum: Role, asked: str) 
         if not asked:
             return Scope(principal, None)
         with engine_of(request).connect() as conn:
-            tenant = find_tenant(conn, asked)
+            tenant = tenant_of(conn, asked)
         if tenant is None:
             raise HTTPException(404, f"no tenant {asked!r} (X-Customer-ID: a tenant id or BAN)")
         return Scope(principal, tenant)
     if asked:
         with engine_of(request).connect() as conn:
-            tenant = find_tenant(conn, asked)
+            tenant = tenant_of(conn, asked)
         if tenant != principal.tenant:
             raise HTTPException(403, "X-Customer-ID names another tenant: superadmins only")
     return Scope(principal, principal.tenant)

@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from sqlalchemy import Engine, RowMapping
 
-from hookyard.api.auth import AdminScope, ErrorBody, MemberScope, ViewerScope
+from hookyard.accounts.identity import Role
+from hookyard.api.auth import AdminScope, ErrorBody, MemberScope, Scope, ViewerScope
 from hookyard.api.params import RowId
 from hookyard.api.sync import (
     CustomerField,
@@ -39,6 +40,7 @@ from hookyard.domain.crm.rules import (
     UnusableValue,
 )
 from hookyard.domain.crm.service import BAN_PATTERN
+from hookyard.domain.crm.tenancy import TENANT_ID, BanOfAnotherTenant
 from hookyard.sync import hubspot as crm_sync
 
 router = APIRouter(prefix="/api/v1")
@@ -70,11 +72,18 @@ CLOSED: Final = "closed"
 
 
 class NewCustomer(BaseModel):
-    """A new customer of the caller's tenant (a superadmin picks it with X-Customer-ID)."""
+    """A new customer, which is a tenant (docs/sync.md): the caller's tenant, or for a
+    superadmin the one picked with X-Customer-ID or named in `tenant`, or else a new one."""
 
     model_config = ConfigDict(extra="forbid")
 
     company_name: Name
+    tenant: str | None = Field(
+        default=None,
+        pattern=f"^{TENANT_ID.pattern}$",
+        description="superadmins: the id of the tenant this customer is, created when it does"
+        " not exist (default: a new tenant, its id the company name as a slug)",
+    )
     status: Word = "active"
     customer_type: Word = "business"
     credit_limit: Money | None = None
@@ -118,6 +127,7 @@ class CustomerChange(BaseModel):
 class CustomerCreated(BaseModel):
     id: int
     ban: str
+    tenant: str = Field(description="the tenant the customer is: X-Customer-ID takes it or the BAN")
     hubspot_company_id: str | None
     sync: Literal["synced", "queued"]
     error: str | None = None
@@ -242,8 +252,12 @@ def _detail(engine: Engine, customer: RowMapping) -> CustomerDetail:
 def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -> Any:
     """Create a customer (a generated BAN) and push it to HubSpot at once: `synced`, or
     `queued` when HubSpot is not configured or unreachable. HubSpot refusing it removes it
-    again: 400 with HubSpot's error per field."""
-    tenant = scope.require_tenant()
+    again: 400 with HubSpot's error per field.
+
+    The customer is a tenant: a member creates it in their own tenant; a superadmin in the
+    tenant picked with X-Customer-ID, or named in `tenant` (created if missing), or else
+    in a new tenant named after the company."""
+    tenant = _tenant_to_create_in(scope, body.tenant)
     try:
         created = crm_sync.create_customer(
             writer(services),
@@ -259,18 +273,36 @@ def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -
         )
     except UnusableValue as exc:
         raise HTTPException(400, str(exc)) from None
+    except BanOfAnotherTenant as exc:
+        raise HTTPException(409, str(exc)) from None
     except crm_sync.CustomerRefused as exc:
         return JSONResponse(
             {"detail": f"HubSpot refused the customer: {exc}", "fields": exc.fields},
             status_code=400,
         )
+    with writer(services).connect() as conn:
+        made = queries.get_customer(conn, created.customer_id, tenant=None)
+    if made is None:  # pragma: no cover - nothing but a refused creation removes one
+        raise HTTPException(404, f"no customer {created.customer_id}")
     return CustomerCreated(
         id=created.customer_id,
         ban=created.ban,
+        tenant=made["tenant"],
         hubspot_company_id=created.hubspot_company_id,
         sync="synced" if created.hubspot_company_id else "queued",
         error=created.error,
     )
+
+
+def _tenant_to_create_in(scope: Scope, named: str | None) -> str | None:
+    """None: a new tenant (a superadmin who picked none and named none)."""
+    if named is None or named == scope.tenant:
+        return scope.tenant
+    if scope.principal.role is not Role.SUPERADMIN:
+        raise HTTPException(403, "`tenant` names another tenant: superadmins only")
+    if scope.tenant is not None:
+        raise HTTPException(400, f"tenant {named!r} is not the X-Customer-ID picked")
+    return named
 
 
 @router.get("/customers", response_model=CustomerPage, responses=errors())

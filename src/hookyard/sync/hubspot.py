@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, insert
 
 from hookyard.db.rows import locked
 from hookyard.domain.crm import service as crm
+from hookyard.domain.crm import tenancy
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     BY_PROPERTY,
@@ -242,6 +243,7 @@ def _remove(engine: Engine, customer: Mapping[Any, Any], exc: ApiError) -> None:
         for table in (outbox, field_state, sync_conflicts):
             tx.execute(delete(table).where(table.c.customer_id == customer["id"]))
         tx.execute(delete(customers).where(customers.c.id == customer["id"]))
+        tenancy.released(tx, customer)  # and the tenant created with it, if nothing holds it
         _log(tx, customer, "create", "refused", detail=str(exc))
     log.warning("crm_customer_refused", customer_id=customer["id"], error=str(exc)[:300])
 

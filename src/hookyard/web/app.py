@@ -16,9 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hookyard.accounts import identity
 from hookyard.accounts.identity import AuthError, Principal, Role
 from hookyard.api.throttle import AuthGuard, Credential, LoginBusy, Throttled
+from hookyard.domain.crm import tenancy
 from hookyard.logs import log
 from hookyard.providers.signing import constant_time_equal
-from hookyard.web import alerts, conflicts, events, leads, messaging, whatsapp
+from hookyard.web import alerts, conflicts, events, leads, messaging, tenants, whatsapp
 from hookyard.web.render import back, dashboard_path, error_page, page
 from hookyard.web.session import (
     Csrf,
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 Text = Annotated[str, Form(max_length=1000)]
 HOME = "/ui/events"  # where a login leads when it was asked for no other page
+EVERY_TENANT = "*"  # the picker's "All tenants" (FastAPI reads an empty form field as absent)
 
 
 @router.get("/")
@@ -111,16 +113,26 @@ def logout() -> Response:
 
 
 @router.post("/tenant", dependencies=[Csrf])
-def choose_tenant(request: Request, scope: UiScope, tenant: Text = "") -> Response:
-    """A superadmin acts for one tenant (an id or BAN), or for every tenant (empty)."""
+def choose_tenant(
+    request: Request,
+    scope: UiScope,
+    tenant: Annotated[str | None, Form(max_length=1000)] = None,
+    q: Text = "",
+) -> Response:
+    """A superadmin acts for one tenant, or for every tenant (`*`, or nothing): the one
+    picked from the list (`tenant`), else what was typed (`q`: a tenant id or a BAN; the
+    picker without scripts)."""
     if scope.principal.role is not Role.SUPERADMIN:
         raise HTTPException(403, "only superadmins pick a tenant")
+    key = (q if tenant is None else tenant).strip()
+    if key == EVERY_TENANT:
+        key = ""
     picked = None
-    if tenant.strip():
+    if key:
         with request.app.state.engine.connect() as conn:
-            picked = identity.find_tenant(conn, tenant.strip())
+            picked = tenancy.tenant_of(conn, key)
         if picked is None:
-            raise HTTPException(404, f"no tenant {tenant.strip()!r}")
+            raise HTTPException(404, f"no tenant or customer {key[:100]!r}")
     response = back(request, "/ui/events", "tenant")
     pick_tenant(request, response, picked)
     return response
@@ -128,6 +140,7 @@ def choose_tenant(request: Request, scope: UiScope, tenant: Text = "") -> Respon
 
 for area in (events, messaging, whatsapp, leads, conflicts, alerts):
     router.include_router(area.router)
+router.include_router(tenants.router)
 
 
 def install(api: FastAPI) -> None:

@@ -38,9 +38,11 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
+from hookyard.accounts import identity
 from hookyard.db.rows import insert_missing, locked
 from hookyard.domain.batch import Batch
 from hookyard.domain.common import SyncSource, is_older
+from hookyard.domain.crm import tenancy
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     BY_PROPERTY,
@@ -80,7 +82,8 @@ def generate_ban(tx: Connection) -> str:
     for _ in range(20):
         letters = "".join(secrets.choice(string.ascii_uppercase) for _ in range(2))
         ban = f"{letters}{secrets.randbelow(10**9):09d}"
-        if tx.execute(select(customers.c.id).where(customers.c.ban == ban)).first() is None:
+        taken = tx.execute(select(customers.c.id).where(customers.c.ban == ban)).first()
+        if taken is None and not identity.ban_taken(tx, ban):  # nor a tenant's, unlinked
             return ban
     raise RuntimeError("no unused BAN found in 20 tries")  # pragma: no cover
 
@@ -100,13 +103,16 @@ def create_customer(
     at: datetime | None = None,
     source: SyncSource = SyncSource.MANUAL,
 ) -> int:
-    """A customer (a generated BAN unless given), with our side of every field set at `at`."""
+    """A customer (a generated BAN unless given), with our side of every field set at `at`.
+    The customer is a tenant: `tenant` (None: a new one, or the one holding the BAN) is
+    created or linked with it (tenancy.py)."""
     now = datetime.now(UTC)
     at = at or now
     if ban is not None and not BAN_PATTERN.fullmatch(ban):
         raise ValueError(f"not a BAN: {ban!r}")
+    ban = ban or generate_ban(tx)
     given: Mapping[str, Any] = {
-        "ban": ban or generate_ban(tx),
+        "ban": ban,
         "company_name": company_name,
         "status": status,
         "customer_type": customer_type,
@@ -118,6 +124,7 @@ def create_customer(
     row: dict[str, Any] = {}
     for rule in RULES:
         row.update(rule.columns(values[rule.field]))
+    tenant = tenancy.tenant_for(tx, tenant, str(values["company_name"]), ban, now)
     customer_id = tx.execute(
         insert(customers)
         .values(
