@@ -7,6 +7,7 @@ FAILED with TCR's own errors, or PENDING and retried with backoff until TCR answ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,6 +30,7 @@ from hookyard.testing.fakes.tcr import create_app as tcr_app
 from tests.conftest import SECRETS
 from tests.people import People, make_people
 from tests.support import MovableClock, wait_for
+from tests.web_support import errors, login, page_of, post, section, text
 
 ADMIN = {"authorization": f"Bearer {SECRETS['admin']}"}
 HOUR = 3600.0
@@ -337,3 +339,70 @@ def test_without_the_tcr_api_registration_is_a_404(api: TestClient, people: Peop
         "/api/v1/messaging/brands", headers=people.headers("acme", "member"), json=ACME_BRAND
     )
     assert response.status_code == 404 and "HOOKYARD_TCR_API_KEY" in response.json()["detail"]
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+def dashboard(world: World, email: str) -> httpx.Client:
+    client = httpx.Client(base_url=world.url, timeout=30)
+    login(client, email)  # a TestClient's calls, made over HTTP
+    return client
+
+
+def test_the_form_registers_a_brand_and_shows_tcrs_answer(world: World) -> None:
+    member = dashboard(world, "member@acme.example.com")
+    overview = page_of(member, "/ui/messaging")
+    assert 'id="register-brand"' in overview and "No brand registrations yet." in overview
+
+    # A vertical TCR does not list comes back to the form, as it was filled in.
+    refused = post(member, "/ui/messaging/brands", entity_type="PRIVATE_PROFIT",
+                   display_name="Acme", vertical="NOPE")  # fmt: skip
+    assert refused.status_code == 400
+    assert errors(refused.text)[0].startswith("vertical: &#39;NOPE&#39; is not one of TCR")
+    assert 'value="Acme"' in refused.text
+    assert world.count_registrations() == 0
+
+    sent = post(member, "/ui/messaging/brands", entity_type="PRIVATE_PROFIT",
+                display_name="Acme", vertical="TECHNOLOGY")  # fmt: skip
+    assert sent.status_code == 303
+    [kept] = world.api("GET", "/api/v1/messaging/brand-registrations").json()["items"]
+    assert sent.headers["location"] == f"/ui/messaging/registrations/{kept['id']}"
+    shown = page_of(member, sent.headers["location"])
+    answer = text(re.search(r'<dl class="facts" id="tcr-answer">.*?</dl>', shown, re.S)[0])
+    assert answer.startswith(f"Brand {kept['brand_id']} Identity UNVERIFIED Trust score —")
+    assert "Retry" not in shown
+    listed = page_of(member, "/ui/messaging")
+    assert f'data-registration-id="{kept["id"]}"' in section(listed, "registrations")
+
+
+def test_a_refused_registration_shows_tcrs_errors_and_an_admin_retries_it(world: World) -> None:
+    errors_ = [{"code": 516, "field": "ein", "description": "EIN does not match the company"}]
+    world.tcr.fail_registrations(1, 400, body=errors_)
+    member = dashboard(world, "member@acme.example.com")
+    sent = post(member, "/ui/messaging/brands", entity_type="PRIVATE_PROFIT",
+                display_name="Acme", vertical="TECHNOLOGY", ein="12-3456789")  # fmt: skip
+    assert sent.status_code == 303
+    shown = page_of(member, sent.headers["location"])
+    table = re.search(r'<table class="grid" id="tcr-errors">.*?</table>', shown, re.S)
+    assert table is not None
+    assert text(table[0]) == "Code Field Description 516 ein EIN does not match the company"
+    assert "Retry" not in shown  # an admin's
+
+    admin = dashboard(world, "admin@acme.example.com")
+    retry_path = sent.headers["location"] + "/retry"
+    retried = post(admin, retry_path)
+    assert (
+        retried.status_code == 303 and "notice=registration_retried" in retried.headers["location"]
+    )
+    assert world.worker_pass() == 1
+    assert "REGISTERED" in page_of(admin, sent.headers["location"])
+
+
+def test_a_viewer_sees_registrations_but_no_form(world: World) -> None:
+    world.register(ACME_BRAND)
+    viewer = dashboard(world, "viewer@acme.example.com")
+    html = page_of(viewer, "/ui/messaging")
+    assert 'id="register-brand"' not in html
+    assert "REGISTERED" in section(html, "registrations")
+    assert post(viewer, "/ui/messaging/brands", entity_type="PRIVATE_PROFIT").status_code == 403

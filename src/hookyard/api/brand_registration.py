@@ -22,6 +22,7 @@ from hookyard.api.messaging import TCR_ID, Brand
 from hookyard.api.params import Cursor, Limit, RowId, next_cursor
 from hookyard.domain.tendlc import queries
 from hookyard.domain.tendlc import registration as registrations
+from hookyard.domain.tendlc.enums import EntityType, Vertical
 from hookyard.domain.tendlc.registration import MissingField, RegistrationStatus
 from hookyard.http import ApiError
 from hookyard.sync.services import SyncServices
@@ -158,6 +159,23 @@ def registrar_of(services: SyncServices) -> BrandRegistrar:
     if registrar is None:
         raise HTTPException(404, "the TCR API is not configured: set HOOKYARD_TCR_API_KEY/SECRET")
     return registrar
+
+
+RELATIONSHIPS = ("BASIC_ACCOUNT", "SMALL_ACCOUNT", "MEDIUM_ACCOUNT", "LARGE_ACCOUNT", "KEY_ACCOUNT")
+
+
+def choices(services: SyncServices) -> dict[str, list[str]]:
+    """The values the registration form offers, TCR's field name -> TCR's values (ours when
+    TCR cannot be asked: TCR checks them anyway)."""
+    ours = {
+        "entityType": [e.value for e in EntityType],
+        "vertical": [v.value for v in Vertical],
+        "brandRelationship": list(RELATIONSHIPS),
+    }
+    registrar = services.registrar()
+    if registrar is None:
+        return ours
+    return {name: sorted(registrar.enums.values(name) or values) for name, values in ours.items()}
 
 
 def _ours(field: str, message: str) -> JSONResponse:

@@ -29,6 +29,8 @@ from hookyard.domain.tendlc import registration as registrations
 from hookyard.domain.tendlc.registration import ENUM_FIELDS, RegistrationStatus
 from hookyard.domain.tendlc.tables import brand_registrations
 from hookyard.http import ApiError
+from hookyard.live.change import Change, ChangeKind
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.queue.backoff import Backoff
 from hookyard.queue.leased import Clock, LeasedQueue, LeaseLost, Spec, utcnow
@@ -60,26 +62,32 @@ class RegistryEnums:
     """TCR's enumerations, fetched when first needed and kept `ttl` seconds per process.
     When TCR cannot be asked, nothing is checked (TCR checks the values itself)."""
 
-    def __init__(self, client: TCRClient, ttl: float = 3600.0) -> None:
+    def __init__(self, client: TCRClient, ttl: float = 3600.0, retry_seconds: float = 60.0) -> None:
         self.client = client
         self.ttl = ttl
+        self.retry_seconds = retry_seconds
         self._cache: dict[str, tuple[float, set[str]]] = {}
+        self._quiet_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def values(self, name: str) -> set[str] | None:
+        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            if now < self._quiet_until.get(name, 0.0):
+                return cached[1] if cached is not None else None
+        if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
         try:
             found = self.client.enum(name)
         except ApiError as exc:
             log.warning("tcr_enum_unavailable", enum=name, error=str(exc)[:300])
-            return cached[1] if cached is not None else None
-        if not found:
-            return None
+            found = set()
         with self._lock:
-            self._cache[name] = (time.monotonic(), found)
+            if not found:  # not asked again for a minute (a page renders the lists too)
+                self._quiet_until[name] = now + self.retry_seconds
+                return cached[1] if cached is not None else None
+            self._cache[name] = (now, found)
         return found
 
     def check(self, fields: Mapping[str, Any]) -> None:
@@ -197,6 +205,7 @@ class BrandRegistrar:
                         "updated_at": now,
                     },
                 )
+                _announce(tx, row_id, tenant, RegistrationStatus.REGISTERED, brand_id)
         except LeaseLost:
             log.warning("tcr_registration_lease_lost", registration_id=row_id)
             return
@@ -210,16 +219,21 @@ class BrandRegistrar:
             if not transient
             else [{"code": exc.status, "field": None, "description": f"no answer: {exc}"}]
         )
-        failure = self.queue.retry_or_dead(
-            row_id,
-            owner,
-            attempts,
-            error=str(exc),
-            retry_after=exc.retry_after,
-            transient=transient,
-            values={"updated_at": now},
-            dead_values={"errors": errors},
-        )
+        with self.queue.writer.begin() as tx:
+            failure = self.queue.retry_or_dead(
+                row_id,
+                owner,
+                attempts,
+                error=str(exc),
+                retry_after=exc.retry_after,
+                transient=transient,
+                values={"updated_at": now},
+                dead_values={"errors": errors},
+                returning=(brand_registrations.c.tenant, brand_registrations.c.status),
+                tx=tx,
+            )
+            if failure.recorded:
+                _announce(tx, row_id, failure.row.tenant, failure.row.status)
         if not failure.recorded:
             log.warning("tcr_registration_lease_lost", registration_id=row_id)
         elif failure.dead:
@@ -250,7 +264,7 @@ class BrandRegistrar:
             where = where & (t.tenant == tenant)
         now = self.queue.clock()
         with self.queue.writer.begin() as tx:
-            changed = tx.execute(
+            retried = tx.execute(
                 update(brand_registrations)
                 .where(where)
                 .values(
@@ -260,7 +274,11 @@ class BrandRegistrar:
                     errors=None,
                     updated_at=now,
                 )
-            ).rowcount
+                .returning(brand_registrations.c.tenant)
+            ).first()
+            changed = retried is not None
+            if retried is not None:
+                _announce(tx, row_id, retried.tenant, RegistrationStatus.PENDING)
         if changed:
             log.info("tcr_brand_registration_retried", registration_id=row_id)
         return bool(changed)
@@ -280,6 +298,12 @@ class BrandRegistrar:
     def _returning() -> tuple[Any, ...]:
         t = brand_registrations.c
         return (t.attempts, t.tenant, t.request)
+
+
+def _announce(tx: Any, row_id: int, tenant: str, status: str, brand_id: str | None = None) -> None:
+    """The registration's new state, to the dashboard's live pages (on commit)."""
+    data = {"brand_id": brand_id} if brand_id else {}
+    publish(tx, Change(ChangeKind.TENDLC_REGISTRATION, row_id, tenant, status, data))
 
 
 def _touch() -> dict[str, Any]:
