@@ -44,6 +44,7 @@ class World:
     tcr: TCRState
     clock: MovableClock
     people: People
+    tcr_url: str
 
     @property
     def registrar(self) -> BrandRegistrar:
@@ -110,7 +111,7 @@ def world(settings: Settings) -> Iterator[World]:
     with serving(create_app(rt, run_workers=False)) as url:
         assert rt.sync.tcr is not None
         subscribe_all(rt.sync.tcr, url, rt.sources.sources)
-        yield World(rt, url, tcr, clock, people)
+        yield World(rt, url, tcr, clock, people, tcr_url)
     rt.close()
     tcr.close()
     server.stop()
@@ -406,3 +407,17 @@ def test_a_viewer_sees_registrations_but_no_form(world: World) -> None:
     assert 'id="register-brand"' not in html
     assert "REGISTERED" in section(html, "registrations")
     assert post(viewer, "/ui/messaging/brands", entity_type="PRIVATE_PROFIT").status_code == 403
+
+
+def test_the_fake_tcr_fails_registrations_as_told(world: World) -> None:
+    """`PUT /_fake/registration-failures`: the next registrations only, other calls untouched."""
+    base = world.tcr_url
+    told = httpx.put(base + "/_fake/registration-failures", json={"n": 1, "status": 500})
+    assert told.status_code == 200
+    assert httpx.put(base + "/_fake/registration-failures", json={"n": -1}).status_code == 400
+    assert httpx.put(base + "/_fake/registration-failures", json={"stall": "x"}).status_code == 400
+    auth = ("tcr-key", "tcr-secret")
+    assert httpx.get(base + "/v2/enum/vertical", auth=auth).status_code == 200
+    brand = ACME_BRAND | {"companyName": "Acme", "brandRelationship": "BASIC_ACCOUNT"}
+    assert httpx.post(base + "/v2/brand/nonBlocking", json=brand, auth=auth).status_code == 500
+    assert httpx.post(base + "/v2/brand/nonBlocking", json=brand, auth=auth).status_code == 200
