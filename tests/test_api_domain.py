@@ -169,6 +169,10 @@ ROUTE_TEMPLATES = [
     ("GET", "/messaging/campaigns"),
     ("GET", "/messaging/campaigns/{campaign_id}"),
     ("GET", "/messaging/enums"),
+    ("PATCH", "/messaging/brands/{brand_id}"),
+    ("GET", "/messaging/brand-registrations"),
+    ("GET", "/messaging/brand-registrations/{registration_id}"),
+    ("POST", "/messaging/brand-registrations/{registration_id}/retry"),
     ("GET", "/whatsapp/templates"),
     ("GET", "/whatsapp/templates/critical"),
     ("GET", "/whatsapp/templates/quality-summary"),
@@ -185,7 +189,10 @@ ROUTE_TEMPLATES = [
 ]
 # Each of them with a value in place of its path parameters (refused before any lookup).
 ROUTES = [
-    (method, path.format(brand_id="B1", campaign_id=1, template_id=1, lead_id=1))
+    (
+        method,
+        path.format(brand_id="B1", campaign_id=1, template_id=1, lead_id=1, registration_id=1),
+    )
     for method, path in ROUTE_TEMPLATES
 ]
 
@@ -579,7 +586,7 @@ def test_the_openapi_document_declares_models_and_refusals(api: TestClient) -> N
         if path.startswith(DOMAIN_PREFIXES)
         for method, op in ops.items()
     }
-    del operations[("POST", f"{V1}/messaging/brands")]  # api/sync.py's
+    del operations[("POST", f"{V1}/messaging/brands")]  # registers with TCR: tested apart
     assert sorted(operations) == sorted((method, V1 + path) for method, path in ROUTE_TEMPLATES)
     for key, op in operations.items():
         ok = "202" if "202" in op["responses"] else "200"  # 202: work queued (re-enrich)
@@ -611,11 +618,11 @@ def test_generated_requests_with_rows_present_find_no_error_and_no_schema_violat
             for result in schema.get_all_operations()
             if result.ok().path.startswith(DOMAIN_PREFIXES)
         ]
-        assert len(operations) == 19  # the 18 routes here and POST /messaging/brands
+        assert len(operations) == 23  # the 22 routes here and POST /messaging/brands
 
         for operation in operations:
             if operation.method.upper() == "POST" and operation.path == "/api/v1/messaging/brands":
-                continue  # registers a brand with TCR: api/sync.py's
+                continue  # registers with TCR: tests/test_brand_registration.py
 
             @given(case=operation.as_strategy())
             @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,5 +1,6 @@
 """The leased-queue contract, inherited by every queue that runs on `hookyard.queue`: events,
-lead enrichment, e-mail deliveries, the HubSpot outbox and the scheduler's jobs.
+lead enrichment, e-mail deliveries, the HubSpot outbox, 10DLC brand registrations and the
+scheduler's jobs.
 
 Each subclass builds its job's own queue (the job's spec, backoff and lease) with a clock the
 test moves, and adds due rows as the job would find them. Time is moved by the clock, never
@@ -22,6 +23,7 @@ from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.tables import outbox
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.domain.leads.tables import leads
+from hookyard.domain.tendlc.tables import brand_registrations
 from hookyard.inbox.store import EventStore
 from hookyard.notify.job import EmailJob
 from hookyard.notify.smtp import SmtpSettings
@@ -31,6 +33,7 @@ from hookyard.queue.leased import Heartbeat, LeasedQueue, LeaseLost
 from hookyard.queue.scheduler import Job, Scheduler
 from hookyard.queue.tables import schedule_jobs
 from hookyard.sync.hubspot import OutboxSender, SyncPolicy
+from hookyard.sync.tcr_registration import BrandRegistrar, Policy
 from tests.support import MovableClock
 
 
@@ -357,6 +360,36 @@ class TestOutboxQueue(LeasedQueueContract):
                     ).scalar_one()
                 )
         return keys
+
+
+class TestBrandRegistrationQueue(LeasedQueueContract):
+    lease = 120.0
+
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
+        policy = Policy(4, 30.0, 3600.0, self.lease)
+        return BrandRegistrar(engine, None, policy, clock).queue  # type: ignore[arg-type]
+
+    def add_due(self, engine: Engine, n: int, now: datetime) -> list[Any]:
+        rows = [
+            {
+                "tenant": "acme",
+                "request": {"entityType": "PRIVATE_PROFIT", "companyName": f"Brand {i}"},
+                "status": "PENDING",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(n)
+        ]
+        with engine.begin() as tx:
+            inserted = tx.execute(
+                insert(brand_registrations).returning(brand_registrations.c.id), rows
+            )
+            return list(inserted.scalars())
+
+    def done_values(self) -> dict[str, Any]:
+        return {"status": "REGISTERED"}
 
 
 class TestSchedulerJobs(LeasedQueueContract):

@@ -24,6 +24,7 @@ from hookyard.alerts import metrics as alert_metrics
 from hookyard.api.accounts import router as accounts_router
 from hookyard.api.alerts import router as alerts_router
 from hookyard.api.auth import ERRORS, authenticate_token
+from hookyard.api.brand_registration import router as brand_registration_router
 from hookyard.api.cors import ApiCors
 from hookyard.api.customers import router as customers_router
 from hookyard.api.events import router as events_router
@@ -152,6 +153,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         events_router,
         customers_router,
         messaging_router,
+        brand_registration_router,
         whatsapp_router,
         leads_router,
         sync_router,

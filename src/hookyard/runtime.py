@@ -26,6 +26,7 @@ from hookyard.queue.backoff import Backoff
 from hookyard.queue.scheduler import Scheduler, SchedulerThread
 from hookyard.sources import SourceSet, load_sources
 from hookyard.sync.services import OutboxJob, SyncServices
+from hookyard.sync.tcr_registration import RegistrationJob
 from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import Wakeup
 
@@ -74,6 +75,8 @@ class Runtime:
         sync = SyncServices(settings, store, sources.sources, on_fed=wakeup.signal)
         if (sender := sync.outbox()) is not None:
             jobs.append(OutboxJob(sender))
+        if (registrar := sync.registrar()) is not None:
+            jobs.append(RegistrationJob(registrar))
         if (mailer := EmailJob.from_settings(settings, engine)) is not None:
             jobs.append(mailer)
         return cls(

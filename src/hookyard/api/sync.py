@@ -1,13 +1,12 @@
 """Sync in the management API: the HubSpot outbox and the conflicts a person resolves,
-reconciliation runs (and running one now), TCR subscriptions and brand registration.
-Customers themselves are `api/customers.py`.
+reconciliation runs (and running one now), TCR subscriptions. Customers themselves are
+`api/customers.py`, brand registration `api/brand_registration.py`.
 
 Who may do what:
 - the outbox and conflicts are a tenant's: viewers read them, admins retry a failed row or
   resolve a conflict; another tenant's row is a 404, like a missing one;
 - reconciliation runs span every tenant (their drift names any tenant's values), and the TCR
-  subscriptions carry a source's token in their URL: superadmins only;
-- registering a brand is everyday work: members, for their own tenant.
+  subscriptions carry a source's token in their URL: superadmins only.
 """
 
 from __future__ import annotations
@@ -16,14 +15,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, select
 
 from hookyard.api.auth import (
     AdminScope,
     ErrorBody,
-    MemberScope,
     SuperadminScope,
     ViewerScope,
     engine_of,
@@ -36,7 +33,6 @@ from hookyard.domain.crm.service import Resolution, ResolveResult, resolve_confl
 from hookyard.domain.crm.tables import customers
 from hookyard.http import ApiError
 from hookyard.sync import hubspot as crm_sync
-from hookyard.sync import tcr as tcr_sync
 from hookyard.sync.services import PROVIDERS, SyncServices
 from hookyard.sync.tables import reconciliation_runs
 
@@ -331,38 +327,6 @@ class TcrSubscription(BaseModel):
     webhookEndpoint: str
 
 
-class BrandRegistration(BaseModel):
-    """TCR's brand fields (camelCase, as TCR names them); extra fields go to TCR as given.
-    The brand is the caller's tenant's (a superadmin picks one with X-Customer-ID)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    entityType: str = Field(min_length=1, max_length=50)  # TCR's own (camelCase) names
-    companyName: str = Field(min_length=1, max_length=255)
-    displayName: str | None = Field(default=None, max_length=255)
-    vertical: str = Field(min_length=1, max_length=50)
-    brandRelationship: str = Field(min_length=1, max_length=50)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_tenant(cls, data: Any) -> Any:
-        # Once a body field; now the scope decides. Refused rather than sent on to TCR.
-        if isinstance(data, dict) and "tenant" in data:
-            raise ValueError("no `tenant` field: the brand is the caller's tenant's")
-        return data
-
-
-class BrandRegistered(BaseModel):
-    """TCR's answer, as TCR gave it."""
-
-    model_config = ConfigDict(extra="allow")
-    brandId: str
-
-
-class TcrRefusal(ErrorBody):
-    errors: list[dict[str, Any]] = []  # TCR's own error list (none: our refusal)
-
-
 def _tcr(services: SyncServices) -> Any:
     if services.tcr is None:
         raise HTTPException(404, "the TCR API is not configured: set HOOKYARD_TCR_API_KEY/SECRET")
@@ -381,33 +345,3 @@ def tcr_subscriptions(services: Services, _: SuperadminScope) -> Any:
              "webhookEndpoint": str(s.get("webhookEndpoint", "")).split("?")[0]}
         for s in found
     ]  # fmt: skip
-
-
-@router.post(
-    "/messaging/brands",
-    status_code=201,
-    response_model=BrandRegistered,
-    responses=errors(503)
-    | {
-        400: {"model": TcrRefusal, "description": "TCR refused the brand (its own errors)"},
-    },
-)
-def register_brand(services: Services, scope: MemberScope, body: BrandRegistration) -> Any:
-    """Register a brand with TCR for the caller's tenant, waiting up to 10 s for TCR."""
-    tenant = scope.require_tenant()
-    client = _tcr(services)
-    try:
-        return tcr_sync.register_brand(
-            writer(services), client, tenant, body.model_dump(exclude_none=True), timeout=10.0
-        )
-    except ApiError as exc:
-        if exc.retryable or exc.status is None:
-            return JSONResponse(
-                {"detail": f"TCR did not answer: {exc}"},
-                status_code=503,
-                headers={"Retry-After": "30"},
-            )
-        return JSONResponse(
-            {"detail": "TCR refused the brand", "errors": tcr_sync.tcr_errors(exc)},
-            status_code=400,
-        )

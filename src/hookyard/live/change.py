@@ -25,6 +25,7 @@ class ChangeKind(StrEnum):
     TENDLC_BRAND = "tendlc_brand"  # status, identity status
     TENDLC_CAMPAIGN = "tendlc_campaign"  # status, and the carriers' statuses it changed
     TENDLC_VETTING = "tendlc_vetting"
+    TENDLC_REGISTRATION = "tendlc_registration"  # a brand registration's state (its row id)
     WHATSAPP_TEMPLATE = "whatsapp_template"  # status, quality
     WHATSAPP_CAMPAIGN = "whatsapp_campaign"  # paused on its template, resumed by a person
     LEAD = "lead"  # open/closed, and its enrichment status

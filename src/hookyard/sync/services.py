@@ -19,6 +19,7 @@ from hookyard.sync.meta import TemplateReconciler
 from hookyard.sync.meta_api import MetaClient
 from hookyard.sync.tcr import BrandReconciler, CampaignReconciler
 from hookyard.sync.tcr_api import TCRClient
+from hookyard.sync.tcr_registration import BrandRegistrar, Policy
 
 PROVIDERS = ("tcr", "hubspot", "meta")
 # What `hookyard reconcile PROVIDER --scope` takes: everything, or one scheduled job's rows.
@@ -34,6 +35,7 @@ class SyncServices:
     tcr: TCRClient | None = field(init=False, default=None)
     hubspot: HubSpotClient | None = field(init=False, default=None)
     meta: MetaClient | None = field(init=False, default=None)
+    _registrar: BrandRegistrar | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -59,6 +61,15 @@ class SyncServices:
         if self.hubspot is None:
             return None
         return OutboxSender(self.store.writer, self.hubspot, self.policy)
+
+    def registrar(self) -> BrandRegistrar | None:
+        """The one brand registrar of the process (its enumerations cached), when TCR's API
+        is configured; the same `HOOKYARD_SYNC_*` attempts and backoff as the outbox."""
+        if self.tcr is not None and self._registrar is None:
+            s = self.settings
+            policy = Policy(s.sync_max_attempts, s.sync_backoff_seconds)
+            self._registrar = BrandRegistrar(self.store.writer, self.tcr, policy)
+        return self._registrar
 
     def reconcilers(self, provider: str, scope: str = "all") -> list[Any]:
         """A provider's reconcilers; LookupError when its API is not configured."""

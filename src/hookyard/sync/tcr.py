@@ -1,4 +1,5 @@
-"""TCR: reconcilers for brands and campaigns, webhook subscriptions, brand registration."""
+"""TCR: reconcilers for brands and campaigns, webhook subscriptions (brand registration is
+`tcr_registration.py`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from hookyard.db.rows import insert_missing
-from hookyard.domain.common import SyncSource
 from hookyard.domain.tendlc.states import BrandStatus, CampaignStatus, CarrierStatus
 from hookyard.domain.tendlc.tables import brands, campaign_carriers, campaigns
 from hookyard.http import ApiError
@@ -235,45 +234,3 @@ def _source_for(category: str, sources: Iterable[Source]) -> Source:
         if category_of(source.path) == category:
             return source
     return listed[0]
-
-
-REQUIRED_BRAND_FIELDS = ("entityType", "companyName", "vertical", "brandRelationship")
-
-
-def register_brand(
-    engine: Engine,
-    client: TCRClient,
-    tenant: str | None,
-    brand: dict[str, Any],
-    timeout: float = 10.0,
-) -> dict[str, Any]:
-    """Register a brand with TCR (`POST /v2/brand/nonBlocking`), waiting up to `timeout` for
-    its answer: the registered brand (kept here as PENDING, owned by `tenant`, until TCR's
-    verification arrives as webhooks) or ApiError carrying TCR's own field errors."""
-    result = client.register_brand(brand, timeout=timeout)
-    now = datetime.now(UTC)
-    values: dict[str, Any] = {
-        "brand_id": str(result["brandId"]),
-        "tenant": tenant,
-        "display_name": result.get("displayName") or brand.get("displayName"),
-        "company_name": result.get("companyName") or brand.get("companyName"),
-        "entity_type": result.get("entityType") or brand.get("entityType"),
-        "vertical": result.get("vertical") or brand.get("vertical"),
-        "status": BrandStatus.PENDING.value,
-        "identity_status": result.get("identityStatus"),
-        "last_synced_at": now,
-        "sync_source": SyncSource.MANUAL.value,
-        "created_at": now,
-    }
-    with engine.begin() as tx:
-        insert_missing(tx, brands, values, ["brand_id"])
-    log.info("tcr_brand_registered", brand_id=values["brand_id"], tenant=tenant)
-    return result
-
-
-def tcr_errors(error: ApiError) -> list[dict[str, Any]]:
-    """TCR's error list ([{code, field, description}]) from a refusal, else one entry."""
-    body = error.body
-    if isinstance(body, list) and all(isinstance(e, dict) for e in body):
-        return [dict(e) for e in body]
-    return [{"code": error.status, "field": None, "description": str(error)}]

@@ -55,6 +55,42 @@ class TCRClient(ApiClient):
             raise ApiError(self.provider, "brand registered without a brandId", body=body)
         return body
 
+    def update_brand(self, brand_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """`PUT /v2/brand/{brandId}` with the fields to change: the brand as TCR now has it,
+        or ApiError carrying TCR's field errors."""
+        body = self.request("PUT", f"/v2/brand/{brand_id}", json=fields).json()
+        if not isinstance(body, dict):
+            raise ApiError(self.provider, "brand update answered without a brand", body=body)
+        return body
+
+    def brand_by_reference(self, reference_id: str) -> dict[str, Any] | None:
+        """`GET /v2/brand?referenceId=`: the brand registered with our reference, if any (an
+        earlier attempt whose answer never arrived may have registered it)."""
+        body = self.request("GET", "/v2/brand", params={"referenceId": reference_id}).json()
+        records = body.get("records") if isinstance(body, dict) else body
+        if not isinstance(records, list):
+            return None
+        found = [r for r in records if isinstance(r, dict) and r.get("referenceId") == reference_id]
+        return found[0] if found and found[0].get("brandId") else None
+
+    def enum(self, name: str) -> set[str]:
+        """`GET /v2/enum/{name}` (entityType, vertical, brandRelationship...): its values. TCR
+        answers a list of words, or of objects, or an object keyed by value: all are read."""
+        body = self.request("GET", f"/v2/enum/{name}").json()
+        items = list(body) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise ApiError(self.provider, f"enum {name}: not a list", body=body)
+        values = set()
+        for item in items:
+            if isinstance(item, str):
+                values.add(item)
+            elif isinstance(item, dict):
+                for key in ("value", "id", "code", "name"):
+                    if isinstance(item.get(key), str):
+                        values.add(item[key])
+                        break
+        return values
+
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         response = self.request("GET", path, ok_statuses=_NOT_FOUND)
         if response.status_code == 404:

@@ -33,7 +33,7 @@ _GOOD = {"done", "verified", "vetted_verified", "active", "approved", "registere
 _BAD = {"dead", "failed", "rejected", "unverified", "disabled", "paused", "red", "expired",
         "suspended", "deleted", "flagged", "error", "not_same_person", "offline"}  # fmt: skip
 _WAIT = {"pending", "processing", "review", "in_review", "pending_review", "yellow",
-         "acknowledged", "running", "queued", "in_progress"}  # fmt: skip
+         "acknowledged", "running", "queued", "in_progress", "sending"}  # fmt: skip
 
 # What an action tells the person on the page it leads back to (`?notice=`); a code, not
 # text, so a link cannot make the dashboard say something it did not.
@@ -45,6 +45,7 @@ NOTICES = {
     "resumed": "Campaign resumed.",
     "re_enrich": "Enrichment requested.",
     "tenant": "Now acting for the tenant picked.",
+    "registration_retried": "Registration queued again: a worker sends it to TCR now.",
 }
 
 

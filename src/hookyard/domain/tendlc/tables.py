@@ -1,5 +1,6 @@
 """10DLC tables. The tenant lives on the brand (its owner); campaigns and vetting results
-reach it through their brand. TCR's own ids are the natural keys.
+reach it through their brand. TCR's own ids are the natural keys. A registration a person
+asked for is its own row (`brand_registrations`): it exists before TCR gives the brand an id.
 
 Every row carries `last_synced_at` and `sync_source` (webhook, polling or manual), and the
 provider time of the last event applied to it (`last_event_at`): an event older than that
@@ -9,6 +10,7 @@ is superseded instead of overwriting newer state.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Column,
     ForeignKey,
     Index,
@@ -105,4 +107,31 @@ vettings = Table(
     # When an e-mail notification about this row was last sent (hookyard.notify).
     Column("last_notification_sent_at", UTCDateTime(), nullable=True),
     UniqueConstraint("brand_id", "kind", "vetting_key"),
+)
+
+# A brand registration as a person asked for it, kept before TCR is called: PENDING (due),
+# SENDING (leased to the API's first attempt or a worker), REGISTERED (the brand row exists)
+# or FAILED (TCR's own error list, or ours once the attempts are used up). The queue's
+# columns are the leased queue's (`sync/tcr_registration.py`, docs/queues.md).
+brand_registrations = Table(
+    "tendlc_brand_registrations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("request", JSON, nullable=False),  # TCR's fields (camelCase), as sent
+    Column("status", String(20), nullable=False),  # RegistrationStatus
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),  # the last failed attempt, as we saw it
+    Column("errors", JSON, nullable=True),  # TCR's [{code, field, description}] of a refusal
+    Column("answer", JSON, nullable=True),  # TCR's answer to the registration, as given
+    Column("brand_id", String(TCR_ID_LENGTH), ForeignKey(brands.c.brand_id), nullable=True),
+    Column("requested_by", String(100), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("registered_at", UTCDateTime(), nullable=True),
+    Index(None, "tenant", "id"),
+    Index(None, "status", "next_attempt_at"),
 )

@@ -4,7 +4,10 @@ API (HTTP basic auth with the CSP's API key and secret; errors are a JSON list o
 `{"code", "field", "description"}`):
 
     GET    /v2/brand/{brandId}
+    GET    /v2/brand?referenceId=                      {"page", "records", "totalRecords"}
     POST   /v2/brand/nonBlocking                       registers; verifies after `verify_delay`
+    PUT    /v2/brand/{brandId}                         changes the given fields (BRAND_UPDATE)
+    GET    /v2/enum/{name}                             entityType, vertical, brandRelationship
     GET    /v2/campaign/{campaignId}
     GET    /v2/campaign/{campaignId}/operationStatus   {"<MNO id>": "APPROVED", ...}
     PUT    /v2/webhook/subscription                    {"eventCategory", "webhookEndpoint"}
@@ -20,11 +23,13 @@ it stay). Every mutation below sends its event unless called with `deliver=False
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import secrets
 import string
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from hookyard.domain.tendlc.catalogue import CATALOGUE, Category
+from hookyard.domain.tendlc.enums import EntityType, Vertical
 from hookyard.testing.fakes.platform import DeliveryAttempt, FakePlatform, deliver_flag
 from hookyard.testing.simulate import tcr_category, tcr_delivery, tcr_payload
 
@@ -46,6 +52,15 @@ REQUIRED_BRAND_FIELDS = ("entityType", "brandRelationship", "companyName", "vert
 
 # What one carrier's new status is announced as (UNSUSPENDED: APPROVED after SUSPENDED).
 CARRIER_STATUSES = ("APPROVED", "REJECTED", "REVIEW", "SUSPENDED")
+
+# TCR's enumerations a brand's fields are checked against (`GET /v2/enum/{name}`).
+ENUMS: dict[str, tuple[str, ...]] = {
+    "entityType": tuple(e.value for e in EntityType),
+    "vertical": tuple(v.value for v in Vertical),
+    "brandRelationship": (
+        "BASIC_ACCOUNT", "SMALL_ACCOUNT", "MEDIUM_ACCOUNT", "LARGE_ACCOUNT", "KEY_ACCOUNT",
+    ),
+}  # fmt: skip
 
 # TCR's numeric error codes are not published where we could read them: the fake uses the
 # HTTP status as the code.
@@ -67,6 +82,17 @@ class Verification:
     trust_score: int | None = 75
     delay: float = 0.2  # seconds after registration
     deliver: bool = True  # False: the BRAND_IDENTITY_STATUS_UPDATE is lost
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFault:
+    """What one `POST /v2/brand/nonBlocking` does instead of answering at once: `status`
+    with `body` (TCR's error list by default), registering nothing; or, with `stall`,
+    registers the brand and answers only after `stall` seconds (a caller's timeout)."""
+
+    status: int = 503
+    body: Any = None
+    stall: float | None = None
 
 
 def _error(field: str | None, description: str, code: int) -> list[dict[str, Any]]:
@@ -95,6 +121,7 @@ class TCRState(FakePlatform):
         self._subscriptions: dict[str, str] = {}  # category -> endpoint
         self._verification = Verification(delay=verify_delay)
         self._timers: list[threading.Timer] = []
+        self._registration_faults: deque[RegistrationFault] = deque()
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -183,6 +210,38 @@ class TCRState(FakePlatform):
             self._verification = Verification(
                 identity_status, trust_score, keep if delay is None else delay, deliver
             )
+
+    def fail_registrations(
+        self, n: int = 1, status: int = 503, *, body: Any = None, stall: float | None = None
+    ) -> None:
+        """The next `n` brand registrations fail as `RegistrationFault` says (other requests
+        are answered as usual, unlike `fail_next`)."""
+        if n < 0:
+            raise ValueError("n must be 0 or more")
+        if stall is None and not 400 <= status <= 599:
+            raise ValueError("a failed registration is a 4xx or 5xx status")
+        with self._lock:
+            self._registration_faults.extend(
+                RegistrationFault(status, body, stall) for _ in range(n)
+            )
+
+    def take_registration_fault(self) -> RegistrationFault | None:
+        with self._lock:
+            faults = self._registration_faults
+            return faults.popleft() if faults else None
+
+    def brands_by_reference(self, reference_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(b) for b in self._brands.values() if b.get("referenceId") == reference_id]
+
+    def field_errors(self, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """TCR's refusal of enumerated fields with other values (none: acceptable)."""
+        return [
+            e
+            for name, allowed in ENUMS.items()
+            if name in fields and fields[name] not in allowed
+            for e in _error(name, f"{name} {fields[name]!r} is not valid", 400)
+        ]
 
     def update_brand(
         self,
@@ -493,7 +552,41 @@ def create_app(state: TCRState) -> Starlette:
         if missing:
             errors = [e for f in missing for e in _error(f, f"{f} is required", 400)]
             return JSONResponse(errors, 400)
-        return JSONResponse(s.register_brand(body))
+        if errors := s.field_errors(body):
+            return JSONResponse(errors, 400)
+        reference = body.get("referenceId")
+        if isinstance(reference, str) and s.brands_by_reference(reference):
+            return JSONResponse(_error("referenceId", "referenceId is already in use", 400), 400)
+        fault = s.take_registration_fault()
+        if fault is not None and fault.stall is None:
+            content = fault.body if fault.body is not None else _error(None, "failed", fault.status)
+            return JSONResponse(content, fault.status)
+        brand = s.register_brand(body)
+        if fault is not None and fault.stall is not None:
+            await asyncio.sleep(fault.stall)  # registered; the answer comes too late
+        return JSONResponse(brand)
+
+    async def search_brands(request: Request, _: Any) -> Response:
+        reference = request.query_params.get("referenceId", "")
+        found = s.brands_by_reference(reference) if reference else []
+        return JSONResponse({"page": 1, "records": found, "totalRecords": len(found)})
+
+    async def put_brand(request: Request, body: Any) -> Response:
+        brand_id = request.path_params["brand_id"]
+        if not isinstance(body, dict):
+            return JSONResponse(_error(None, "A brand JSON object is required", 400), 400)
+        if s.brand(brand_id) is None:
+            return JSONResponse(_error("brandId", f"Brand {brand_id} not found", 404), 404)
+        if errors := s.field_errors(body):
+            return JSONResponse(errors, 400)
+        fields = {k: v for k, v in body.items() if k not in ("brandId", "cspId", "referenceId")}
+        return JSONResponse(await run_in_threadpool(s.update_brand, brand_id, fields=fields))
+
+    async def enum(request: Request, _: Any) -> Response:
+        name = request.path_params["name"]
+        if name not in ENUMS:
+            return JSONResponse(_error("name", f"No enum {name}", 404), 404)
+        return JSONResponse(list(ENUMS[name]))
 
     async def get_campaign(request: Request, _: Any) -> Response:
         campaign_id = request.path_params["campaign_id"]
@@ -566,7 +659,10 @@ def create_app(state: TCRState) -> Starlette:
         *s.control_routes(),
         *_control_routes(s),
         Route("/v2/brand/nonBlocking", api(create_brand), methods=["POST"]),
+        Route("/v2/brand", api(search_brands), methods=["GET"]),
         Route("/v2/brand/{brand_id}", api(get_brand), methods=["GET"]),
+        Route("/v2/brand/{brand_id}", api(put_brand), methods=["PUT"]),
+        Route("/v2/enum/{name}", api(enum), methods=["GET"]),
         Route("/v2/campaign/{campaign_id}", api(get_campaign), methods=["GET"]),
         Route("/v2/campaign/{campaign_id}/operationStatus", api(operation_status), methods=["GET"]),
         Route("/v2/webhook/subscription", api(put_subscription), methods=["PUT"]),
@@ -647,6 +743,16 @@ def _control_routes(s: TCRState) -> list[BaseRoute]:
         )
         return {"identityStatus": d.get("identityStatus", "VERIFIED")}
 
+    def registration_failures(_: Request, d: dict[str, Any]) -> dict[str, Any]:
+        n = d.get("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ValueError("n must be a whole number")
+        stall = d.get("stall")
+        if stall is not None and (not isinstance(stall, int | float) or stall < 0):
+            raise ValueError("stall must be 0 or more seconds")
+        s.fail_registrations(n, d.get("status", 503), body=d.get("body"), stall=stall)
+        return {"pending": n}
+
     p, c = "/_fake", s.control
     return [
         Route(f"{p}/brands", c(add_brand, 201), methods=["POST"]),
@@ -659,4 +765,5 @@ def _control_routes(s: TCRState) -> list[BaseRoute]:
             methods=["PUT"],
         ),
         Route(f"{p}/verification", c(verification), methods=["PUT"]),
+        Route(f"{p}/registration-failures", c(registration_failures), methods=["PUT"]),
     ]
