@@ -245,3 +245,12 @@ def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, one per test module (tests/browser_support.py)."""
+    from tests.browser_support import launch_chromium
+
+    with launch_chromium() as browser:
+        yield browser

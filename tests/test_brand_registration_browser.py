@@ -17,11 +17,9 @@ from hookyard.sync.tcr import subscribe_all
 from hookyard.testing.fakes.server import ThreadedServer, serving
 from hookyard.testing.fakes.tcr import TCRState
 from hookyard.testing.fakes.tcr import create_app as tcr_app
+from tests.browser_support import ARTIFACTS, TIMEOUT_MS, log_in
 from tests.conftest import BACKEND
 from tests.people import make_people
-from tests.test_dashboard_browser import ARTIFACTS, TIMEOUT_MS, chromium, log_in
-
-__all__ = ["chromium"]  # the browser fixture, shared with tests/test_dashboard_browser.py
 
 
 @pytest.fixture

@@ -8,17 +8,14 @@ elsewhere a skip that says how to install it."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from hookyard.app import create_app
@@ -26,37 +23,11 @@ from hookyard.db.schema import events
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.server import serving
 from hookyard.testing.simulate import Delivery, build_delivery, tcr_delivery, tcr_payload
-from tests.conftest import BACKEND, ROOT, SECRETS
+from tests.browser_support import ARTIFACTS, TIMEOUT_MS, live, log_in
+from tests.conftest import BACKEND, SECRETS
 from tests.customers_support import Books, books_of
-from tests.people import PASSWORD, People
+from tests.people import People
 from tests.support import wait_for
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-# As the machine's own probe starts it: no sandbox (root), no GPU, and none of the
-# background connections a closed network refuses.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"no Chromium at {CHROMIUM}: scripts/test installs Debian's chromium")
-        pytest.skip("no Chromium: `apt-get install chromium` (scripts/test does it as root)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -81,21 +52,6 @@ def page(chromium: Browser, gateway: str, request: pytest.FixtureRequest) -> Ite
     tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{BACKEND}.png"), full_page=True)
     context.close()
     assert not problems, problems
-
-
-def log_in(page: Page, base: str, email: str, start: str = "/ui/events") -> None:
-    """Open a page, get sent to the login form, log in, land back on that page, live."""
-    page.goto(base + start)
-    expect(page).to_have_url(f"{base}/ui/login?next={start.replace('/', '%2F')}")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:text('Log in')")
-    expect(page).to_have_url(base + start)
-    live(page)
-
-
-def live(page: Page) -> None:
-    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
 
 
 def deliver(base: str, d: Delivery) -> None:

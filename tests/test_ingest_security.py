@@ -410,6 +410,10 @@ def test_a_fresh_quick_start_refuses_tcr_without_its_token_and_cuts_a_stalled_bo
             started = time.monotonic()
             answer = conn.recv(4096)
             took = time.monotonic() - started
+            while b"\r\n\r\n" in answer and not answer.endswith(b"}"):  # the body, if apart
+                if not (more := conn.recv(4096)):
+                    break
+                answer += more
         assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1" in answer
         assert 0.5 < took < 5.0
     except BaseException:

@@ -22,7 +22,7 @@ from hookyard.domain.crm import tenancy
 from hookyard.domain.crm.tables import customers, sync_log
 from hookyard.runtime import Runtime
 from tests.people import People, gateway
-from tests.test_sync import World, world  # noqa: F401
+from tests.sync_support import World
 from tests.web_support import HTML, login, post
 
 PORTAL = "https://portal.example.com"
@@ -148,7 +148,7 @@ def test_the_domains_create_makes_the_tenant_exist(runtime: Runtime) -> None:
 
 
 def test_hubspot_refusing_a_new_customer_removes_the_tenant_made_for_it(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     world.hubspot.reject_property("hookyard_customer_type", "INVALID_OPTION")
     body = {"company_name": "Vandelay Industries", "customer_type": "wholesale"}

@@ -35,6 +35,9 @@
       if (data.type === "welcome") {
         delay = 1000;
         show("live");
+        // What changed between this page's rendering (or the last connection) and now was
+        // sent to nobody: re-read what is shown once.
+        refresh(null, null);
       } else if (data.type === "change") {
         refresh(data.kind, String(data.id));
         document.dispatchEvent(new CustomEvent("hookyard:change", { detail: data }));
