@@ -310,7 +310,7 @@ def test_a_new_customer_is_pushed_to_hubspot_at_once(world: World) -> None:
     assert props["hookyard_ban"] == created["ban"]
     assert props["name"] == "Ringer Network Solutions"
     assert props["hookyard_services"] == "voice"
-    assert "hookyard_credit_limit" not in props or not props["hookyard_credit_limit"]  # `in`
+    assert props["hookyard_credit_limit"] == "1500.00"  # ours goes out; HubSpot's authority
     # HubSpot's webhooks for our own creation come back: recognised, no conflict.
     assert wait_for(lambda: world.hubspot.deliveries, timeout=10)
     world.drain()
@@ -352,10 +352,12 @@ def test_updates_go_out_through_the_outbox_and_their_echo_is_ignored(world: Worl
     assert row(world.rt.engine, customers, customers.c.id == cid)["status"] == "active"
     world.outbox_pass()  # (the worker's drain runs the outbox job too)
     assert world.hubspot.company(company_id)["properties"]["hookyard_status"] == "active"  # type: ignore[index]
-    # A person changing it in HubSpot is not an echo: that is a conflict (status is ours).
+    # A person changing it in HubSpot is not an echo: status is ours, so theirs is not
+    # applied and ours goes back (tests/test_hubspot_rules.py has each rule).
     world.hubspot.edit_company(company_id, {"hookyard_status": "closed"})
     world.drain()
-    assert count(world.rt.engine, sync_conflicts) == 1
+    assert count(world.rt.engine, sync_conflicts) == 0
+    assert world.hubspot.company(company_id)["properties"]["hookyard_status"] == "active"  # type: ignore[index]
 
 
 def test_hubspot_down_retries_then_fails_visibly_and_loses_nothing(world: World) -> None:

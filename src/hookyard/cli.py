@@ -16,6 +16,7 @@ from typing import Any
 from hookyard import bench
 from hookyard.config import ConfigError, Settings
 from hookyard.sources import describe, load_sources
+from hookyard.sync import hubspot_properties
 
 
 def _settings() -> Settings:
@@ -580,6 +581,7 @@ def parser() -> argparse.ArgumentParser:
     users.set_defaults(func=cmd_users)
 
     bench.add_parser(sub)
+    hubspot_properties.add_parser(sub)
     return p
 
 
