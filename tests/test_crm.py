@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Table, select
 
 from hookyard.app import create_app
-from hookyard.domain.crm import service as crm
 from hookyard.config import ConfigError
+from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.rules import (
     BY_FIELD,
     RULES,

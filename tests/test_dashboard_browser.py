@@ -166,7 +166,7 @@ def test_resolving_a_conflict(
 ) -> None:
     log_in(page, gateway, "admin@acme.example.com", start="/ui/conflicts")
     row = page.locator(f"tr[data-conflict-id='{acme_books.conflict}']")
-    expect(row).to_contain_text("suspended")
+    expect(row).to_contain_text("Acme Telecom Inc")
 
     row.locator("button:text('Keep ours')").click()
 

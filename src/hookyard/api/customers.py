@@ -519,3 +519,29 @@ def customer_sync_log(
         if found is None:
             raise HTTPException(404, f"no customer {customer_id}")
         return queries.sync_log_of(conn, found, limit)
+
+
+class SyncLogPage(BaseModel):
+    items: list[SyncLogRow]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("/sync-log", response_model=SyncLogPage, responses=errors())
+def sync_log(
+    engine: Reader,
+    scope: ViewerScope,
+    result: Annotated[str | None, Query(min_length=1, max_length=20, pattern=_TEXT)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SyncLogPage:
+    """The tenant's exchanges with HubSpot, both ways, newest first: what was sent or
+    received and how it ended (`ok`, `not_applied` for a HubSpot change of a field we own,
+    `retry`, `failed`, `refused`…)."""
+    with engine.connect() as conn:
+        page = queries.list_sync_log(
+            conn, tenant=scope.tenant, result=result, limit=limit, offset=offset
+        )
+    items = [SyncLogRow.model_validate(dict(r)) for r in page.rows]
+    return SyncLogPage(items=items, total=page.total, limit=limit, offset=offset)

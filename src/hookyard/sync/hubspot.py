@@ -332,8 +332,11 @@ class OutboxSender:
         """One send under `owner`'s lease; the HubSpot company id. Raises ApiError (the
         caller decides), or LeaseLost when another sender took the row meanwhile (its result
         stands, ours is not written)."""
-        properties = properties_of(customer, fields)
         company_id = customer["hubspot_company_id"]
+        if company_id is not None:
+            # A field with an open conflict waits for the person's decision.
+            fields = [f for f in fields if f not in self._in_conflict(customer["id"])]
+        properties = properties_of(customer, fields)
         ban_property = active().prop("ban")
         taken: tuple[str, str | None] | None = None  # HubSpot's credit limit, to apply
         if company_id is None:
@@ -373,10 +376,21 @@ class OutboxSender:
                      detail="credit_limit: HubSpot changed it since the last sync; HubSpot's "
                      "value applied, ours not pushed")  # fmt: skip
             _log(tx, customer, operation, "ok", properties=properties)
+            crm.announce(tx, customer["id"], "synced", operation=operation)
         log.info(
             "crm_synced", customer_id=customer["id"], operation=operation, fields=len(properties)
         )
         return str(company_id)
+
+    def _in_conflict(self, customer_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(sync_conflicts.c.field).where(
+                    sync_conflicts.c.customer_id == customer_id,
+                    sync_conflicts.c.resolved_at.is_(None),
+                )
+            )
+            return {str(f) for f in found.scalars()}
 
     def _hubspot_changed(
         self, company_id: str, customer: Mapping[Any, Any]
@@ -422,6 +436,7 @@ class OutboxSender:
             )
             if failure.recorded:
                 _log(tx, customer, "update", "retry", detail=str(exc))
+                crm.announce(tx, customer["id"], "sync_retry")
         if failure.retry_at is None:  # lease lost, or (by the caller's check) never
             return
         log.warning(
@@ -448,6 +463,7 @@ class OutboxSender:
                 log.warning("crm_sync_lease_lost", customer_id=customer["id"], outbox_id=row_id)
                 return
             _log(tx, customer, "update", "failed", detail=detail)
+            crm.announce(tx, customer["id"], "sync_failed")
             if before is not None and before["status"] != OutboxStatus.FAILED:
                 # The e-mail to the tenant's people, once per failure (a person's retry that
                 # fails again is a new one: the row's last change tells them apart).

@@ -18,7 +18,7 @@ from hookyard.accounts.identity import AuthError, Principal, Role
 from hookyard.api.throttle import AuthGuard, Credential, LoginBusy, Throttled
 from hookyard.logs import log
 from hookyard.providers.signing import constant_time_equal
-from hookyard.web import alerts, conflicts, events, leads, messaging, whatsapp
+from hookyard.web import alerts, conflicts, customers, events, leads, messaging, whatsapp
 from hookyard.web.render import back, dashboard_path, error_page, page
 from hookyard.web.session import (
     Csrf,
@@ -126,7 +126,7 @@ def choose_tenant(request: Request, scope: UiScope, tenant: Text = "") -> Respon
     return response
 
 
-for area in (events, messaging, whatsapp, leads, conflicts, alerts):
+for area in (events, messaging, whatsapp, leads, customers, conflicts, alerts):
     router.include_router(area.router)
 
 

@@ -575,6 +575,11 @@ def _set_ours(
     _live(tx, customer["id"], "field_changed", field=rule.field, sync_source=source.value)
 
 
+def announce(tx: Connection, customer_id: int, what: str, **data: Any) -> None:
+    """Tell live clients the customer's sync state changed (sent, retried, failed)."""
+    _live(tx, customer_id, what, **data)
+
+
 def _live(tx: Connection, customer_id: int, what: str, **data: Any) -> None:
     """Publish the customer as this transaction leaves it (hookyard.live; delivered iff it
     commits)."""
