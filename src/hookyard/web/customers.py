@@ -106,6 +106,8 @@ def create_customer(
     }  # fmt: skip
     given = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
     body = {k: v for k, v in given.items() if v != ""}
+    if not body.get("hubspot_company_id"):
+        body["company_name"] = given["company_name"]  # required: its error beside it
     try:
         new = api.NewCustomer.model_validate(body)
     except ValidationError as exc:
