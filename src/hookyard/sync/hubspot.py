@@ -53,8 +53,6 @@ from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec
 from hookyard.sync.hubspot_api import HubSpotClient, field_errors
 from hookyard.sync.reconcile import Drift, Finding
 
-__all__ = ["OUTBOUND", "enqueue"]  # where the API and the tests have always found them
-
 
 def rule_properties() -> list[str]:
     """The HubSpot properties of every field, as this process names them."""
