@@ -254,3 +254,34 @@ def chromium() -> Iterator[Any]:
 
     with launch_chromium() as browser:
         yield browser
+
+
+@pytest.fixture
+def gateway(runtime: Runtime, people: Any) -> Iterator[str]:
+    """The gateway with its workers on a free port (people exist before it starts): the
+    browser tests' server (a module may define its own)."""
+    from hookyard.app import create_app
+    from hookyard.testing.fakes.server import serving
+
+    with serving(create_app(runtime)) as base:
+        yield base
+
+
+@pytest.fixture
+def page(chromium: Any, gateway: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A Chromium tab; fails the test on any console error; a screenshot is kept in
+    test-artifacts/dashboard/. Depends on the gateway so as to close before it (a page left
+    open on a stopped server logs connection errors)."""
+    from tests.browser_support import ARTIFACTS, TIMEOUT_MS
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: problems.append(str(e)))
+    yield tab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{BACKEND}.png"), full_page=True)
+    context.close()
+    assert not problems, problems

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
-from hookyard.domain.crm.tables import customers, outbox, sync_conflicts
+from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts
 from hookyard.runtime import Runtime
 from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
 from tests.people import People
@@ -47,19 +47,44 @@ def link(engine: Engine, customer_id: int) -> int:
     return company
 
 
-def hubspot_changes(api: TestClient, runtime: Runtime, company: int, prop: str, value: str) -> None:
+def hubspot_changes(
+    api: TestClient, runtime: Runtime, company: int, prop: str, value: str, **fields: Any
+) -> None:
     """A person changes the company in HubSpot: its signed webhook, handled by a worker."""
     url = "http://testserver/webhooks/hubspot/company"
-    d = hubspot_delivery(SECRETS["hubspot"], url, [hubspot_property_change(company, prop, value)])
+    change = hubspot_property_change(company, prop, value, **fields)
+    d = hubspot_delivery(SECRETS["hubspot"], url, [change])
     response = api.post("/webhooks/hubspot/company", content=d.body, headers=d.headers)
     assert response.status_code == 200, response.text
     assert runtime.make_worker().drain() == 1
 
 
+def count(engine: Engine, table: Any, *where: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+def rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        found = conn.execute(select(table).where(*where).order_by(table.c.id)).mappings()
+        return [dict(r) for r in found]
+
+
+def tie(api: TestClient, runtime: Runtime, customer_id: int, company: int, name: str) -> None:
+    """HubSpot's name change at the time of our name's: a conflict."""
+    [state] = rows(
+        runtime.engine, field_state,
+        field_state.c.customer_id == customer_id, field_state.c.field == "company_name",
+    )  # fmt: skip
+    at = int(state["our_changed_at"].timestamp() * 1000)
+    hubspot_changes(api, runtime, company, "name", name, occurred_at=at)
+
+
 @dataclass
 class Books:
-    """One tenant's customer, linked to HubSpot, with an open status conflict (HubSpot says
-    `suspended`, we say `active`), and a failed outbox row."""
+    """One tenant's customer, linked to HubSpot, with an open company_name conflict (HubSpot
+    renamed it `<name> Inc` in the very millisecond of our name: the one case the rules
+    cannot decide), and a failed outbox row."""
 
     customer: dict[str, Any]
     company: int
@@ -72,7 +97,7 @@ def books_of(
 ) -> Books:
     created = create(api, people.headers(tenant, "member"), company_name=name, customer_type=ctype)
     company = link(runtime.engine, created["id"])
-    hubspot_changes(api, runtime, company, "hookyard_status", "suspended")
+    tie(api, runtime, created["id"], company, f"{name} Inc")
     now = datetime.now(UTC)
     with runtime.engine.begin() as tx:
         conflict = tx.execute(

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-from sqlalchemy import Engine, event, update
+from sqlalchemy import Engine, event, func, select, update
 
 from hookyard.db.schema import events
 from hookyard.inbox.model import NewEvent
@@ -410,3 +410,13 @@ class MovableClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def count(engine: Engine, table: Any, *where: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+def row(engine: Engine, table: Any, *where: Any) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(table).where(*where)).mappings().one())

@@ -15,13 +15,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
 from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
 from hookyard.runtime import Runtime
-from tests.customers_support import Books, create, hubspot_changes, link
+from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
+from tests.conftest import SECRETS
+from tests.customers_support import Books, create, link, tie
 from tests.people import People
 from tests.support import wait_for
 from tests.sync_support import World, create_customer
@@ -56,6 +59,8 @@ ROUTES = [
     ("GET", "/api/v1/sync-conflicts/{conflict}", None, "viewer"),
     ("POST", "/api/v1/sync-conflicts/{conflict}/resolve", {"resolution": "keep_ours"}, "admin"),
     ("GET", "/api/v1/sync/outbox", None, "viewer"),
+    ("GET", "/api/v1/sync-log", None, "viewer"),
+    ("GET", "/api/v1/hubspot/companies/search?q=acme", None, "member"),
     ("POST", "/api/v1/sync/outbox/{failed_row}/retry", None, "admin"),
     ("GET", "/api/v1/reconciliations", None, "superadmin"),
     ("POST", "/api/v1/reconciliations/hubspot?dry_run=true", None, "superadmin"),
@@ -205,7 +210,9 @@ def test_an_admin_closes_and_resolves(
     )
     assert resolved.status_code == 200, resolved.text
     body = resolved.json()
-    assert (body["resolution"], body["queued"], body["field"]) == ("take_theirs", False, "status")
+    assert (body["resolution"], body["queued"], body["field"]) == (
+        "take_theirs", False, "company_name",
+    )  # fmt: skip
     assert body["resolved_by"].startswith("user:") and body["resolved_at"]
     closed = api.delete(f"/api/v1/customers/{acme.customer['id']}", headers=admin)
     assert closed.status_code == 202
@@ -366,15 +373,21 @@ def test_the_detail_shows_each_field_on_both_sides(
     states = {f["field"]: f for f in detail["fields"]}
     assert set(states) == {"ban", "company_name", "status", "customer_type", "credit_limit",
                            "current_balance", "services"}  # fmt: skip
+    name = states["company_name"]
+    assert (name["hubspot_property"], name["direction"], name["authority"]) == (
+        "name", "both", "latest",
+    )  # fmt: skip
+    assert name["on_their_change"] == "latest change wins, by time"
+    assert (name["our_value"], name["their_value"]) == ("Acme Telecom", "Acme Telecom Inc")
+    assert name["our_changed_at"] and name["their_changed_at"]
+    assert name["pushed_value"] is None  # never sent: HubSpot is not configured
+    assert states["ban"]["our_value"] == acme.customer["ban"]
     status = states["status"]
     assert (status["hubspot_property"], status["direction"], status["authority"]) == (
-        "hookyard_status", "both", "ours",
+        "hookyard_status", "out", "ours",
     )  # fmt: skip
-    assert (status["our_value"], status["their_value"]) == ("active", "suspended")
-    assert status["our_changed_at"] and status["their_changed_at"]
-    assert status["pushed_value"] is None  # never sent: HubSpot is not configured
-    assert states["ban"]["our_value"] == acme.customer["ban"]
-    assert states["company_name"]["their_value"] is None  # HubSpot never told us one
+    assert status["on_their_change"] == "not applied; re-pushed ours"
+    assert status["their_value"] is None  # HubSpot never told us one
 
 
 # -- deciding conflicts ---------------------------------------------------------------------
@@ -389,17 +402,17 @@ def test_keep_ours_queues_our_value_for_hubspot(
     assert resolved.status_code == 200, resolved.text
     assert (resolved.json()["resolution"], resolved.json()["queued"]) == ("keep_ours", True)
     [customer] = rows(runtime.engine, customers, customers.c.id == acme.customer["id"])
-    assert customer["status"] == "active"
+    assert customer["company_name"] == "Acme Telecom"
     [queued] = rows(runtime.engine, outbox, outbox.c.status == "pending")
     assert (queued["customer_id"], queued["operation"], queued["fields"]) == (
-        acme.customer["id"], "update", ["status"],
+        acme.customer["id"], "update", ["company_name"],
     )  # fmt: skip
     # The first decision stands.
     again = api.post(path, json={"resolution": "take_theirs"}, headers=admin)
     assert again.status_code == 409 and "already resolved" in again.json()["detail"]
-    assert rows(runtime.engine, customers, customers.c.id == acme.customer["id"])[0]["status"] == (
-        "active"
-    )
+    assert rows(runtime.engine, customers, customers.c.id == acme.customer["id"])[0][
+        "company_name"
+    ] == ("Acme Telecom")
     assert api.post(path, json={"resolution": "superseded"}, headers=admin).status_code == 422
     missing = api.post("/api/v1/sync-conflicts/999999/resolve", json={"resolution": "keep_ours"},
                        headers=admin)  # fmt: skip
@@ -418,12 +431,12 @@ def test_take_theirs_applies_hubspots_value_and_sends_nothing(
     body = resolved.json()
     assert body["resolved_by"].startswith("user:") and body["queued"] is False
     [customer] = rows(runtime.engine, customers, customers.c.id == acme.customer["id"])
-    assert customer["status"] == "suspended"
+    assert customer["company_name"] == "Acme Telecom Inc"
     [state] = rows(
         runtime.engine, field_state,
-        field_state.c.customer_id == acme.customer["id"], field_state.c.field == "status",
+        field_state.c.customer_id == acme.customer["id"], field_state.c.field == "company_name",
     )  # fmt: skip
-    assert state["our_value"] == state["their_value"] == "suspended"
+    assert state["our_value"] == state["their_value"] == "Acme Telecom Inc"
     assert count(runtime.engine, outbox, outbox.c.status == "pending") == 0
 
 
@@ -431,10 +444,9 @@ def test_conflicts_list_by_state_customer_and_field(
     api: TestClient, people: People, runtime: Runtime, acme: Books
 ) -> None:
     admin = people.headers("acme", "admin")
-    hubspot_changes(api, runtime, acme.company, "hookyard_customer_type", "reseller")
     other = create(api, people.headers("acme", "member"), company_name="Second")
     company = link(runtime.engine, other["id"])
-    hubspot_changes(api, runtime, company, "hookyard_services", "messaging")
+    tie(api, runtime, other["id"], company, "Second Inc")
 
     def listed(**params: Any) -> list[tuple[int, str]]:
         page = api.get("/api/v1/sync-conflicts", params=params, headers=admin).json()
@@ -442,17 +454,18 @@ def test_conflicts_list_by_state_customer_and_field(
         return [(k["customer_id"], k["field"]) for k in page["items"]]
 
     cid, oid = acme.customer["id"], other["id"]
-    assert listed() == [(oid, "services"), (cid, "customer_type"), (cid, "status")]
+    assert listed() == [(oid, "company_name"), (cid, "company_name")]
     api.post(f"/api/v1/sync-conflicts/{acme.conflict}/resolve",
              json={"resolution": "keep_ours"}, headers=admin)  # fmt: skip
-    assert listed() == [(oid, "services"), (cid, "customer_type")]
-    assert listed(state="resolved") == [(cid, "status")]
-    assert len(listed(state="all")) == 3
-    assert listed(customer_id=cid, state="all") == [(cid, "customer_type"), (cid, "status")]
-    assert listed(field="services") == [(oid, "services")]
+    assert listed() == [(oid, "company_name")]
+    assert listed(state="resolved") == [(cid, "company_name")]
+    assert len(listed(state="all")) == 2
+    assert listed(customer_id=cid, state="all") == [(cid, "company_name")]
+    assert listed(field="company_name") == [(oid, "company_name")]
+    assert listed(field="status", state="all") == []  # a field we own never conflicts
     shown = api.get(f"/api/v1/sync-conflicts/{acme.conflict}", headers=admin).json()
     assert (shown["our_value"], shown["their_value"], shown["resolution"]) == (
-        "active", "suspended", "keep_ours",
+        "Acme Telecom", "Acme Telecom Inc", "keep_ours",
     )  # fmt: skip
     assert (
         api.get("/api/v1/sync-conflicts", params={"state": "nope"}, headers=admin).status_code
@@ -503,19 +516,40 @@ def test_delete_closes_the_customer_and_keeps_its_history(
 # -- with HubSpot ---------------------------------------------------------------------------
 
 
+def tie_in_hubspot(w: World, customer_id: int, company_id: str, name: str) -> None:
+    """We rename the customer, and HubSpot the company in the very same millisecond (its
+    signed webhook): the rule cannot decide."""
+    ours = {"company_name": "Ringer Network Solutions"}
+    assert w.api("PATCH", f"/api/v1/customers/{customer_id}", json=ours).status_code == 202
+    with w.rt.engine.connect() as conn:
+        at = conn.execute(
+            select(field_state.c.our_changed_at).where(
+                field_state.c.customer_id == customer_id, field_state.c.field == "company_name"
+            )
+        ).scalar_one()
+    w.hubspot.edit_company(company_id, {"name": name}, deliver=False)
+    change = hubspot_property_change(
+        int(company_id), "name", name, occurred_at=int(at.timestamp() * 1000),
+        change_source="CRM_UI",
+    )  # fmt: skip
+    url = w.url + "/webhooks/hubspot/company"
+    d = hubspot_delivery(SECRETS["hubspot"], url, [change])
+    assert httpx.post(url, content=d.body, headers=d.headers).status_code == 200
+    w.drain()
+
+
 def test_keep_ours_reaches_hubspot_and_its_echo_opens_nothing(world: World) -> None:
     engine = world.rt.engine
-    created = create_customer(world, credit_limit=None).json()  # (credit limit: HubSpot's)
+    created = create_customer(world, company_name="Ringer").json()
     cid, company_id = created["id"], created["hubspot_company_id"]
     assert wait_for(lambda: world.hubspot.deliveries, timeout=10)
     world.drain()
-    # A person sets the status in HubSpot: status is ours, so it is a conflict.
-    world.hubspot.edit_company(company_id, {"hookyard_status": "closed"})
-    world.drain()
+    tie_in_hubspot(world, cid, company_id, "Ringer Inc")
     page = world.api("GET", "/api/v1/sync-conflicts", tenant="acme").json()
     [conflict] = page["items"]
-    assert (conflict["field"], conflict["their_value"]) == ("status", "closed")
-    assert world.outbox_pass() == 0  # nothing goes out while it is open
+    assert (conflict["field"], conflict["their_value"]) == ("company_name", "Ringer Inc")
+    world.outbox_pass()  # the rename waits for the decision
+    assert world.hubspot.company(company_id)["properties"]["name"] == "Ringer Inc"  # type: ignore[index]
     resolved = world.api(
         "POST", f"/api/v1/sync-conflicts/{conflict['id']}/resolve", tenant="acme",
         json={"resolution": "keep_ours"},
@@ -524,34 +558,35 @@ def test_keep_ours_reaches_hubspot_and_its_echo_opens_nothing(world: World) -> N
     assert resolved.json()["resolved_by"] == "admin-token"
     delivered = len(world.hubspot.deliveries)
     assert world.outbox_pass() == 1
-    assert world.hubspot.company(company_id)["properties"]["hookyard_status"] == "active"  # type: ignore[index]
+    assert world.hubspot.company(company_id)["properties"]["name"] == "Ringer Network Solutions"  # type: ignore[index]
     # HubSpot tells us about our own change: recognised, no new conflict.
     assert wait_for(lambda: len(world.hubspot.deliveries) > delivered, timeout=10)
     world.drain()
     assert count(engine, sync_conflicts) == 1
     detail = world.api("GET", f"/api/v1/customers/{cid}", tenant="acme").json()
-    status = next(f for f in detail["fields"] if f["field"] == "status")
-    assert (detail["status"], detail["open_conflicts"]) == ("active", 0)
-    assert status["our_value"] == status["their_value"] == status["pushed_value"] == "active"
+    name = next(f for f in detail["fields"] if f["field"] == "company_name")
+    assert (detail["company_name"], detail["open_conflicts"]) == ("Ringer Network Solutions", 0)
+    assert name["our_value"] == name["their_value"] == name["pushed_value"]
     [run] = world.reconcile("hubspot")
     assert run.drift == []  # converged
 
 
 def test_take_theirs_converges_without_sending(world: World) -> None:
-    created = create_customer(world, credit_limit=None).json()  # (credit limit: HubSpot's)
+    created = create_customer(world, company_name="Ringer").json()
     cid, company_id = created["id"], created["hubspot_company_id"]
     assert wait_for(lambda: world.hubspot.deliveries, timeout=10)
     world.drain()
-    world.hubspot.edit_company(company_id, {"hookyard_services": "voice;messaging"})
-    world.drain()
+    tie_in_hubspot(world, cid, company_id, "Ringer Inc")
+    world.outbox_pass()  # the rename waits for the decision
     [conflict] = world.api("GET", "/api/v1/sync-conflicts", tenant="acme").json()["items"]
     resolved = world.api(
         "POST", f"/api/v1/sync-conflicts/{conflict['id']}/resolve", tenant="acme",
         json={"resolution": "take_theirs"},
     )  # fmt: skip
     assert resolved.status_code == 200 and resolved.json()["queued"] is False
-    assert world.outbox_pass() == 0
+    world.outbox_pass()
     detail = world.api("GET", f"/api/v1/customers/{cid}", tenant="acme").json()
-    assert detail["services"] == ["voice", "messaging"]
+    assert detail["company_name"] == "Ringer Inc"
+    assert world.hubspot.company(company_id)["properties"]["name"] == "Ringer Inc"  # type: ignore[index]
     [run] = world.reconcile("hubspot")
     assert run.drift == []

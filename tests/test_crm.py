@@ -14,9 +14,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Table, select
 
 from hookyard.app import create_app
+from hookyard.config import ConfigError
 from hookyard.domain.crm import service as crm
-from hookyard.domain.crm.rules import BY_FIELD, RULES, Authority, Direction
-from hookyard.domain.crm.tables import customers, field_state, sync_conflicts
+from hookyard.domain.crm.rules import (
+    BY_FIELD,
+    RULES,
+    Authority,
+    Direction,
+    FieldRules,
+    OnTheirChange,
+)
+from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
 from hookyard.providers import signing
 from hookyard.providers.base import Outcome, StoredEvent
 from hookyard.runtime import Runtime
@@ -101,16 +109,51 @@ def conflicts(tx: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in tx.execute(query).mappings()]
 
 
-def test_the_seed_rules() -> None:
-    table = {r.field: (r.hubspot_property, r.direction, r.authority) for r in RULES}
-    assert table["company_name"] == ("name", Direction.BOTH, Authority.LATEST)
-    assert table["credit_limit"][2] is Authority.THEIRS
-    for field in ("ban", "status", "customer_type", "current_balance", "services"):
-        assert table[field][2] is Authority.OURS
-    assert BY_FIELD["ban"].direction is Direction.OUT
+def queued(tx: Connection) -> list[tuple[int, list[str], str]]:
+    query = select(outbox.c.customer_id, outbox.c.fields, outbox.c.status).order_by(outbox.c.id)
+    return [(r.customer_id, r.fields, r.status) for r in tx.execute(query)]
 
 
-def test_theirs_is_applied(tx: Connection) -> None:
+def logged(tx: Connection) -> list[tuple[str, str, str, dict[str, Any] | None]]:
+    query = select(sync_log).order_by(sync_log.c.id)
+    return [(r.direction, r.operation, r.result, r.properties) for r in tx.execute(query)]
+
+
+# Issue 14's table: field, property, out, in, authority, on a change from HubSpot.
+TABLE = {
+    "ban": ("hookyard_ban", Direction.OUT, Authority.OURS, OnTheirChange.REPUSH),
+    "company_name": ("name", Direction.BOTH, Authority.LATEST, OnTheirChange.LATEST_WINS),
+    "status": ("hookyard_status", Direction.OUT, Authority.OURS, OnTheirChange.REPUSH),
+    "customer_type": ("hookyard_customer_type", Direction.OUT, Authority.OURS,
+                      OnTheirChange.REPUSH),
+    "credit_limit": ("hookyard_credit_limit", Direction.BOTH, Authority.HUBSPOT,
+                     OnTheirChange.APPLIED),
+    "current_balance": ("hookyard_current_balance", Direction.OUT, Authority.OURS,
+                        OnTheirChange.REPUSH),
+    "services": ("hookyard_services", Direction.OUT, Authority.OURS, OnTheirChange.REPUSH),
+}  # fmt: skip
+
+
+def test_the_rules_are_the_issues_table() -> None:
+    assert {r.field: (r.hubspot_property, r.direction, r.authority, r.on_their_change)
+            for r in RULES} == TABLE  # fmt: skip
+    assert [r.field for r in RULES] == list(TABLE)  # one row per field, in the table's order
+    assert all(r.inbound == (r.direction is Direction.BOTH) for r in RULES)
+
+
+def test_property_names_are_configurable_per_field() -> None:
+    named = FieldRules.named({"ban": "acct_ban", "company_name": "hookyard_company_name"})
+    assert named.prop("ban") == "acct_ban"
+    assert named.prop("company_name") == "hookyard_company_name"
+    assert named.prop("status") == "hookyard_status"  # the others keep their defaults
+    assert named.by_property["acct_ban"].field == "ban"
+    assert BY_FIELD["ban"].hubspot_property == "hookyard_ban"  # the defaults are untouched
+    for bad in ({"nope": "x"}, {"ban": "Has Space"}, {"ban": "hookyard_status"}):
+        with pytest.raises(ConfigError, match="HOOKYARD_HUBSPOT_PROPERTY_NAMES"):
+            FieldRules.named(bad)
+
+
+def test_hubspots_credit_limit_is_applied(tx: Connection) -> None:
     c = customer(tx)
     assert crm.apply(event("hookyard_credit_limit", "2500.5"), tx, "acme") == Outcome.DONE
     after = row(tx, customers, c["id"])
@@ -121,48 +164,45 @@ def test_theirs_is_applied(tx: Connection) -> None:
     # HubSpot clearing the property clears ours (credit_limit may be empty).
     assert crm.apply(event("hookyard_credit_limit", "", T0 + timedelta(1)), tx) == Outcome.DONE
     assert row(tx, customers, c["id"])["credit_limit_cents"] is None
-    assert conflicts(tx) == []
+    assert conflicts(tx) == [] and queued(tx) == []  # applied: nothing to push back
 
 
-def test_ours_makes_one_conflict_even_when_replayed(tx: Connection) -> None:
+@pytest.mark.parametrize(
+    "field, prop, theirs, column, ours",
+    [
+        ("ban", "hookyard_ban", "ZZ000000000", "ban", None),
+        ("status", "hookyard_status", "suspended", "status", "active"),
+        ("customer_type", "hookyard_customer_type", "residential", "customer_type", "business"),
+        ("current_balance", "hookyard_current_balance", "999", "current_balance_cents", 1250),
+        ("services", "hookyard_services", "messaging", "service_voice", True),
+    ],
+)
+def test_a_field_we_own_is_not_applied_but_pushed_again_and_logged(
+    tx: Connection, field: str, prop: str, theirs: str, column: str, ours: Any
+) -> None:
     c = customer(tx)
-    e = event("hookyard_status", "suspended")
+    ours = c["ban"] if ours is None else ours
+    e = event(prop, theirs)
     assert crm.apply(e, tx, "acme") == Outcome.DONE
-    assert crm.apply(e, tx, "acme") == Outcome.DONE  # redelivered or replayed
-    assert row(tx, customers, c["id"])["status"] == "active"  # ours stands
-    [k] = conflicts(tx)
-    assert (k["field"], k["our_value"], k["their_value"], k["event_id"]) == (
-        "status",
-        "active",
-        "suspended",
-        e.id,
-    )
-    assert (k["tenant"], k["resolved_at"]) == ("acme", None)
-    assert state(tx, c["id"], "status")["their_value"] == "suspended"
-    # HubSpot agreeing with us makes no conflict and closes the open one.
-    agree = event("hookyard_status", "active", T0 + timedelta(minutes=1))
-    assert crm.apply(agree, tx, "acme") == Outcome.DONE
-    [k] = conflicts(tx)
-    assert (k["resolution"], k["resolved_by"]) == ("superseded", "hookyard")
+    assert row(tx, customers, c["id"])[column] == ours  # not applied
+    assert state(tx, c["id"], field)["their_value"] == BY_FIELD[field].parse(theirs)  # recorded
+    assert queued(tx) == [(c["id"], [field], "pending")]  # ours, on its way again
+    [(direction, operation, result, properties)] = logged(tx)
+    assert (direction, operation, result) == ("in", "repush", "not_applied")
+    assert properties == {prop: BY_FIELD[field].parse(theirs)}
+    assert conflicts(tx) == []  # automatic: nobody is asked
+    # Redelivered or replayed: it joins the same outbox row.
+    assert crm.apply(e, tx, "acme") == Outcome.DONE
+    assert queued(tx) == [(c["id"], [field], "pending")]
 
 
-def test_services_compare_as_a_set(tx: Connection) -> None:
-    c = customer(tx, services=["messaging", "voice"])
-    same = event("hookyard_services", "voice;messaging")
-    assert crm.apply(same, tx) == Outcome.DONE and conflicts(tx) == []
-    more = event("hookyard_services", "voice;telecom_data;messaging", T0 + timedelta(1))
-    assert crm.apply(more, tx) == Outcome.DONE
-    [k] = conflicts(tx)
-    assert (k["our_value"], k["their_value"]) == ("voice;messaging", "voice;messaging;telecom_data")
-    assert crm.resolve_conflict(tx, k["id"], "take_theirs", "ana") == crm.ResolveResult.RESOLVED
-    after = row(tx, customers, c["id"])
-    assert (after["service_voice"], after["service_messaging"], after["service_telecom_data"]) == (
-        True,
-        True,
-        True,
-    )
-    bad = event("hookyard_services", "fax", T0 + timedelta(2))
-    assert crm.apply(bad, tx) == Outcome.IGNORED
+def test_hubspot_agreeing_with_a_field_we_own_changes_nothing(tx: Connection) -> None:
+    customer(tx, services=["messaging", "voice"])
+    assert crm.apply(event("hookyard_status", "active"), tx) == Outcome.DONE
+    # Services compare as a set, in any order.
+    assert crm.apply(event("hookyard_services", "voice;messaging"), tx) == Outcome.DONE
+    assert queued(tx) == [] and logged(tx) == [] and conflicts(tx) == []
+    assert crm.apply(event("hookyard_services", "fax", T0 + timedelta(2)), tx) == Outcome.IGNORED
 
 
 def test_latest_wins_by_time(tx: Connection) -> None:
@@ -181,15 +221,21 @@ def test_latest_wins_by_time(tx: Connection) -> None:
     assert conflicts(tx) == []
 
 
-def test_direction_out_is_recorded_not_applied(tx: Connection) -> None:
-    c = customer(tx)
-    assert crm.apply(event("hookyard_current_balance", "999"), tx) == Outcome.IGNORED
-    assert crm.apply(event("hookyard_ban", "ZZ000000000"), tx) == Outcome.IGNORED
-    after = row(tx, customers, c["id"])
-    assert (after["current_balance_cents"], after["ban"]) == (1250, c["ban"])
-    assert state(tx, c["id"], "current_balance")["their_value"] == "999.00"
-    assert state(tx, c["id"], "current_balance")["our_value"] == "12.50"
-    assert conflicts(tx) == []
+def test_latest_at_the_same_time_is_a_conflict(tx: Connection) -> None:
+    c = customer(tx, at=T0)  # our name set at T0
+    e = event("name", "Ringer Network Solutions", T0)  # theirs in the same millisecond
+    assert crm.apply(e, tx, "acme") == Outcome.DONE
+    assert crm.apply(e, tx, "acme") == Outcome.DONE  # replayed: still one conflict
+    [k] = conflicts(tx)
+    assert (k["field"], k["our_value"], k["their_value"], k["event_id"], k["tenant"]) == (
+        "company_name", "Ringer Networks", "Ringer Network Solutions", e.id, "acme",
+    )  # fmt: skip
+    assert row(tx, customers, c["id"])["company_name"] == "Ringer Networks"  # a person decides
+    # A newer HubSpot change decides it by time and closes the conflict.
+    assert crm.apply(event("name", "Ringer Corp", T0 + timedelta(1)), tx) == Outcome.DONE
+    assert row(tx, customers, c["id"])["company_name"] == "Ringer Corp"
+    [k] = conflicts(tx)
+    assert (k["resolution"], k["resolved_by"]) == ("superseded", "hookyard")
 
 
 def test_an_older_event_is_superseded(tx: Connection) -> None:
@@ -224,9 +270,11 @@ def test_deletion_flags_the_customer(tx: Connection) -> None:
 
 
 def test_resolve_conflict(tx: Connection) -> None:
-    c = customer(tx, tenant="acme")
-    crm.apply(event("hookyard_customer_type", "residential"), tx)
-    crm.apply(event("hookyard_status", "closed"), tx)
+    at = T0 - timedelta(hours=1)  # when our names were set: HubSpot's ties with it
+    kept_c = customer(tx, tenant="acme")
+    taken_c = customer(tx, tenant="acme", hubspot_company_id=COMPANY + 1)
+    crm.apply(event("name", "Ringer One", at), tx)
+    crm.apply(event("name", "Ringer Two", at, company=COMPANY + 1), tx)
     kept, taken = (k["id"] for k in conflicts(tx))
     assert crm.resolve_conflict(tx, kept, "keep_ours", "ana", tenant="globex") == "not_found"
     assert crm.resolve_conflict(tx, kept, "keep_ours", "ana", tenant="acme") == "resolved"
@@ -235,13 +283,10 @@ def test_resolve_conflict(tx: Connection) -> None:
     assert crm.resolve_conflict(tx, 10**9, "keep_ours", "bob") == "not_found"
     with pytest.raises(ValueError):
         crm.resolve_conflict(tx, taken, "superseded", "bob")
-    after = row(tx, customers, c["id"])
-    assert (after["customer_type"], after["status"], after["sync_source"]) == (
-        "business",
-        "closed",
-        "manual",
-    )
-    assert state(tx, c["id"], "status")["our_value"] == "closed"
+    assert row(tx, customers, kept_c["id"])["company_name"] == "Ringer Networks"
+    after = row(tx, customers, taken_c["id"])
+    assert (after["company_name"], after["sync_source"]) == ("Ringer Two", "manual")
+    assert state(tx, taken_c["id"], "company_name")["our_value"] == "Ringer Two"
     k1, k2 = conflicts(tx)
     assert (k1["resolution"], k1["resolved_by"], k2["resolution"], k2["resolved_by"]) == (
         "keep_ours",
@@ -289,6 +334,8 @@ def test_a_signed_delivery_through_ingress(client: TestClient, runtime: Runtime)
     assert [runtime.store.get(i)["status"] for i in ids] == ["done", "done"]  # type: ignore[index]
     with runtime.engine.connect() as conn:
         after = row(conn, customers, cid)
+        # The name is HubSpot's newer one; the status is ours, to be pushed again.
         assert (after["company_name"], after["status"]) == ("Ringer Network Solutions", "active")
-        [k] = conflicts(conn)
-        assert (k["field"], k["their_value"], k["event_id"]) == ("status", "churned", ids[1])
+        assert conflicts(conn) == []
+        assert queued(conn) == [(cid, ["status"], "pending")]
+        assert [(o, r) for _, o, r, _ in logged(conn)] == [("repush", "not_applied")]

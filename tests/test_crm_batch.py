@@ -19,7 +19,7 @@ from hookyard.app import create_app
 from hookyard.domain import batch as batch_module
 from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.rules import RULES
-from hookyard.domain.crm.tables import customers, field_state, sync_conflicts
+from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts
 from hookyard.live.change import Change
 from hookyard.providers.base import Outcome, StoredEvent
 from hookyard.runtime import Runtime
@@ -257,23 +257,23 @@ def test_the_batch_keeps_the_order_of_a_customers_events(runtime: Runtime) -> No
     with runtime.engine.begin() as tx:
         customer_id, company = new_customer(tx)
         change = "company.propertyChange"
-        first_conflict = stored(Spec(change, "hookyard_status", "suspended", 1), company,
-                                next(_event_ids))  # fmt: skip
+        # HubSpot's name in the very millisecond of ours: the rule cannot decide.
+        first_conflict = stored(Spec(change, "name", "Ringer Tie", 0), company, next(_event_ids))
         assert crm.apply(first_conflict, tx, "acme") == Outcome.DONE
         events = [
             stored(spec, company, next(_event_ids))
             for spec in (
                 Spec(change, "hookyard_credit_limit", "3000", 5),
                 Spec(change, "hookyard_credit_limit", "100", 3),  # older than the one before
-                Spec(change, "hookyard_status", "churned", 2),  # a newer conflict
+                Spec(change, "hookyard_status", "churned", 2),  # ours: re-pushed
                 Spec(change, "name", PUSHED_NAME, 2, "INTEGRATION"),  # our push coming back
-                Spec(change, "hookyard_status", "active", 3),  # agreement: closes the conflict
-                Spec(change, "name", "Ringer LLC", 6),
-                Spec(change, "hookyard_current_balance", "1", 6),  # ours to publish
+                Spec(change, "hookyard_status", "active", 3),  # agreement
+                Spec(change, "name", "Ringer LLC", 6),  # newer: applied, closes the conflict
+                Spec(change, "hookyard_current_balance", "1", 6),  # ours: re-pushed
                 Spec("company.deletion", minutes=7),
             )
         ]
-        events.insert(4, first_conflict)  # replayed: older than the status seen since
+        events.insert(4, first_conflict)  # replayed: older than the name seen since
         outcomes = crm.apply_batch(events, tx, "acme")
         assert [outcomes[e.id] for e in events] == [
             Outcome.DONE,
@@ -283,7 +283,7 @@ def test_the_batch_keeps_the_order_of_a_customers_events(runtime: Runtime) -> No
             Outcome.SUPERSEDED,
             Outcome.DONE,
             Outcome.DONE,
-            Outcome.IGNORED,
+            Outcome.DONE,
             Outcome.DONE,
         ]
         row = tx.execute(select(customers).where(customers.c.id == customer_id)).mappings().one()
@@ -299,12 +299,14 @@ def test_the_batch_keeps_the_order_of_a_customers_events(runtime: Runtime) -> No
             )
         ).mappings().one()  # fmt: skip
         assert (status["their_value"], status["their_event_id"]) == ("active", events[5].id)
-        # Both conflicts closed by hookyard: the first by the newer one, that one by agreement.
+        # The conflict closed by hookyard, by the newer name.
         k = sync_conflicts.c
         found = tx.execute(select(k.event_id, k.resolution, k.resolved_by).order_by(k.id)).all()
-        assert [tuple(k) for k in found] == [
-            (first_conflict.id, "superseded", "hookyard"),
-            (events[2].id, "superseded", "hookyard"),
+        assert [tuple(k) for k in found] == [(first_conflict.id, "superseded", "hookyard")]
+        # The fields we own that HubSpot changed: one outbox row, to push ours again.
+        queued = tx.execute(select(outbox.c.customer_id, outbox.c.fields, outbox.c.status)).all()
+        assert [tuple(q) for q in queued] == [
+            (customer_id, ["current_balance", "status"], "pending")
         ]
 
 
@@ -318,9 +320,10 @@ def mixed_batch(tx: Connection, size: int) -> list[StoredEvent]:
         Spec(change, "name", "Ringer LLC", 5),  # latest, newer than ours: applied
         Spec(change, "name", "Ringer Old", -1),  # latest, older than ours: superseded
         Spec(change, "hookyard_credit_limit", "2000", 5),  # theirs: applied
-        Spec(change, "hookyard_current_balance", "7", 5),  # out: recorded, ignored
-        Spec(change, "hookyard_status", "suspended", 5),  # ours: a conflict
-        Spec(change, "hookyard_status", "active", 5),  # agreement: closes an open conflict
+        Spec(change, "hookyard_current_balance", "7", 5),  # ours: re-pushed
+        Spec(change, "hookyard_status", "suspended", 5),  # ours: re-pushed
+        Spec(change, "name", "Ringer Tie", 0),  # latest, at the time of ours: a conflict
+        Spec(change, "name", "Ringer Networks", 5),  # agreement: closes an open conflict
         Spec(change, "name", PUSHED_NAME, 5, "INTEGRATION"),  # an echo: ignored
         Spec("company.deletion", minutes=5),
         Spec(change, "name", "Nobody's", 5),  # a company no customer is linked to: ignored
@@ -332,8 +335,8 @@ def mixed_batch(tx: Connection, size: int) -> list[StoredEvent]:
             events.append(stored(spec, next(_companies), next(_event_ids)))
             continue
         _, company = new_customer(tx)
-        if spec.value == "active":  # the open conflict this agreement closes
-            raised = replace(spec, value="churned", minutes=1)
+        if spec.value == "Ringer Networks":  # the open conflict this agreement closes
+            raised = replace(spec, value="Ringer Tie", minutes=0)
             crm.apply(stored(raised, company, next(_event_ids)), tx, "acme")
         events.append(stored(spec, company, next(_event_ids)))
     return events
@@ -397,5 +400,8 @@ def test_a_claimed_batch_through_the_worker(runtime: Runtime) -> None:
         rows = {r["id"]: r for r in conn.execute(select(customers)).mappings()}
         assert rows[first_id]["credit_limit_cents"] == 500000
         assert rows[second_id]["hubspot_deleted_at"] == T0 + timedelta(minutes=4)
-        [conflict] = conn.execute(select(sync_conflicts)).mappings().all()
-        assert (conflict["customer_id"], conflict["event_id"]) == (second_id, ids[1])
+        # The status is ours: not applied, no conflict, pushed again.
+        assert rows[second_id]["status"] == "active"
+        assert conn.execute(select(sync_conflicts)).first() is None
+        queued = conn.execute(select(outbox.c.customer_id, outbox.c.fields)).all()
+        assert [tuple(q) for q in queued] == [(second_id, ["status"])]

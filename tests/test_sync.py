@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import select
 
 from hookyard.alerts.evaluate import AlertEvaluator
 from hookyard.alerts.rules import TEMPLATE_KINDS
@@ -29,18 +29,8 @@ from hookyard.sync.tables import reconciliation_runs
 from hookyard.sync.tcr import subscribe_all
 from hookyard.testing.simulate import meta_delivery, meta_envelope
 from tests.conftest import SECRETS
-from tests.support import wait_for
+from tests.support import count, row, wait_for
 from tests.sync_support import ADMIN, World, create_customer
-
-
-def count(engine: Engine, table: Any, *where: Any) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
-
-def row(engine: Engine, table: Any, *where: Any) -> dict[str, Any]:
-    with engine.connect() as conn:
-        return dict(conn.execute(select(table).where(*where)).mappings().one())
 
 
 def event_origins(rt: Runtime, entity: str) -> list[tuple[str, str]]:
@@ -229,7 +219,7 @@ def test_a_new_customer_is_pushed_to_hubspot_at_once(world: World) -> None:
     assert props["hookyard_ban"] == created["ban"]
     assert props["name"] == "Ringer Network Solutions"
     assert props["hookyard_services"] == "voice"
-    assert "hookyard_credit_limit" not in props or not props["hookyard_credit_limit"]  # `in`
+    assert props["hookyard_credit_limit"] == "1500.00"  # ours goes out; HubSpot's authority
     # HubSpot's webhooks for our own creation come back: recognised, no conflict.
     assert wait_for(lambda: world.hubspot.deliveries, timeout=10)
     world.drain()
@@ -271,10 +261,12 @@ def test_updates_go_out_through_the_outbox_and_their_echo_is_ignored(world: Worl
     assert row(world.rt.engine, customers, customers.c.id == cid)["status"] == "active"
     world.outbox_pass()  # (the worker's drain runs the outbox job too)
     assert world.hubspot.company(company_id)["properties"]["hookyard_status"] == "active"  # type: ignore[index]
-    # A person changing it in HubSpot is not an echo: that is a conflict (status is ours).
+    # A person changing it in HubSpot is not an echo: status is ours, so theirs is not
+    # applied and ours goes back (tests/test_hubspot_rules.py has each rule).
     world.hubspot.edit_company(company_id, {"hookyard_status": "closed"})
     world.drain()
-    assert count(world.rt.engine, sync_conflicts) == 1
+    assert count(world.rt.engine, sync_conflicts) == 0
+    assert world.hubspot.company(company_id)["properties"]["hookyard_status"] == "active"  # type: ignore[index]
 
 
 def test_hubspot_down_retries_then_fails_visibly_and_loses_nothing(world: World) -> None:

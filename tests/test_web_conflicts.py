@@ -53,9 +53,9 @@ def test_an_admin_sees_the_tenants_open_conflicts_with_both_values(
     row = shown[acme.conflict]
     for text in (
         f'Acme Telecom <span class="mono">#{acme.customer["id"]}</span>',
-        '<td class="mono">status</td>',
-        '<td class="mono">active</td>',  # ours
-        '<td class="mono">suspended</td>',  # HubSpot's
+        '<td class="mono">company_name</td>',
+        '<td class="mono">Acme Telecom</td>',  # ours
+        '<td class="mono">Acme Telecom Inc</td>',  # HubSpot's
         f'<a href="/ui/events/{event_id}">{event_id}</a>',
         '<span class="badge wait">open</span>',
         '<button type="submit" name="resolution" value="keep_ours">Keep ours</button>',
@@ -73,7 +73,7 @@ def test_a_viewer_or_member_sees_conflicts_but_cannot_resolve(
 ) -> None:
     login(api, f"{role}@acme.example.com")
     html = page_of(api, "/ui/conflicts")
-    assert "suspended" in rows(html)[acme.conflict]
+    assert "Acme Telecom Inc" in rows(html)[acme.conflict]
     assert (
         "Keep ours" not in html and "Take theirs" not in html and '<form class="inline"' not in html
     )
@@ -128,7 +128,7 @@ def test_an_admin_takes_theirs_and_goes_back_to_the_page_it_came_from(
     customer = api.get(
         f"/api/v1/customers/{acme.customer['id']}", headers=people.headers("acme", "admin")
     ).json()
-    assert customer["status"] == "suspended"  # HubSpot's value, now ours
+    assert customer["company_name"] == "Acme Telecom Inc"  # HubSpot's value, now ours
     html = page_of(api, answer.headers["location"])
     assert "take_theirs" in rows(html)[acme.conflict]
     assert 'action="/ui/conflicts/' not in html  # no open conflict: nothing to decide

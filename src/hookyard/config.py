@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     tcr_subscribe_url: str | None = None
     hubspot_api_url: str = "https://api.hubapi.com"
     hubspot_access_token: str | None = None
+    # The HubSpot company property of a customer field where it is not the default
+    # (`hookyard_<field>`; company_name: HubSpot's `name`), as JSON: {"ban": "account_ban"}.
+    hubspot_property_names: dict[str, str] = Field(default_factory=dict)
     meta_api_url: str = "https://graph.facebook.com/v21.0"
     meta_access_token: str | None = None
     provider_timeout_seconds: float = 10.0

@@ -15,6 +15,7 @@ from hookyard.bus import LocalBus
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
 from hookyard.db.listen import READY_SECONDS, Listener, Subscription
+from hookyard.domain.crm import rules as crm_rules
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
@@ -57,6 +58,8 @@ class Runtime:
     ) -> Runtime:
         """`acknowledges` False: a worker process, which answers no webhook, so its SQLite
         commits need not be fsynced one by one (db/engine.py)."""
+        # The HubSpot property of each customer field, for this process (rules.py).
+        crm_rules.use(crm_rules.FieldRules.named(settings.hubspot_property_names))
         engine = make_engine(
             settings.sqlalchemy_url,
             pool_size=max(5, settings.worker_threads + 4),

@@ -1,8 +1,9 @@
-"""`/api/v1/customers`: a tenant's customers, their field-level sync state and HubSpot log.
+"""`/api/v1/customers`: a tenant's customers, their field-level sync state and HubSpot log;
+`/api/v1/hubspot/companies/search`: HubSpot's companies, to link a new customer to one.
 
-Viewers read; members create and change customers; admins close them. Every query is
-limited to the caller's tenant (`scope.tenant`), and another tenant's customer answers 404,
-as a missing one does, whether asked by id or by BAN.
+Viewers read; members create and change customers (and search HubSpot); admins close them.
+Every query is limited to the caller's tenant (`scope.tenant`), and another tenant's
+customer answers 404, as a missing one does, whether asked by id or by BAN.
 
 Personal data: a customer is a company. Its fields (BAN, company name, status, type, money,
 services) and its sync log (the same fields as HubSpot properties) hold none of the kinds
@@ -18,7 +19,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
-from sqlalchemy import Engine, RowMapping
+from sqlalchemy import Engine, RowMapping, select
 
 from hookyard.accounts.identity import Role
 from hookyard.api.auth import AdminScope, ErrorBody, MemberScope, Scope, ViewerScope
@@ -37,10 +38,14 @@ from hookyard.domain.crm.rules import (
     SERVICES,
     Authority,
     Direction,
+    OnTheirChange,
     UnusableValue,
+    active,
 )
 from hookyard.domain.crm.service import BAN_PATTERN
+from hookyard.domain.crm.tables import customers
 from hookyard.domain.crm.tenancy import TENANT_ID, BanOfAnotherTenant
+from hookyard.http import ApiError
 from hookyard.sync import hubspot as crm_sync
 
 router = APIRouter(prefix="/api/v1")
@@ -71,13 +76,21 @@ Money = Annotated[
 CLOSED: Final = "closed"
 
 
+# A HubSpot company id (HubSpot's object ids are numbers, sent as text).
+CompanyId = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
+
+
 class NewCustomer(BaseModel):
     """A new customer, which is a tenant (docs/sync.md): the caller's tenant, or for a
-    superadmin the one picked with X-Customer-ID or named in `tenant`, or else a new one."""
+    superadmin the one picked with X-Customer-ID or named in `tenant`, or else a new one.
+    With `hubspot_company_id` it is linked to that existing HubSpot company instead of a
+    new one being made: `company_name` then defaults to the company's name, and HubSpot's
+    credit limit, when the company has one, wins over the one given (HubSpot's authority)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    company_name: Name
+    company_name: Name | None = None
+    hubspot_company_id: CompanyId | None = None
     tenant: str | None = Field(
         default=None,
         pattern=f"^{TENANT_ID.pattern}$",
@@ -89,6 +102,12 @@ class NewCustomer(BaseModel):
     credit_limit: Money | None = None
     current_balance: Money = Decimal(0)
     services: list[Service] = Field(default=[], max_length=10)
+
+    @model_validator(mode="after")
+    def _named(self) -> NewCustomer:
+        if self.company_name is None and self.hubspot_company_id is None:
+            raise ValueError("company_name is required (unless hubspot_company_id is given)")
+        return self
 
 
 def _optional_not_null(schema: dict[str, Any]) -> None:
@@ -111,6 +130,7 @@ class CustomerChange(BaseModel):
     company_name: Name | None = None
     status: Word | None = None
     customer_type: Word | None = None
+    credit_limit: Money | None = None
     current_balance: Money | None = None
     services: list[Service] | None = Field(default=None, max_length=10)
 
@@ -131,6 +151,10 @@ class CustomerCreated(BaseModel):
     hubspot_company_id: str | None
     sync: Literal["synced", "queued"]
     error: str | None = None
+
+
+class CustomerLinkRefused(ErrorBody):
+    pass
 
 
 class CustomerRefusal(ErrorBody):
@@ -185,6 +209,7 @@ class FieldState(BaseModel):
     hubspot_property: str
     direction: Direction
     authority: Authority
+    on_their_change: OnTheirChange
     our_value: str | None
     our_changed_at: datetime | None
     their_value: str | None
@@ -230,11 +255,12 @@ def _detail(engine: Engine, customer: RowMapping) -> CustomerDetail:
         conflicts = queries.open_conflicts(conn, customer["id"])
         pending = queries.sync_pending(conn, customer["id"])
     fields = []
-    for rule in RULES:
+    for rule in active().rules:
         state = states.get(rule.field)  # none for a field added after the customer
         fields.append(
             {"field": rule.field, "hubspot_property": rule.hubspot_property,
-             "direction": rule.direction, "authority": rule.authority}
+             "direction": rule.direction, "authority": rule.authority,
+             "on_their_change": rule.on_their_change}
             | {side: None if state is None else state[side] for side in _SIDES}
         )  # fmt: skip
     return CustomerDetail.model_validate(
@@ -246,13 +272,15 @@ def _detail(engine: Engine, customer: RowMapping) -> CustomerDetail:
     "/customers",
     status_code=201,
     response_model=CustomerCreated,
-    responses=errors()
+    responses=errors(409, 503)
     | {400: {"model": CustomerRefusal, "description": "a value HubSpot or the rules refuse"}},
 )
 def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -> Any:
     """Create a customer (a generated BAN) and push it to HubSpot at once: `synced`, or
     `queued` when HubSpot is not configured or unreachable. HubSpot refusing it removes it
-    again: 400 with HubSpot's error per field.
+    again: 400 with HubSpot's error per field. With `hubspot_company_id`, the customer is
+    linked to that company and ours are pushed to it: 409 when another customer is linked
+    to it, 404 when HubSpot has no such company, 400 when HubSpot is not configured.
 
     The customer is a tenant: a member creates it in their own tenant; a superadmin in the
     tenant picked with X-Customer-ID, or named in `tenant` (created if missing), or else
@@ -265,6 +293,7 @@ def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -
             tenant,
             body.company_name,
             services.policy,
+            hubspot_company_id=body.hubspot_company_id,
             status=body.status,
             customer_type=body.customer_type,
             credit_limit=body.credit_limit,
@@ -275,6 +304,10 @@ def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -
         raise HTTPException(400, str(exc)) from None
     except BanOfAnotherTenant as exc:
         raise HTTPException(409, str(exc)) from None
+    except crm_sync.LinkRefused as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    except ApiError as exc:  # HubSpot did not answer when asked for the company
+        raise HTTPException(503, f"HubSpot did not answer: {exc}") from None
     except crm_sync.CustomerRefused as exc:
         return JSONResponse(
             {"detail": f"HubSpot refused the customer: {exc}", "fields": exc.fields},
@@ -289,7 +322,7 @@ def create_customer(services: Services, scope: MemberScope, body: NewCustomer) -
         ban=created.ban,
         tenant=made["tenant"],
         hubspot_company_id=created.hubspot_company_id,
-        sync="synced" if created.hubspot_company_id else "queued",
+        sync="synced" if created.synced else "queued",
         error=created.error,
     )
 
@@ -303,6 +336,90 @@ def _tenant_to_create_in(scope: Scope, named: str | None) -> str | None:
     if scope.tenant is not None:
         raise HTTPException(400, f"tenant {named!r} is not the X-Customer-ID picked")
     return named
+
+
+class FoundCompany(BaseModel):
+    """A HubSpot company, and whether a customer is linked to it already: `customer_id` is
+    given when that customer is the caller's tenant's (another tenant's stays unnamed)."""
+
+    id: str
+    name: str | None
+    domain: str | None
+    ban: str | None = Field(description="the BAN property, when the company carries one")
+    linked: bool
+    customer_id: int | None
+
+
+class CompanySearch(BaseModel):
+    results: list[FoundCompany]
+    total: int = Field(description="companies matching, as HubSpot counts them")
+    after: str | None = Field(description="HubSpot's cursor of the next page (`after=`)")
+
+
+@router.get(
+    "/hubspot/companies/search",
+    response_model=CompanySearch,
+    responses=errors(400, 503),
+)
+def search_companies(
+    services: Services,
+    engine: Reader,
+    scope: MemberScope,
+    q: Annotated[
+        str, Query(min_length=1, max_length=100, pattern=_TEXT, description="name, domain or BAN")
+    ],
+    after: Annotated[
+        str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9_=-]+$", description="cursor")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> CompanySearch:
+    """HubSpot's companies matching `q` (HubSpot's search API): a BAN (two letters, nine
+    digits) is looked up in the BAN property, anything else in the company name, domain,
+    website and phone. Paged with HubSpot's own cursor; searches are spaced to stay within
+    HubSpot's rate (a 429 from HubSpot after the client's retries is a 503)."""
+    if services.hubspot is None:
+        raise HTTPException(400, "HubSpot is not configured (HOOKYARD_HUBSPOT_ACCESS_TOKEN)")
+    rules = active()
+    props = [rules.prop("company_name"), "domain", rules.prop("ban")]
+    text = q.strip()
+    filters = []
+    if BAN_PATTERN.fullmatch(text):
+        filters = [{"propertyName": rules.prop("ban"), "operator": "EQ", "value": text}]
+    try:
+        found = services.hubspot.search(
+            props, query=None if filters else text, filters=filters, after=after, limit=limit
+        )
+    except ApiError as exc:
+        if exc.status == 400:
+            raise HTTPException(400, f"HubSpot refused the search: {exc}") from None
+        raise HTTPException(503, f"HubSpot did not answer: {exc}") from None
+    ids = [str(c["id"]) for c in found.results]
+    with engine.connect() as conn:
+        linked = {
+            row.hubspot_company_id: row
+            for row in conn.execute(
+                select(customers.c.id, customers.c.tenant, customers.c.hubspot_company_id).where(
+                    customers.c.hubspot_company_id.in_(ids)
+                )
+            )
+        }
+    results = []
+    for company in found.results:
+        cid = str(company["id"])
+        props_of = company["properties"]
+        row = linked.get(cid)
+        mine = row is not None and (scope.tenant is None or row.tenant == scope.tenant)
+        results.append(
+            FoundCompany(
+                id=cid,
+                name=props_of.get(rules.prop("company_name")),
+                domain=props_of.get("domain"),
+                ban=props_of.get(rules.prop("ban")),
+                linked=row is not None,
+                customer_id=row.id if mine and row is not None else None,
+            )
+        )
+    return CompanySearch(results=results, total=found.total, after=found.after)
 
 
 @router.get("/customers", response_model=CustomerPage, responses=errors())
@@ -434,3 +551,29 @@ def customer_sync_log(
         if found is None:
             raise HTTPException(404, f"no customer {customer_id}")
         return queries.sync_log_of(conn, found, limit)
+
+
+class SyncLogPage(BaseModel):
+    items: list[SyncLogRow]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("/sync-log", response_model=SyncLogPage, responses=errors())
+def sync_log(
+    engine: Reader,
+    scope: ViewerScope,
+    result: Annotated[str | None, Query(min_length=1, max_length=20, pattern=_TEXT)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SyncLogPage:
+    """The tenant's exchanges with HubSpot, both ways, newest first: what was sent or
+    received and how it ended (`ok`, `not_applied` for a HubSpot change of a field we own,
+    `retry`, `failed`, `refused`…)."""
+    with engine.connect() as conn:
+        page = queries.list_sync_log(
+            conn, tenant=scope.tenant, result=result, limit=limit, offset=offset
+        )
+    items = [SyncLogRow.model_validate(dict(r)) for r in page.rows]
+    return SyncLogPage(items=items, total=page.total, limit=limit, offset=offset)

@@ -27,6 +27,7 @@ from hookyard.api.auth import (
 )
 from hookyard.api.params import MAX_ID, RowId
 from hookyard.domain.crm import queries
+from hookyard.domain.crm.outbox import enqueue
 from hookyard.domain.crm.queries import ConflictState
 from hookyard.domain.crm.rules import BY_FIELD
 from hookyard.domain.crm.service import Resolution, ResolveResult, resolve_conflict
@@ -228,7 +229,7 @@ def resolve(
                 .one()
             )
             if customer["hubspot_deleted_at"] is None:
-                queued = bool(crm_sync.enqueue(tx, customer, [conflict["field"]]))
+                queued = bool(enqueue(tx, customer, [conflict["field"]]))
     if queued and services.on_fed is not None:
         services.on_fed()  # wake a worker: the outbox row is due now
     return ConflictResolved.model_validate(dict(conflict) | {"queued": queued})

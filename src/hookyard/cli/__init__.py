@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from hookyard import bench
 from hookyard.cli import accounts, events, processes, sources, sync
 from hookyard.config import ConfigError
+from hookyard.sync import hubspot_properties
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     sync.add_parsers(sub)
     accounts.add_parsers(sub)
     bench.add_parser(sub)
+    hubspot_properties.add_parser(sub)
     return p
 
 

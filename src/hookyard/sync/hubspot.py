@@ -2,8 +2,13 @@
 updates) and HubSpot's companies in (the daily reconciler), by the field rules of
 `domain/crm/rules.py`.
 
-- What goes out: the fields whose direction is `out` or `both`. `in` fields never leave.
-- Creating a customer pushes it at once. HubSpot refusing it (a validation error) removes
+- What goes out: every field of the rules. `credit_limit` (HubSpot's authority) only while
+  HubSpot has not changed it since the last sync: the sender reads HubSpot's value first,
+  and a value changed there is applied to ours instead of being overwritten.
+- Creating a customer pushes it at once. Creating one with `hubspot_company_id` links an
+  existing company instead (refused when another customer is linked to it, or HubSpot has
+  no such company): HubSpot's credit limit, when it has one, is taken, and ours are pushed
+  to the company. HubSpot refusing it (a validation error) removes
   the customer again and gives the caller HubSpot's error per field. HubSpot unreachable
   leaves the customer and queues the creation, which first searches HubSpot by BAN, so a
   creation that reached HubSpot before the connection broke is linked, not made twice.
@@ -25,19 +30,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hookyard.db.rows import locked
 from hookyard.domain.crm import service as crm
 from hookyard.domain.crm import tenancy
+from hookyard.domain.crm.outbox import OUTBOUND, enqueue, log_exchange, repush
 from hookyard.domain.crm.rules import (
     BY_FIELD,
-    BY_PROPERTY,
-    RULES,
     Authority,
-    Direction,
+    OnTheirChange,
     UnusableValue,
+    active,
 )
-from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
+from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts
 from hookyard.http import ApiError
 from hookyard.logs import log
 from hookyard.metrics import CRM_SYNC_FAILED
@@ -48,9 +54,10 @@ from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec
 from hookyard.sync.hubspot_api import HubSpotClient, field_errors
 from hookyard.sync.reconcile import Drift, Finding
 
-OUTBOUND = tuple(r.field for r in RULES if r.direction is not Direction.IN)
-PROPERTIES = tuple(r.hubspot_property for r in RULES)
-BAN_PROPERTY = BY_FIELD["ban"].hubspot_property
+
+def rule_properties() -> list[str]:
+    """The HubSpot properties of every field, as this process names them."""
+    return [r.hubspot_property for r in active().rules]
 
 
 class OutboxStatus:
@@ -68,12 +75,27 @@ class CustomerRefused(Exception):
         self.fields = dict(fields)
 
 
+class LinkRefused(Exception):
+    """A customer cannot be linked to that company: `status` 409 (another customer is
+    linked to it), 404 (HubSpot has no such company), 400 (not a company id, or HubSpot is
+    not configured)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True, slots=True)
 class Created:
     customer_id: int
     ban: str
     hubspot_company_id: str | None  # None: queued, HubSpot could not be reached
     error: str | None = None
+    synced: bool = True  # False: queued (HubSpot not configured or not reachable)
+
+    def __post_init__(self) -> None:
+        if self.hubspot_company_id is None:
+            object.__setattr__(self, "synced", False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,71 +124,13 @@ OUTBOX = Spec(
 
 def properties_of(customer: Mapping[Any, Any], fields: Sequence[str]) -> dict[str, str]:
     """HubSpot properties for our values of `fields` (a cleared value is sent as "")."""
+    rules = active().by_field
     return {
-        BY_FIELD[f].hubspot_property: BY_FIELD[f].current(customer) or ""
-        for f in fields
-        if f in OUTBOUND
+        rules[f].hubspot_property: rules[f].current(customer) or "" for f in fields if f in rules
     }
 
 
-def _log(
-    tx: Connection,
-    customer: Mapping[Any, Any],
-    operation: str,
-    result: str,
-    *,
-    direction: str = "out",
-    properties: Mapping[str, Any] | None = None,
-    detail: str | None = None,
-) -> None:
-    tx.execute(
-        insert(sync_log).values(
-            tenant=customer["tenant"],
-            customer_id=customer["id"],
-            ban=customer["ban"],
-            direction=direction,
-            operation=operation,
-            properties=dict(properties) if properties else None,
-            result=result,
-            detail=detail[:2000] if detail else None,
-            at=datetime.now(UTC),
-        )
-    )
-
-
-def enqueue(tx: Connection, customer: Mapping[Any, Any], fields: Sequence[str]) -> int:
-    """Queue our `fields` of the customer for HubSpot (joining its open row); 1 if queued."""
-    fields = sorted({f for f in fields if f in OUTBOUND})
-    if not fields:
-        return 0
-    now = datetime.now(UTC)
-    open_row = tx.execute(
-        select(outbox.c.id, outbox.c.fields)
-        .where(outbox.c.customer_id == customer["id"], outbox.c.status == OutboxStatus.PENDING)
-        .order_by(outbox.c.id)
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if open_row is not None:
-        merged = sorted(set(open_row.fields) | set(fields))
-        tx.execute(
-            update(outbox).where(outbox.c.id == open_row.id).values(fields=merged, updated_at=now)
-        )
-        return 1
-    tx.execute(
-        insert(outbox).values(
-            tenant=customer["tenant"],
-            customer_id=customer["id"],
-            operation="update" if customer["hubspot_company_id"] else "create",
-            fields=fields,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    return 1
+_log = log_exchange
 
 
 def update_customer(
@@ -191,15 +155,39 @@ def create_customer(
     engine: Engine,
     client: HubSpotClient | None,
     tenant: str | None,
-    company_name: str,
+    company_name: str | None,
     policy: SyncPolicy = SyncPolicy(),
+    *,
+    hubspot_company_id: str | None = None,
     **fields: Any,
 ) -> Created:
-    """Create a customer and push it to HubSpot now (see the module's docstring)."""
+    """Create a customer and push it to HubSpot now, or link it to an existing company
+    (`hubspot_company_id`) and push ours to it (see the module's docstring). LinkRefused,
+    CustomerRefused, or UnusableValue for a value the rules refuse."""
+    company: dict[str, Any] | None = None
+    if hubspot_company_id is not None:
+        company = _company_to_link(engine, client, hubspot_company_id)
+        name = company["properties"].get(active().prop("company_name"))
+        company_name = company_name or (name.strip() if isinstance(name, str) else None)
+        credit = company["properties"].get(active().prop("credit_limit"))
+        if credit not in (None, ""):  # HubSpot's authority: its limit, when it has one
+            fields["credit_limit"] = BY_FIELD["credit_limit"].parse(credit)
+    if not company_name:
+        raise UnusableValue("company_name: required (the company in HubSpot has no name)")
     now = datetime.now(UTC)
     owner = _owner("create")
+    operation = "create" if company is None else "update"
     with engine.begin() as tx:
-        customer_id = crm.create_customer(tx, tenant, company_name, **fields)
+        try:
+            customer_id = crm.create_customer(
+                tx, tenant, company_name, hubspot_company_id=hubspot_company_id, **fields
+            )
+        except IntegrityError:
+            raise LinkRefused(
+                409, f"another customer is linked to HubSpot company {hubspot_company_id}"
+            ) from None
+        if company is not None:
+            _their_side(tx, customer_id, company)
         customer = (
             tx.execute(select(customers).where(customers.c.id == customer_id)).mappings().one()
         )
@@ -208,7 +196,7 @@ def create_customer(
             .values(
                 tenant=tenant,
                 customer_id=customer_id,
-                operation="create",
+                operation=operation,
                 fields=list(OUTBOUND),
                 status=OutboxStatus.SENDING if client else OutboxStatus.PENDING,
                 attempts=1 if client else 0,
@@ -224,27 +212,72 @@ def create_customer(
         return Created(customer_id, customer["ban"], None, "HubSpot is not configured")
     sender = OutboxSender(engine, client, policy)
     try:
-        company_id = sender.send(int(row_id), customer, "create", list(OUTBOUND), owner)
+        company_id = sender.send(int(row_id), customer, operation, list(OUTBOUND), owner)
     except ApiError as exc:
         if exc.retryable:
             sender.retry_later(int(row_id), customer, 1, exc, owner)
-            return Created(customer_id, customer["ban"], None, str(exc))
-        _remove(engine, customer, exc)
+            return Created(customer_id, customer["ban"], hubspot_company_id, str(exc), False)
+        _remove(engine, customer, exc, operation)
+        by_property = active().by_property
         errors = {
-            BY_PROPERTY[p].field if p in BY_PROPERTY else p: m for p, m in field_errors(exc).items()
+            by_property[p].field if p in by_property else p: m for p, m in field_errors(exc).items()
         }
         raise CustomerRefused(str(exc), errors) from exc
     return Created(customer_id, customer["ban"], company_id)
 
 
-def _remove(engine: Engine, customer: Mapping[Any, Any], exc: ApiError) -> None:
-    """A refused creation: the customer never existed for anyone else."""
+def _company_to_link(
+    engine: Engine, client: HubSpotClient | None, company_id: str
+) -> dict[str, Any]:
+    """The company a new customer is to be linked to, as HubSpot has it (LinkRefused when
+    it cannot be)."""
+    if client is None:
+        raise LinkRefused(400, "HubSpot is not configured: no company can be linked")
+    if not company_id.isdigit() or len(company_id) > 20:
+        raise LinkRefused(400, f"not a HubSpot company id: {company_id[:40]!r}")
+    with engine.connect() as conn:
+        taken = conn.execute(
+            select(customers.c.id).where(customers.c.hubspot_company_id == company_id)
+        ).first()
+    if taken is not None:
+        raise LinkRefused(409, f"another customer is linked to HubSpot company {company_id}")
+    try:
+        company = client.company(company_id, rule_properties())
+    except ApiError as exc:
+        if exc.status == 400:
+            raise LinkRefused(400, f"HubSpot: {exc}") from exc
+        raise
+    if company is None:
+        raise LinkRefused(404, f"HubSpot has no company {company_id}")
+    return company
+
+
+def _their_side(tx: Connection, customer_id: int, company: Mapping[str, Any]) -> None:
+    """A linked company's values as HubSpot's side of each field, at its last change: what
+    HubSpot had at the last sync (credit_limit's rule compares with it)."""
+    at = _parse_time(company.get("updatedAt")) or datetime.now(UTC)
+    for rule in active().rules:
+        try:
+            theirs = rule.parse(company["properties"].get(rule.hubspot_property) or None)
+        except UnusableValue:
+            continue
+        tx.execute(
+            update(field_state)
+            .where(field_state.c.customer_id == customer_id, field_state.c.field == rule.field)
+            .values(their_value=theirs, their_changed_at=at)
+        )
+
+
+def _remove(
+    engine: Engine, customer: Mapping[Any, Any], exc: ApiError, operation: str = "create"
+) -> None:
+    """A refused creation (or link): the customer never existed for anyone else."""
     with engine.begin() as tx:
         for table in (outbox, field_state, sync_conflicts):
             tx.execute(delete(table).where(table.c.customer_id == customer["id"]))
         tx.execute(delete(customers).where(customers.c.id == customer["id"]))
         tenancy.released(tx, customer)  # and the tenant created with it, if nothing holds it
-        _log(tx, customer, "create", "refused", detail=str(exc))
+        _log(tx, customer, operation, "refused", detail=str(exc))
     log.warning("crm_customer_refused", customer_id=customer["id"], error=str(exc)[:300])
 
 
@@ -299,19 +332,30 @@ class OutboxSender:
         """One send under `owner`'s lease; the HubSpot company id. Raises ApiError (the
         caller decides), or LeaseLost when another sender took the row meanwhile (its result
         stands, ours is not written)."""
-        properties = properties_of(customer, fields)
         company_id = customer["hubspot_company_id"]
+        if company_id is not None:
+            # A field with an open conflict waits for the person's decision.
+            fields = [f for f in fields if f not in self._in_conflict(customer["id"])]
+        properties = properties_of(customer, fields)
+        ban_property = active().prop("ban")
+        taken: tuple[str, str | None] | None = None  # HubSpot's credit limit, to apply
         if company_id is None:
             # A creation may have reached HubSpot before an earlier attempt broke off.
-            found = self.client.find_by(BAN_PROPERTY, customer["ban"], [BAN_PROPERTY])
+            found = self.client.find_by(ban_property, customer["ban"], [ban_property])
             if found is not None:
                 company_id = str(found["id"])
                 self.client.update_company(company_id, properties)
             else:
                 company_id = str(self.client.create_company(properties)["id"])
         else:
-            self.client.update_company(company_id, properties)
+            if "credit_limit" in fields:
+                taken = self._hubspot_changed(company_id, customer)
+                if taken is not None:
+                    properties.pop(taken[0], None)
+            if properties:
+                self.client.update_company(company_id, properties)
         now = datetime.now(UTC)
+        sent = [f for f in fields if f in OUTBOUND and (taken is None or f != "credit_limit")]
         with self.engine.begin() as tx:
             done = {"status": OutboxStatus.DONE, "sent_at": now, "updated_at": now}
             self.queue.finish(tx, [row_id], owner, {**done, "last_error": None})
@@ -320,19 +364,61 @@ class OutboxSender:
                 .where(customers.c.id == customer["id"])
                 .values(hubspot_company_id=company_id, last_synced_at=now)
             )
-            for name in fields:
-                if name not in OUTBOUND:
-                    continue
+            for name in sent:
                 tx.execute(
                     update(field_state)
                     .where(field_state.c.customer_id == customer["id"], field_state.c.field == name)
                     .values(pushed_value=BY_FIELD[name].current(customer), pushed_at=now)
                 )
+            if taken is not None:
+                crm.take_hubspot_value(tx, customer["id"], "credit_limit", taken[1], now)
+                _log(tx, customer, "update", "not_pushed", properties={taken[0]: taken[1]},
+                     detail="credit_limit: HubSpot changed it since the last sync; HubSpot's "
+                     "value applied, ours not pushed")  # fmt: skip
             _log(tx, customer, operation, "ok", properties=properties)
+            crm.announce(tx, customer["id"], "synced", operation=operation)
         log.info(
             "crm_synced", customer_id=customer["id"], operation=operation, fields=len(properties)
         )
         return str(company_id)
+
+    def _in_conflict(self, customer_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(sync_conflicts.c.field).where(
+                    sync_conflicts.c.customer_id == customer_id,
+                    sync_conflicts.c.resolved_at.is_(None),
+                )
+            )
+            return {str(f) for f in found.scalars()}
+
+    def _hubspot_changed(
+        self, company_id: str, customer: Mapping[Any, Any]
+    ) -> tuple[str, str | None] | None:
+        """credit_limit is HubSpot's: (property, HubSpot's value) when HubSpot changed it
+        since the last sync (its value is not the one both sides last had), else None."""
+        prop = active().prop("credit_limit")
+        company = self.client.company(company_id, [prop])
+        if company is None:
+            return None  # gone: the update's own 404 says so
+        try:
+            theirs = BY_FIELD["credit_limit"].parse(company["properties"].get(prop) or None)
+        except UnusableValue:
+            return None
+        with self.engine.connect() as conn:
+            state = (
+                conn.execute(
+                    select(field_state).where(
+                        field_state.c.customer_id == customer["id"],
+                        field_state.c.field == "credit_limit",
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if state is None or theirs == crm.last_synced(state):
+            return None
+        return prop, theirs
 
     def retry_later(
         self, row_id: int, customer: Mapping[Any, Any], attempts: int, exc: ApiError, owner: str
@@ -350,6 +436,7 @@ class OutboxSender:
             )
             if failure.recorded:
                 _log(tx, customer, "update", "retry", detail=str(exc))
+                crm.announce(tx, customer["id"], "sync_retry")
         if failure.retry_at is None:  # lease lost, or (by the caller's check) never
             return
         log.warning(
@@ -376,6 +463,7 @@ class OutboxSender:
                 log.warning("crm_sync_lease_lost", customer_id=customer["id"], outbox_id=row_id)
                 return
             _log(tx, customer, "update", "failed", detail=detail)
+            crm.announce(tx, customer["id"], "sync_failed")
             if before is not None and before["status"] != OutboxStatus.FAILED:
                 # The e-mail to the tenant's people, once per failure (a person's retry that
                 # fails again is a new one: the row's last change tells them apart).
@@ -421,9 +509,10 @@ def retry_failed(engine: Engine, row_id: int, tenant: str | None = None) -> bool
 @dataclass
 class CompanyReconciler:
     """HubSpot's companies against our customers, field by field, by the rules:
-    a field HubSpot owns (`theirs`), or changed later (`latest`), is fed back as the
-    propertyChange HubSpot would have sent; a field we own is queued to be sent again,
-    unless a person has an open conflict about it to decide first. A customer never pushed
+    credit_limit changed in HubSpot since the last sync, or company_name changed there
+    later than here, is fed back as the propertyChange HubSpot would have sent; a field we
+    own is re-pushed (and the sync log says so), any other difference is ours to send
+    again, unless a person has an open conflict about it to decide first. A customer never pushed
     is queued for creation; a company carrying one of our BANs is linked to it."""
 
     engine: Engine
@@ -449,11 +538,12 @@ class CompanyReconciler:
         by_company = {c["hubspot_company_id"]: c for c in ours if c["hubspot_company_id"]}
         by_ban = {c["ban"]: c for c in ours if not c["hubspot_company_id"]}
         seen: set[int] = set()
-        for company in self.client.companies([*PROPERTIES, "hs_lastmodifieddate"]):
+        ban_property = active().prop("ban")
+        for company in self.client.companies([*rule_properties(), "hs_lastmodifieddate"]):
             company_id = str(company["id"])
             customer = by_company.get(company_id)
             if customer is None:
-                ban = company["properties"].get(BAN_PROPERTY)
+                ban = company["properties"].get(ban_property)
                 customer = by_ban.pop(ban, None) if isinstance(ban, str) else None
                 if customer is None:
                     continue  # not one of ours
@@ -494,8 +584,9 @@ class CompanyReconciler:
         changed_at = _parse_time(company.get("updatedAt")) or datetime.now(UTC)
         drift: list[Drift] = []
         push: list[str] = []
+        overwritten: dict[str, str | None] = {}
         inbound: list[dict[str, Any]] = []
-        for rule in RULES:
+        for rule in active().rules:
             raw = company["properties"].get(rule.hubspot_property)
             try:
                 theirs = rule.parse(raw if raw != "" else None)
@@ -506,23 +597,35 @@ class CompanyReconciler:
                 continue
             drift.append(Drift(entity, rule.field, ours, theirs))
             state = states.get((customer["id"], rule.field))
-            our_at = state["our_changed_at"] if state is not None else None
-            theirs_win = rule.inbound and (
-                rule.authority is Authority.THEIRS
-                or (rule.authority is Authority.LATEST and (our_at is None or changed_at > our_at))
-            )
+            if (customer["id"], rule.field) in open_conflicts:
+                continue  # a person decides first
+            if rule.on_their_change is OnTheirChange.REPUSH:
+                overwritten[rule.field] = theirs
+                continue
+            if rule.authority is Authority.LATEST:
+                our_at = state["our_changed_at"] if state is not None else None
+                theirs_win = our_at is None or changed_at > our_at
+            else:  # HubSpot's: applied when changed there since the last sync
+                theirs_win = state is None or theirs != crm.last_synced(state)
             if theirs_win:
                 inbound.append(_property_change(company_id, rule.hubspot_property, raw, changed_at))
-            elif (customer["id"], rule.field) not in open_conflicts:
+            else:
                 push.append(rule.field)
         bodies = (json.dumps(inbound).encode(),) if inbound else ()
-        repair = _queue(customer, push) if push else None
+        repair = _queue(customer, push, overwritten) if push or overwritten else None
         return Finding(entity, customer["tenant"], tuple(drift), bodies, repair=repair)
 
 
-def _queue(customer: RowMapping, fields: Sequence[str]) -> Any:
+def _queue(
+    customer: RowMapping,
+    fields: Sequence[str],
+    overwritten: Mapping[str, str | None] | None = None,
+) -> Any:
     def repair(tx: Connection) -> int:
-        return enqueue(tx, customer, fields)
+        queued = enqueue(tx, customer, fields)
+        if overwritten:
+            queued = max(queued, repush(tx, customer, overwritten, "reconciliation"))
+        return queued
 
     return repair
 

@@ -29,11 +29,13 @@ _env = Environment(
 
 # Status words to badge colours: good, bad, waiting, neutral (anything else).
 _GOOD = {"done", "verified", "vetted_verified", "active", "approved", "registered", "green",
-         "resolved", "enriched", "synced", "completed", "accepted", "live"}  # fmt: skip
+         "resolved", "enriched", "synced", "completed", "accepted", "live", "ok"}  # fmt: skip
 _BAD = {"dead", "failed", "rejected", "unverified", "disabled", "paused", "red", "expired",
-        "suspended", "deleted", "flagged", "error", "not_same_person", "offline"}  # fmt: skip
+        "suspended", "deleted", "flagged", "error", "not_same_person", "offline",
+        "refused", "closed"}  # fmt: skip
 _WAIT = {"pending", "processing", "review", "in_review", "pending_review", "yellow",
-         "acknowledged", "running", "queued", "in_progress", "sending"}  # fmt: skip
+         "acknowledged", "running", "queued", "in_progress", "not_applied",
+         "retry", "sending"}  # fmt: skip
 
 # What an action tells the person on the page it leads back to (`?notice=`); a code, not
 # text, so a link cannot make the dashboard say something it did not.
@@ -46,6 +48,10 @@ NOTICES = {
     "re_enrich": "Enrichment requested.",
     "tenant": "Now acting for the tenant picked.",
     "registration_retried": "Registration queued again: a worker sends it to TCR now.",
+    "customer_created": "Customer created.",
+    "customer_changed": "Saved: the change is on its way to HubSpot.",
+    "customer_closed": "Customer closed.",
+    "retried": "Queued to be sent again.",
 }
 
 

@@ -157,3 +157,18 @@ def list_outbox(
     if customer_id is not None:
         query = query.where(outbox.c.customer_id == customer_id)
     return conn.execute(query).mappings().all()
+
+
+def list_sync_log(
+    conn: Connection,
+    *,
+    tenant: str | None,
+    result: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page:
+    """Every exchange with HubSpot, newest first (a refused customer's rows included)."""
+    query = select(sync_log).where(_of(sync_log.c.tenant, tenant)).order_by(sync_log.c.id.desc())
+    if result is not None:
+        query = query.where(sync_log.c.result == result)
+    return _page(conn, query, limit, offset)

@@ -4,18 +4,20 @@
 - older than the last HubSpot change of that field already seen → SUPERSEDED, nothing changes;
 - otherwise HubSpot's value and time are recorded in field_state (their side), then
   - unknown property, unusable value → IGNORED;
-  - direction `out` → IGNORED (recorded only: we publish that field);
   - our own change coming back (the value we last pushed, changed through the API) →
     IGNORED: no sync loop;
   - their value equals ours → DONE (in agreement; open conflicts of the field are closed);
-  - authority `theirs` → applied (DONE);
-  - authority `latest` → applied when the change is newer than our side's last change, else
-    SUPERSEDED: our newer value stands and is what we publish, no person is asked;
-  - authority `ours` → a conflict a person resolves (DONE); one per event and field, so a
-    redelivered or replayed event adds none. A newer conflict of the same field closes older
-    open ones (resolution `superseded`): only the latest disagreement is worth deciding.
+  - a field we own (authority `ours`) → not applied; ours is queued to be pushed again and
+    the sync log says so (DONE): automatic, no conflict;
+  - authority `hubspot` → applied (DONE);
+  - authority `latest` → applied when the change is newer than our side's last change,
+    SUPERSEDED when older (our newer value stands and is what we publish); a change in the
+    same millisecond as ours is the one case the rule cannot decide: a conflict a person
+    resolves (DONE), one per event and field, so a redelivered or replayed event adds none.
+    A newer conflict of the same field closes older open ones (resolution `superseded`).
 An unlinked company creates no customer (IGNORED; sync/hubspot.py links customers: when it
-pushes them, and when reconciliation finds a company carrying one of our BANs).
+pushes them, when a person links one to a company, and when reconciliation finds a company
+carrying one of our BANs).
 `company.creation` → IGNORED (no customer to link yet). `company.deletion` → the customer
 keeps its row and is flagged (`hubspot_deleted_at`).
 
@@ -43,13 +45,15 @@ from hookyard.db.rows import insert_missing, locked
 from hookyard.domain.batch import Batch
 from hookyard.domain.common import SyncSource, is_older
 from hookyard.domain.crm import tenancy
+from hookyard.domain.crm.outbox import repush_many
 from hookyard.domain.crm.rules import (
     BY_FIELD,
-    BY_PROPERTY,
     RULES,
     Authority,
     FieldRule,
+    OnTheirChange,
     UnusableValue,
+    active,
 )
 from hookyard.domain.crm.tables import customers, field_state, sync_conflicts
 from hookyard.live.change import Change, ChangeKind
@@ -166,6 +170,35 @@ def change_field(
     _set_ours(tx, customer, rule, canonical, at or now, SyncSource.MANUAL, now)
 
 
+def take_hubspot_value(
+    tx: Connection, customer_id: int, field: str, value: str | None, at: datetime
+) -> None:
+    """HubSpot's value (canonical text) of a field it has the authority over becomes ours,
+    on both sides of the field's state (seen by the sender or the reconciler, not a
+    webhook)."""
+    now = datetime.now(UTC)
+    customer = locked(tx, customers, customers.c.id == customer_id)
+    if customer is None:
+        raise LookupError(f"no customer {customer_id}")
+    _set_ours(tx, customer, BY_FIELD[field], value, at, SyncSource.POLLING, now)
+    tx.execute(
+        update(field_state)
+        .where(field_state.c.customer_id == customer_id, field_state.c.field == field)
+        .values(their_value=value, their_changed_at=at)
+    )
+
+
+def last_synced(state: Mapping[Any, Any]) -> str | None:
+    """The value both sides last had for a field: what we last pushed, or HubSpot's value
+    seen after that (applied, for the fields HubSpot may change)."""
+    pushed_at, their_at = state["pushed_at"], state["their_changed_at"]
+    if their_at is not None and (pushed_at is None or their_at > pushed_at):
+        value: str | None = state["their_value"]
+        return value
+    pushed: str | None = state["pushed_value"]
+    return pushed
+
+
 def apply(event: StoredEvent, tx: Connection, default_tenant: str | None = None) -> Outcome:
     """Apply one HubSpot company event inside `tx` (see `apply_batch`)."""
     return apply_batch([event], tx, default_tenant)[event.id]
@@ -235,16 +268,30 @@ def apply_batch(
         batch, {c.customer["id"] for c in changes if c.rule is not None and c.rule.inbound}
     )
     now = datetime.now(UTC)
+    repushing: dict[int, tuple[_Change, dict[str, str | None]]] = {}
     for change in changes:
         if change.rule is None:
             outcomes[change.event.id] = _deletion(batch, change, now)
         else:
             state = states[(change.customer["id"], change.rule.field)]
-            outcomes[change.event.id] = _property_change(
-                batch, change, change.rule, state, conflicts, now
-            )
+            outcome = _property_change(batch, change, change.rule, state, conflicts, now)
+            if not isinstance(outcome, Outcome):  # _REPUSH
+                _, fields = repushing.setdefault(change.customer["id"], (change, {}))
+                fields[change.rule.field] = change.theirs
+                outcome = Outcome.DONE
+            outcomes[change.event.id] = outcome
     conflicts.close(batch, now)
+    # After the batch's writes: ours as they leave each customer, one outbox row each.
+    repush_many(
+        batch.tx,
+        [(c.customer, fields, f"HubSpot event {c.event.id}") for c, fields in repushing.values()],
+    )
     return outcomes
+
+
+# `_property_change` says so for a field we own that HubSpot changed: the batch re-pushes
+# ours once per customer (the event's outcome is DONE).
+_REPUSH = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +316,7 @@ def _read_property(
     """The changed property's rule and HubSpot's value; None for a property without a rule
     or a value its field cannot hold."""
     name = payload.get("propertyName")
-    rule = BY_PROPERTY.get(name) if isinstance(name, str) else None
+    rule = active().by_property.get(name) if isinstance(name, str) else None
     if rule is None:
         return None
     try:
@@ -300,9 +347,9 @@ def _property_change(
     state: dict[str, Any],
     conflicts: _OpenConflicts,
     now: datetime,
-) -> Outcome:
+) -> Outcome | object:
     """One change of `rule`'s property on the customer's row and the field's `state` (both
-    kept current in memory for the batch's later events)."""
+    kept current in memory for the batch's later events); `_REPUSH` for a field we own."""
     event, customer, theirs = change.event, change.customer, change.theirs
     ts = event.provider_ts or now
     if is_older(ts, state["their_changed_at"]):
@@ -310,8 +357,6 @@ def _property_change(
     _update_state(
         batch, state, {"their_value": theirs, "their_changed_at": ts, "their_event_id": event.id}
     )
-    if not rule.inbound:
-        return Outcome.IGNORED
     if _is_echo(change.payload, state, theirs):
         log.debug("crm_echo_ignored", event_id=event.id, customer_id=customer["id"],
                   field=rule.field)  # fmt: skip
@@ -321,36 +366,60 @@ def _property_change(
         conflicts.close_others(customer["id"], rule.field, event.id)
         _update_customer(batch, customer, _synced(change.source, now))
         return Outcome.DONE
+    if rule.on_their_change is OnTheirChange.REPUSH:
+        batch.publish(_customer_change(customer, "repushed", field=rule.field, event_id=event.id))
+        log.info("crm_field_repushed", event_id=event.id, customer_id=customer["id"],
+                 field=rule.field)  # fmt: skip
+        return _REPUSH
     if rule.authority is Authority.LATEST:
         our_at = state["our_changed_at"]
-        if our_at is not None and ts <= our_at:
+        if our_at is not None and _millis(ts) == _millis(our_at):
+            return _conflict(batch, change, rule, ours, conflicts, now)
+        if our_at is not None and ts < our_at:
             return Outcome.SUPERSEDED
-    if rule.authority is Authority.OURS:
-        # One conflict per event and field: a redelivered or replayed event adds none.
-        batch.insert(
-            sync_conflicts,
-            {
-                "tenant": customer["tenant"],
-                "customer_id": customer["id"],
-                "field": rule.field,
-                "our_value": ours,
-                "their_value": theirs,
-                "event_id": event.id,
-                "provider_ts": event.provider_ts,
-                "created_at": now,
-            },
-            unless=["event_id", "field"],
-        )
-        conflicts.opened(customer["id"], rule.field, event.id)
-        conflicts.close_others(customer["id"], rule.field, event.id)
-        batch.publish(_customer_change(customer, "conflict", field=rule.field, event_id=event.id))
-        log.debug("crm_conflict", event_id=event.id, customer_id=customer["id"], field=rule.field)
-        return Outcome.DONE
+    conflicts.close_others(customer["id"], rule.field, event.id)  # decided by the newer change
     _update_customer(batch, customer, {**rule.columns(theirs), **_synced(change.source, now)})
     _update_state(batch, state, {"our_value": theirs, "our_changed_at": ts})
     batch.publish(_customer_change(customer, "field_changed", field=rule.field,
                                    sync_source=change.source.value))  # fmt: skip
     log.debug("crm_field_applied", event_id=event.id, customer_id=customer["id"], field=rule.field)
+    return Outcome.DONE
+
+
+def _millis(at: datetime) -> int:
+    """HubSpot's clock has milliseconds: two changes in one are at the same time."""
+    return int(at.timestamp() * 1000)
+
+
+def _conflict(
+    batch: Batch,
+    change: _Change,
+    rule: FieldRule,
+    ours: str | None,
+    conflicts: _OpenConflicts,
+    now: datetime,
+) -> Outcome:
+    """Both sides changed a two-way field at the same time: a person decides. One conflict
+    per event and field: a redelivered or replayed event adds none."""
+    event, customer = change.event, change.customer
+    batch.insert(
+        sync_conflicts,
+        {
+            "tenant": customer["tenant"],
+            "customer_id": customer["id"],
+            "field": rule.field,
+            "our_value": ours,
+            "their_value": change.theirs,
+            "event_id": event.id,
+            "provider_ts": event.provider_ts,
+            "created_at": now,
+        },
+        unless=["event_id", "field"],
+    )
+    conflicts.opened(customer["id"], rule.field, event.id)
+    conflicts.close_others(customer["id"], rule.field, event.id)
+    batch.publish(_customer_change(customer, "conflict", field=rule.field, event_id=event.id))
+    log.debug("crm_conflict", event_id=event.id, customer_id=customer["id"], field=rule.field)
     return Outcome.DONE
 
 
@@ -511,6 +580,11 @@ def _set_ours(
         .values(our_value=value, our_changed_at=at)
     )
     _live(tx, customer["id"], "field_changed", field=rule.field, sync_source=source.value)
+
+
+def announce(tx: Connection, customer_id: int, what: str, **data: Any) -> None:
+    """Tell live clients the customer's sync state changed (sent, retried, failed)."""
+    _live(tx, customer_id, what, **data)
 
 
 def _live(tx: Connection, customer_id: int, what: str, **data: Any) -> None:

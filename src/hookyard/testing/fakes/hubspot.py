@@ -5,10 +5,19 @@ API (a private app's access token as `Authorization: Bearer`; errors are HubSpot
 
     GET    /crm/v3/objects/companies/{id}?properties=a,b&archived=false
     GET    /crm/v3/objects/companies?limit=10&after=...&properties=a,b&archived=false
-    POST   /crm/v3/objects/companies/search  filterGroups, sorts, properties, limit, after
+    POST   /crm/v3/objects/companies/search  query, filterGroups, sorts, properties, limit, after
+    GET    /crm/v3/properties/companies       the company properties -> {"results": [...]}
+    POST   /crm/v3/properties/companies       {"name", "label", "type", "fieldType",
+                                              "groupName", "options"} -> 201; 409 if it exists
     POST   /crm/v3/objects/companies         {"properties": {...}} -> 201
     PATCH  /crm/v3/objects/companies/{id}    {"properties": {...}}
     DELETE /crm/v3/objects/companies/{id}    archives it -> 204
+
+Search: `query` matches companies whose name, domain, website or phone contain each of its
+words (case-insensitive; HubSpot's default searchable properties); `after` is the offset
+HubSpot's cursor stands for. Properties: a portal made with `custom_properties=False` lacks
+hookyard's custom properties until they are created through the properties API (or
+`define_property`); `bool`, `date` and `datetime` properties hold strings here.
 
 Property values are stored and returned as strings, as HubSpot does. A write is validated
 against the property's type (text, number, multiple checkbox with options), and against
@@ -23,10 +32,12 @@ array (HubSpot batches up to 100); `batched()` groups several changes.
 
 from __future__ import annotations
 
+import fnmatch
 import hmac
 import itertools
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,8 +79,15 @@ MAX_SEARCH_PAGE = 200
 MAX_EVENTS_PER_REQUEST = 100
 
 OPERATORS = frozenset(
-    {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "HAS_PROPERTY", "NOT_HAS_PROPERTY", "IN", "NOT_IN"}
-)
+    {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "HAS_PROPERTY", "NOT_HAS_PROPERTY", "IN", "NOT_IN",
+     "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
+)  # fmt: skip
+# What a search's `query` looks in (HubSpot's default searchable company properties).
+QUERY_PROPERTIES = ("name", "domain", "website", "phone")
+PROPERTIES = "/crm/v3/properties/companies"
+PROPERTY_TYPES = {"string", "number", "enumeration", "bool", "date", "datetime"}
+FIELD_TYPES = {"text", "textarea", "number", "select", "checkbox", "radio", "booleancheckbox",
+               "date", "calculation_equation", "phonenumber", "html", "file"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +129,10 @@ DEFAULT_SCHEMA: Mapping[str, PropertyType] = {
         "enumeration", "INVALID_OPTION", ("voice", "messaging", "telecom_data"), multiple=True
     ),
 }
+
+
+# hookyard's custom properties (absent from a portal made with `custom_properties=False`).
+CUSTOM = frozenset(name for name in DEFAULT_SCHEMA if name.startswith("hookyard_"))
 
 
 class HubSpotValidationError(ValueError):
@@ -169,6 +191,7 @@ class HubSpotState(FakePlatform):
         ui_user_id: int = 5123456,
         api_change_source: str = "INTEGRATION",
         webhook_timeout: float = 5.0,
+        custom_properties: bool = True,
     ) -> None:
         super().__init__(webhook_timeout=webhook_timeout)
         self.access_token = access_token
@@ -180,7 +203,10 @@ class HubSpotState(FakePlatform):
         self._target_url = target_url
         self._watched: frozenset[str] | None = None  # None: every property
         self._companies: dict[str, dict[str, Any]] = {}
-        self._schema: dict[str, PropertyType] = dict(DEFAULT_SCHEMA)
+        self._schema: dict[str, PropertyType] = {
+            k: v for k, v in DEFAULT_SCHEMA.items() if custom_properties or k not in CUSTOM
+        }
+        self._definitions: dict[str, dict[str, Any]] = {}  # made through the properties API
         self._rejections: dict[str, tuple[str, str | None]] = {}
         self._ids = itertools.count(18442069817)
         self._last_ms = 0
@@ -226,6 +252,90 @@ class HubSpotState(FakePlatform):
         )
         with self._lock:
             self._schema[name] = PropertyType(kind, code, tuple(options), multiple)
+
+    @property
+    def property_names(self) -> set[str]:
+        with self._lock:
+            return set(self._schema)
+
+    def property_definitions(self) -> list[dict[str, Any]]:
+        """Every company property as the properties API shows it."""
+        with self._lock:
+            return [self._definition(n, k) for n, k in sorted(self._schema.items())]
+
+    def create_property(self, body: Any) -> dict[str, Any]:
+        """The properties API's create: ValueError (400) for a bad definition, KeyError (409)
+        for a name taken."""
+        if not isinstance(body, dict):
+            raise ValueError("the property must be a JSON object")
+        missing = [k for k in ("name", "label", "type", "fieldType", "groupName")
+                   if not isinstance(body.get(k), str) or not body[k]]  # fmt: skip
+        if missing:
+            raise ValueError(f"missing required fields: {missing}")
+        name, kind, field_type = body["name"], body["type"], body["fieldType"]
+        if kind not in PROPERTY_TYPES or field_type not in FIELD_TYPES:
+            raise ValueError(f"type {kind!r} with fieldType {field_type!r} is not valid")
+        options = body.get("options") or []
+        if kind == "enumeration" and not (
+            isinstance(options, list)
+            and options
+            and all(isinstance(o, dict) and isinstance(o.get("value"), str) for o in options)
+        ):
+            raise ValueError("an enumeration needs options, each with a value")
+        values = tuple(o["value"] for o in options) if kind == "enumeration" else ()
+        code = {"number": "INVALID_FLOAT", "enumeration": "INVALID_OPTION"}.get(kind, "")
+        with self._lock:
+            if name in self._schema:
+                raise KeyError(name)
+            self._schema[name] = PropertyType(
+                kind if kind in ("number", "enumeration") else "string",
+                code or "INVALID_STRING",
+                values,
+                multiple=field_type == "checkbox",
+            )
+            now = _iso(self._tick())
+            self._definitions[name] = {
+                "name": name,
+                "label": body["label"],
+                "type": kind,
+                "fieldType": field_type,
+                "groupName": body["groupName"],
+                "description": str(body.get("description") or ""),
+                "options": [
+                    {"label": str(o.get("label") or o["value"]), "value": o["value"],
+                     "displayOrder": i, "hidden": False}
+                    for i, o in enumerate(options if kind == "enumeration" else [])
+                ],
+                "createdAt": now,
+                "updatedAt": now,
+            }  # fmt: skip
+            return self._definition(name, self._schema[name])
+
+    def _definition(self, name: str, kind: PropertyType) -> dict[str, Any]:
+        made = self._definitions.get(name)
+        enumerated = "checkbox" if kind.multiple else "select"
+        base = made or {
+            "name": name,
+            "label": name.replace("_", " ").capitalize(),
+            "type": kind.kind,
+            "fieldType": {"number": "number", "enumeration": enumerated}.get(kind.kind, "text"),
+            "groupName": "companyinformation",
+            "description": "",
+            "options": [
+                {"label": o, "value": o, "displayOrder": i, "hidden": False}
+                for i, o in enumerate(kind.options)
+            ],
+        }
+        return dict(base) | {
+            "hubspotDefined": made is None and name not in CUSTOM,
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": False,
+            "hidden": False,
+            "formField": True,
+            "archived": False,
+            "options": [dict(o) for o in base["options"]],
+        }
 
     def reject_property(self, name: str, code: str, message: str | None = None) -> None:
         """Every API write of `name` fails with `code` (as a HubSpot validation rule would)."""
@@ -533,7 +643,7 @@ def create_app(state: HubSpotState) -> Starlette:
         if not isinstance(body, dict):
             body = {}
         try:
-            where = _filters(body.get("filterGroups") or [])
+            where = _filters(body.get("filterGroups") or [], body.get("query"))
             limit = _limit(body.get("limit"), 10, MAX_SEARCH_PAGE)
             offset = int(body.get("after") or 0)
             found = _sorted(s.query(where=where), body.get("sorts") or [])
@@ -554,6 +664,20 @@ def create_app(state: HubSpotState) -> Starlette:
         if offset + limit < len(found):
             result["paging"] = {"next": {"after": str(offset + limit)}}
         return JSONResponse(result)
+
+    async def list_properties(request: Request, _: Any) -> Response:
+        return JSONResponse({"results": s.property_definitions()})
+
+    async def create_property(request: Request, body: Any) -> Response:
+        try:
+            made = s.create_property(body)
+        except ValueError as exc:
+            return JSONResponse(_error(str(exc), "VALIDATION_ERROR"), 400)
+        except KeyError:
+            name = body["name"]
+            message = f"Property named '{name}' already exists."
+            return JSONResponse(_error(message, "OBJECT_ALREADY_EXISTS"), 409)
+        return JSONResponse(made, 201)
 
     async def create(request: Request, body: Any) -> Response:
         try:
@@ -591,6 +715,8 @@ def create_app(state: HubSpotState) -> Starlette:
         *s.control_routes(),
         *_control_routes(s),
         Route(f"{COMPANIES}/search", api(search), methods=["POST"]),
+        Route(PROPERTIES, api(list_properties), methods=["GET"]),
+        Route(PROPERTIES, api(create_property), methods=["POST"]),
         Route(COMPANIES, api(list_companies), methods=["GET"]),
         Route(COMPANIES, api(create), methods=["POST"]),
         Route(f"{COMPANIES}/{{company_id}}", api(get_company), methods=["GET"]),
@@ -721,10 +847,14 @@ def _comparable(name: str, value: Any) -> Any:
     return value
 
 
-def _filters(groups: Any) -> Callable[[Mapping[str, Any]], bool]:
-    """filterGroups: any group matches when all its filters do (HubSpot's OR of ANDs)."""
+def _filters(groups: Any, query: Any = None) -> Callable[[Mapping[str, Any]], bool]:
+    """filterGroups: any group matches when all its filters do (HubSpot's OR of ANDs); and
+    `query`: every word in one of the searchable properties."""
     if not isinstance(groups, list):
         raise ValueError("filterGroups must be a list")
+    if query is not None and not isinstance(query, str):
+        raise ValueError("query must be a string")
+    words = (query or "").lower().split()
     parsed: list[list[tuple[str, str, Any]]] = []
     for group in groups:
         filters = group.get("filters") if isinstance(group, dict) else None
@@ -742,6 +872,9 @@ def _filters(groups: Any) -> Callable[[Mapping[str, Any]], bool]:
         parsed.append(checks)
 
     def matches(props: Mapping[str, Any]) -> bool:
+        searched = " ".join(str(props.get(n) or "") for n in QUERY_PROPERTIES).lower()
+        if not all(word in searched for word in words):
+            return False
         return not parsed or any(all(_match(props, *check) for check in g) for g in parsed)
 
     return matches
@@ -751,6 +884,12 @@ def _match(props: Mapping[str, Any], name: str, operator: str, value: Any) -> bo
     have = props.get(name)
     if operator == "HAS_PROPERTY":
         return have is not None
+    if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+        # A token of the value matches the pattern (`*` any characters), case-insensitive.
+        pattern = str(value or "").lower()
+        tokens = re.split(r"[^a-z0-9@.*_-]+", str(have or "").lower())
+        found = any(fnmatch.fnmatchcase(t, pattern) for t in tokens if t)
+        return found if operator == "CONTAINS_TOKEN" else not found
     if operator == "NOT_HAS_PROPERTY":
         return have is None
     if operator in ("IN", "NOT_IN"):
