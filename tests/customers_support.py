@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts
 from hookyard.runtime import Runtime
 from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
 from tests.people import People
-from tests.support import SECRETS
+from tests.support import SECRETS, rows
 
 _companies = itertools.count(9_100_000_001)
 
@@ -59,15 +59,6 @@ def hubspot_changes(
     assert runtime.make_worker().drain() == 1
 
 
-def count(engine: Engine, table: Any, *where: Any) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
-
-def rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        found = conn.execute(select(table).where(*where).order_by(table.c.id)).mappings()
-        return [dict(r) for r in found]
 
 
 def tie(api: TestClient, runtime: Runtime, customer_id: int, company: int, name: str) -> None:

@@ -420,3 +420,9 @@ def count(engine: Engine, table: Any, *where: Any) -> int:
 def row(engine: Engine, table: Any, *where: Any) -> dict[str, Any]:
     with engine.connect() as conn:
         return dict(conn.execute(select(table).where(*where)).mappings().one())
+
+
+def rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        found = conn.execute(select(table).where(*where).order_by(table.c.id)).mappings()
+        return [dict(r) for r in found]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import insert, select
 
 from hookyard.domain.crm.tables import customers, field_state, outbox, sync_conflicts, sync_log
 from hookyard.runtime import Runtime
@@ -26,21 +26,12 @@ from hookyard.testing.simulate import hubspot_delivery, hubspot_property_change
 from tests.conftest import SECRETS
 from tests.customers_support import Books, create, link, tie
 from tests.people import People
-from tests.support import wait_for
+from tests.support import count, rows, wait_for
 from tests.sync_support import World, create_customer
 
 # -- helpers --------------------------------------------------------------------------------
 
 
-def count(engine: Engine, table: Any, *where: Any) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
-
-def rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        found = conn.execute(select(table).where(*where).order_by(table.c.id)).mappings()
-        return [dict(r) for r in found]
 
 
 # -- roles ----------------------------------------------------------------------------------

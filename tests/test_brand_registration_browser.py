@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from hookyard.app import create_app
 from hookyard.config import Settings
@@ -17,8 +17,7 @@ from hookyard.sync.tcr import subscribe_all
 from hookyard.testing.fakes.server import ThreadedServer, serving
 from hookyard.testing.fakes.tcr import TCRState
 from hookyard.testing.fakes.tcr import create_app as tcr_app
-from tests.browser_support import ARTIFACTS, TIMEOUT_MS, log_in
-from tests.conftest import BACKEND
+from tests.browser_support import log_in
 from tests.people import make_people
 
 
@@ -49,19 +48,6 @@ def gateway(settings: Settings, tcr: TCRState) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-def page(chromium: Browser, gateway: str, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda e: problems.append(str(e)))
-    yield tab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{BACKEND}.png"), full_page=True)
-    context.close()
-    assert not problems, problems
 
 
 def fill_in(page: Page, display_name: str, **fields: str) -> None:
