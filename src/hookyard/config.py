@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     enrichment_retry_max_seconds: float = 3600.0
     enrichment_lease_seconds: float = 120.0  # a run not finished by then is taken back
     enrichment_batch_size: int = 20  # leads per worker loop pass
+    # C2S placeholder e-mails (contacts.FakeEmails): regular expressions searched in the local
+    # part, as a JSON list, replacing the defaults; the check off: every address is kept.
+    leads_fake_email_check: bool = True
+    leads_fake_email_patterns: tuple[str, ...] | None = None
 
     # Provider APIs: reconciliation, HubSpot outbound sync, TCR subscriptions (docs/sync.md).
     # Each provider's part is off until its credentials are set.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from hookyard import contacts
 from hookyard.alerts.evaluate import alert_jobs
 from hookyard.bus import LocalBus
 from hookyard.config import Settings
@@ -60,6 +61,12 @@ class Runtime:
         commits need not be fsynced one by one (db/engine.py)."""
         # The HubSpot property of each customer field, for this process (rules.py).
         crm_rules.use(crm_rules.FieldRules.named(settings.hubspot_property_names))
+        # The placeholder e-mail check of C2S leads (contacts.py); a bad pattern: ConfigError.
+        contacts.use_fake_emails(
+            contacts.FakeEmails.named(
+                settings.leads_fake_email_patterns, settings.leads_fake_email_check
+            )
+        )
         engine = make_engine(
             settings.sqlalchemy_url,
             pool_size=max(5, settings.worker_threads + 4),

@@ -76,8 +76,14 @@ class Enrichment(BaseModel):
 
 
 class LeadDetail(LeadSummary):
+    email_valid: bool | None = Field(
+        description="the last e-mail received validated (false: refused, see validation_errors;"
+        " null: none received)"
+    )
+    phone_valid: bool | None = Field(description="as email_valid, for the phone")
     validation_errors: dict[str, str] | None = Field(
         description="the contact fields whose last value did not validate, and why"
+        " (`missing`, `invalid: <reason>`, `fake: <reason>`)"
     )
     c2s_updated_at: datetime | None
     last_synced_at: datetime | None
@@ -117,6 +123,10 @@ def _detail(row: dict[str, Any], scope: Scope) -> LeadDetail:
         "next_attempt_at": row["enrichment_next_attempt_at"],
     }
     errors = row["validation_errors"]
+    valid = {
+        f"{key}_valid": False if key in (errors or {}) else (True if row[key] else None)
+        for key in ("email", "phone")
+    }
     if not clear:
         # Error texts may quote what they failed on (an unexpected exception's message).
         enrichment |= {
@@ -127,7 +137,7 @@ def _detail(row: dict[str, Any], scope: Scope) -> LeadDetail:
         }
         errors = errors and {field: mask_text(why) or "" for field, why in errors.items()}
     return LeadDetail.model_validate(
-        _contact(row, clear) | {"validation_errors": errors, "enrichment": enrichment}
+        _contact(row, clear) | valid | {"validation_errors": errors, "enrichment": enrichment}
     )
 
 

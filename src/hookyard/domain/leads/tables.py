@@ -30,7 +30,8 @@ leads = Table(
     Column("name", String(300), nullable=True),
     Column("email", String(320), nullable=True),  # normalised; None when missing or invalid
     Column("phone", String(20), nullable=True),  # E.164; None when missing or invalid
-    # {"email": "fake", "phone": "invalid: …"}: the fields whose last value did not validate.
+    # {"email": "fake: a run of 6 identical digits", "phone": "invalid: …"}: the fields whose
+    # last value did not validate.
     Column("validation_errors", JSON(none_as_null=True), nullable=True),
     Column("status", String(20), nullable=False),  # open, closed
     # sha256 of the normalised e-mail and phone: enrichment runs again only when it changes.
