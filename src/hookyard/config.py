@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     handler_timeout_seconds: float = Field(default=300.0, gt=0)
     retention_days: int = 30
     retention_interval_seconds: float = 3600.0
+    # Providers whose finished events are an audit trail (comma-separated; empty: none): kept
+    # by retention forever, or for audit_retention_days when that is above 0.
+    audit_providers: Annotated[tuple[str, ...], NoDecode] = ("tcr",)
+    audit_retention_days: int = Field(default=0, ge=0)
 
     # C2S lead enrichment (docs/providers/c2s.md). Off while none of the URLs is set.
     enrichment_steps: str = "identity,person,message"  # in order; a name or "module:factory"
@@ -229,6 +233,14 @@ class Settings(BaseSettings):
         if not isinstance(items, list | tuple):
             return value
         return tuple(origin(str(item)) for item in items if str(item).strip())
+
+    @field_validator("audit_providers", mode="before")
+    @classmethod
+    def _provider_names(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        return tuple(str(item).strip().lower() for item in items if str(item).strip())
 
     @property
     def sqlalchemy_url(self) -> str:

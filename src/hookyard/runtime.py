@@ -124,6 +124,8 @@ class Runtime:
             handler_timeout=s.handler_timeout_seconds,
             retention_days=s.retention_days,
             retention_interval=s.retention_interval_seconds,
+            audit_providers=s.audit_providers,
+            audit_retention_days=s.audit_retention_days,
             rejected_log_size=s.rejected_log_size,
             jobs=self.jobs,
         )

@@ -67,11 +67,16 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(f"replayed {count} events")
         return 0 if count or not args.id else 1
     if args.action == "purge":
-        cutoff = datetime.now(UTC) - timedelta(days=args.older_than_days)
-        print(
-            f"purged {store.purge_finished(cutoff)} finished events"
-            f" received before {cutoff:%Y-%m-%d}"
+        # Audit providers' events follow HOOKYARD_AUDIT_RETENTION_DAYS, as in the worker.
+        settings, now = load_settings(), datetime.now(UTC)
+        cutoff = now - timedelta(days=args.older_than_days)
+        audit_days = settings.audit_retention_days
+        purged = store.purge_finished(
+            cutoff,
+            audit_providers=settings.audit_providers,
+            audit_older_than=now - timedelta(days=audit_days) if audit_days else None,
         )
+        print(f"purged {purged} finished events received before {cutoff:%Y-%m-%d}")
         return 0
     raise AssertionError(args.action)
 

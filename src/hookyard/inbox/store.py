@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    and_,
     bindparam,
     delete,
     exists,
@@ -271,16 +272,30 @@ class EventStore(EventReads, EventInserts):
             query = flt.apply(select(events.c.id)).order_by(events.c.id).limit(limit)
             return list(conn.execute(query).scalars())
 
-    def purge_finished(self, older_than: datetime) -> int:
+    def purge_finished(
+        self,
+        older_than: datetime,
+        *,
+        audit_providers: Iterable[str] = (),
+        audit_older_than: datetime | None = None,
+    ) -> int:
         """Retention: delete finished events received before `older_than`, and the requests
-        left with no event."""
+        left with no event. The events of `audit_providers` are an audit trail: kept unless
+        `audit_older_than` is given, and then deleted once received before it."""
+        age = events.c.received_at < older_than
+        if audit := sorted(set(audit_providers)):
+            age = and_(events.c.provider.not_in(audit), age)
+            if audit_older_than is not None:
+                audited = and_(
+                    events.c.provider.in_(audit), events.c.received_at < audit_older_than
+                )
+                age = or_(age, audited)
+                older_than = max(older_than, audit_older_than)
         with self.writer.begin() as tx:
             purged = tx.execute(
-                delete(events).where(
-                    events.c.status.in_([s.value for s in FINISHED]),
-                    events.c.received_at < older_than,
-                )
+                delete(events).where(events.c.status.in_([s.value for s in FINISHED]), age)
             ).rowcount
+            # A request goes once no event names it (an audit event keeps its request).
             tx.execute(
                 delete(requests).where(
                     requests.c.received_at < older_than,

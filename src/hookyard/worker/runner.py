@@ -73,6 +73,8 @@ class Worker:
     gather_seconds: float = 0.0  # after a partial batch, wait this long before the next claim
     retention_days: int = 30
     retention_interval: float = 3600.0
+    audit_providers: tuple[str, ...] = ()  # kept by retention (hookyard.config)
+    audit_retention_days: int = 0  # 0: audit events are kept forever
     rejected_log_size: int = 1000  # rows kept in rejected_requests
     name: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     jobs: Sequence[BackgroundJob] = ()
@@ -248,7 +250,13 @@ class Worker:
             self.store.trim_rejected(self.rejected_log_size)
         if self.retention_days > 0 and now >= self._next_retention:
             self._next_retention = now + self.retention_interval
-            purged = self.store.purge_finished(utcnow() - timedelta(days=self.retention_days))
+            now_at = utcnow()
+            audit_days = self.audit_retention_days
+            purged = self.store.purge_finished(
+                now_at - timedelta(days=self.retention_days),
+                audit_providers=self.audit_providers,
+                audit_older_than=now_at - timedelta(days=audit_days) if audit_days else None,
+            )
             if purged:
                 log.info("retention_purged", events=purged, days=self.retention_days)
 

@@ -8,7 +8,8 @@ Rules that make redelivery, reordering and partial knowledge safe:
 - Rows are created with insert-if-missing and then locked (`FOR UPDATE` on PostgreSQL), so
   concurrent workers neither collide on a new brand nor interleave updates of one row.
 - A payload field that is missing or malformed is left alone, never an error; an event
-  without the id it needs is `ignored` (retrying could not help).
+  without the id it needs is `ignored` (retrying could not help), and so is a mock delivery
+  (`"mock": true`, TCR's test webhooks): stored, never applied.
 
 A claimed batch is applied together (`apply_batch`, hookyard.domain.batch): the rows its
 events name are read with one statement per table, the brands, campaigns and vetting results
@@ -55,6 +56,11 @@ def apply_batch(
             log.debug("tcr_event_ignored", event_id=event.id, event_type=event.event_type)
             outcomes[event.id] = Outcome.IGNORED
             continue
+        if is_mock(event):
+            # A test delivery (TCR's "mock" webhook): kept as received, never applied.
+            log.info("tcr_mock_ignored", event_id=event.id, event_type=event.event_type)
+            outcomes[event.id] = Outcome.IGNORED
+            continue
         todo.append(TcrEvent.of(event, kind))
     if not todo:
         return outcomes
@@ -87,6 +93,11 @@ def apply_batch(
             )
     state.finish()
     return outcomes
+
+
+def is_mock(event: StoredEvent) -> bool:
+    """TCR marks its test deliveries `"mock": true` (real ones carry `false` or nothing)."""
+    return isinstance(event.payload, dict) and event.payload.get("mock") is True
 
 
 def _of_other_tenants(
