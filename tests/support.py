@@ -426,3 +426,17 @@ def rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         found = conn.execute(select(table).where(*where).order_by(table.c.id)).mappings()
         return [dict(r) for r in found]
+
+
+def hookyard(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`hookyard ARGS…` as a real process (the CLI's own entry), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "hookyard.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -19,8 +19,7 @@ from hookyard.db.schema import events, requests
 from hookyard.domain.tendlc.tables import brands, campaign_carriers, campaigns
 from hookyard.runtime import Runtime
 from tests.conftest import process_env
-from tests.support import accept, count, row
-from tests.test_cli import hookyard
+from tests.support import accept, count, hookyard, row
 
 PAYLOADS = Path(__file__).parent / "payloads"
 

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from hookyard.config import Settings
 from hookyard.runtime import Runtime
 from tests.conftest import process_env
-from tests.support import EVENT_FIELDS, accept, free_port, start_server, wait_for
-
-
-def hookyard(
-    env: dict[str, str], *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hookyard.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support import EVENT_FIELDS, accept, free_port, hookyard, start_server, wait_for
 
 
 def test_events_list_show_replay(settings: Settings, runtime: Runtime) -> None:
