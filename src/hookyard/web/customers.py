@@ -169,7 +169,7 @@ def show_customer(request: Request, scope: UiScope, customer_id: RowId) -> Respo
 def edit_form(request: Request, scope: UiScope, customer_id: RowId) -> Response:
     _may_change(scope)
     customer = call(api.show_customer, request, scope, customer_id=customer_id)
-    return _edit(request, scope, customer, _current(customer), {})
+    return _form(request, scope, _current(customer), {}, customer)
 
 
 @router.post("/customers/{customer_id:int}/edit", dependencies=[Csrf])
@@ -198,16 +198,16 @@ def edit(
     if sorted(services) != sorted(current["services"]):
         changes["services"] = services
     if not changes:
-        return _edit(request, scope, customer, values, {"form": "nothing changed"})
+        return _form(request, scope, values, {"form": "nothing changed"}, customer)
     try:
         body = api.CustomerChange.model_validate(changes)
     except ValidationError as exc:
-        return _edit(request, scope, customer, values, _field_errors(exc))
+        return _form(request, scope, values, _field_errors(exc), customer)
     try:
         call(api.change_customer, request, scope, customer_id=customer_id, body=body)
     except HTTPException as exc:
         if exc.status_code == 400:
-            return _edit(request, scope, customer, values, {"form": str(exc.detail)})
+            return _form(request, scope, values, {"form": str(exc.detail)}, customer)
         raise
     return back(request, f"/ui/customers/{customer_id}", "customer_changed")
 
@@ -261,23 +261,10 @@ def _form(
     scope: Scope,
     values: dict[str, Any],
     errors: dict[str, str],
-    status: int = 200,
+    customer: Any = None,
 ) -> Response:
+    """The create form (no `customer`) or a customer's edit form, with field errors inline."""
     return page(
-        request, scope, "customer_form.html", status=status, customer=None, values=values,
-        errors=errors, services=SERVICES,
-    )  # fmt: skip
-
-
-def _edit(
-    request: Request,
-    scope: Scope,
-    customer: Any,
-    values: dict[str, Any],
-    errors: dict[str, str],
-    status: int = 200,
-) -> Response:
-    return page(
-        request, scope, "customer_form.html", status=status, customer=customer, values=values,
-        errors=errors, services=SERVICES,
+        request, scope, "customer_form.html", customer=customer, values=values, errors=errors,
+        services=SERVICES,
     )  # fmt: skip
