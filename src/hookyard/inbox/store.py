@@ -210,11 +210,11 @@ class EventStore(EventReads, EventInserts):
                 event.attempts,
                 error=error,
                 values={"last_traceback": tb[-20000:]},
+                returning=_LIVE_COLUMNS,
                 tx=tx,
             )
-            if failure.recorded:
-                live = tx.execute(select(*_LIVE_COLUMNS).where(events.c.id == event.id)).all()
-                publish(tx, *(_event_change(row, self.queue.clock()) for row in live))
+            if failure.recorded:  # the row as written, to live clients (on commit)
+                publish(tx, _event_change(failure.row, self.queue.clock()))
         return failure
 
     def recover_expired_leases(self, max_attempts: int | None = None) -> int:

@@ -339,7 +339,7 @@ class LeasedQueue:
             update(s.table)
             .where(s.id == row_id, *self._held_by(owner), *where)
             .values(written)
-            .returning(s.id, *returning)
+            .returning(*(returning or (s.id,)))
         )
         if tx is not None:
             row = tx.execute(stmt).first()
