@@ -58,7 +58,9 @@ class EnrichmentStatus(StrEnum):
     PENDING = "pending"  # waiting for its first run, or for a retry (enrichment_next_attempt_at)
     RUNNING = "running"  # a pipeline run holds the lease
     DONE = "done"  # e-mail and phone resolve to one document: the same person, enriched
-    UNMATCHED = "unmatched"  # only one of them, or neither, resolves to a document
+    # Only one of them resolves to a document: enriched from it, not confirmed the same person.
+    ENRICHED_SINGLE_SOURCE = "enriched_single_source"
+    UNMATCHED = "unmatched"  # neither resolves to a document
     NOT_SAME_PERSON = "not_same_person"  # they resolve to different documents
     FAILED = "failed"  # a definitive error, or the attempts ran out (enrichment_error)
 
