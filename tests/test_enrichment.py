@@ -323,6 +323,33 @@ def test_a_fake_email_and_a_resolving_phone_enrich_once_though_run_and_delivered
     assert len(rig.c2s.messages_for(lead_id)) == 1
 
 
+def test_the_delivery_statistics_count_the_hook_actions_and_outcomes(rig: Rig) -> None:
+    rig.people.add_person(DOCUMENT, email=EMAIL, phone=PHONE, data=PERSON)
+    rig.people.add_person(NEW_DOCUMENT, phone=NEW_PHONE, data={"name": "Nova"})
+    same = rig.create()  # done
+    single = rig.create(email="1199999999333@gmail.com", phone="11912345678")
+    nobody = rig.create(email="nobody@example.com", phone="11955554444")
+    rig.update(nobody, name="Nobody Else")
+    rig.c2s.close_lead(same)
+    rig.drain()
+    assert [rig.lead(i)["enrichment_status"] for i in (same, single, nobody)] == [
+        "done", "enriched_single_source", "unmatched",
+    ]  # fmt: skip
+    answer = httpx.get(
+        rig.gateway + "/api/v1/stats/deliveries",
+        headers={"Authorization": f"Bearer {SECRETS['admin']}"},
+    )
+    assert answer.status_code == 200, answer.text
+    *_, today = answer.json()["leads"]
+    assert today["day"] == utcnow().date().isoformat()
+    assert today["hook_actions"] == {
+        "on_create_lead": 3, "on_update_lead": 1, "on_close_lead": 1, "other": 0,
+    }  # fmt: skip
+    assert today["enrichment"] == {
+        "done": 1, "enriched_single_source": 1, "unmatched": 1, "not_same_person": 0, "failed": 0,
+    }  # fmt: skip
+
+
 def test_a_single_source_retry_does_not_post_the_message_twice(rig: Rig) -> None:
     rig.people.add_person(DOCUMENT, phone=PHONE, data=PERSON)
     rig.c2s.fail_next(1, 502)  # the message step's POST

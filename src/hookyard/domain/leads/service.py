@@ -44,7 +44,8 @@ from hookyard.providers.base import Outcome, StoredEvent, storable_key, storable
 CREATE = "on_create_lead"
 UPDATE = "on_update_lead"
 CLOSE = "on_close_lead"
-ACTIONS = frozenset({CREATE, UPDATE, CLOSE})
+HOOK_ACTIONS = (CREATE, UPDATE, CLOSE)  # C2S's catalogue, in a lead's order
+ACTIONS = frozenset(HOOK_ACTIONS)
 CONTACT_FIELDS = ("email", "phone")
 
 
@@ -63,6 +64,16 @@ class EnrichmentStatus(StrEnum):
     UNMATCHED = "unmatched"  # neither resolves to a document
     NOT_SAME_PERSON = "not_same_person"  # they resolve to different documents
     FAILED = "failed"  # a definitive error, or the attempts ran out (enrichment_error)
+
+
+# Where a run ends (`enrichment_finished_at` set): the outcomes the statistics count.
+ENRICHMENT_OUTCOMES = (
+    EnrichmentStatus.DONE,
+    EnrichmentStatus.ENRICHED_SINGLE_SOURCE,
+    EnrichmentStatus.UNMATCHED,
+    EnrichmentStatus.NOT_SAME_PERSON,
+    EnrichmentStatus.FAILED,
+)
 
 
 # What a change of contact resets: the previous run's outcome and its retry state.

@@ -1,8 +1,8 @@
 """C2S leads and the closures recorded for notification.
 
 Migrations 0006, 0008 (the enrichment pipeline's lease, retry and timing columns), 0011
-(`last_notification_sent_at`) and 0019 (`enrichment_status` 32 wide) create exactly these
-tables (`tests/test_migrations.py` compares them).
+(`last_notification_sent_at`) and 0019 (`enrichment_status` 32 wide, the index on
+`enrichment_finished_at`) create exactly these tables (`tests/test_migrations.py` compares them).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ leads = Table(
     UniqueConstraint("c2s_lead_id"),
     Index(None, "tenant", "status"),
     Index(None, "enrichment_status"),
+    Index(None, "enrichment_finished_at"),  # the per-day outcome counts (queries.py)
 )
 
 # One row per close of a lead: the e-mail notifier (hookyard.notify) marks `notified_at`. The

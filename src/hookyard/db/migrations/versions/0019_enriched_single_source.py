@@ -1,5 +1,6 @@
 """`leads.enrichment_status` is 32 wide: `enriched_single_source` (22 characters), a lead
-enriched from the one of its e-mail and phone that resolved, does not fit in 20.
+enriched from the one of its e-mail and phone that resolved, does not fit in 20. And
+`leads.enrichment_finished_at` is indexed: the delivery statistics count outcomes per day.
 
 Downgrading makes those leads `unmatched` again (what the code before called them; their
 document and data stay), then narrows the column back.
@@ -25,9 +26,11 @@ def upgrade() -> None:
             type_=sa.String(32),
             existing_nullable=False,
         )
+    op.create_index("ix_leads_enrichment_finished_at", "leads", ["enrichment_finished_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_leads_enrichment_finished_at", table_name="leads")
     op.execute(
         "UPDATE leads SET enrichment_status = 'unmatched' "
         "WHERE enrichment_status = 'enriched_single_source'"
