@@ -359,13 +359,14 @@ def add(
     entity: str | None = None,
     payload: Any = None,
     at: datetime | None = None,
+    provider: str = "generic",
 ) -> list[int]:
     """Store `n` events of `tenant` as ingress would (the body is the payload)."""
     body = json.dumps(payload if payload is not None else {"tenant": tenant}).encode()
     new = [
         NewEvent(
             source,
-            "generic",
+            provider,
             tenant,
             event_type,
             key if key and n == 1 else f"{key or tenant}-{secrets.token_hex(6)}",

@@ -210,39 +210,172 @@ def test_email_and_phone_of_different_people_are_not_the_same_person(rig: Rig) -
     assert rig.c2s.messages == []
 
 
+def test_neither_identity_resolving_is_unmatched(rig: Rig) -> None:
+    rig.people.add_person(DOCUMENT, email="someone@example.com", phone=NEW_PHONE, data=PERSON)
+    lead_id = rig.create()
+    rig.drain()
+    lead = rig.lead(lead_id)
+    assert lead["enrichment_status"] == "unmatched"
+    assert lead["enrichment_reason"] == "the e-mail resolves to none; the phone resolves to none"
+    assert lead["document"] is None and lead["enrichment_data"] is None
+    assert rig.person_lookups() == 0
+    assert rig.c2s.messages == []
+
+
+NOT_CONFIRMED = "the e-mail and the phone were not confirmed to be the same person"
+
+
 @pytest.mark.parametrize(
-    ("known", "customer", "reason"),
+    ("known", "customer", "found_by", "reason"),
     [
         (
             {"email": EMAIL},
             {},
+            "e-mail",
             "the e-mail resolves to a document; the phone resolves to none",
         ),
         (
             {"phone": PHONE},
             {},
+            "phone",
             "the e-mail resolves to none; the phone resolves to a document",
         ),
-        ({}, {}, "the e-mail resolves to none; the phone resolves to none"),
         (
             {"email": EMAIL, "phone": PHONE},
             {"phone": "123"},  # invalid: the lead has only its e-mail
+            "e-mail",
             "the e-mail resolves to a document; no valid phone to look up",
         ),
     ],
 )
-def test_only_one_or_no_identity_resolving_is_unmatched(
-    rig: Rig, known: dict[str, str], customer: dict[str, str], reason: str
+def test_only_one_identity_resolving_enriches_from_it_unconfirmed(
+    rig: Rig, known: dict[str, str], customer: dict[str, str], found_by: str, reason: str
 ) -> None:
     rig.people.add_person(DOCUMENT, **known, data=PERSON)
     lead_id = rig.create(**customer)
     rig.drain()
     lead = rig.lead(lead_id)
-    assert lead["enrichment_status"] == "unmatched"
-    assert lead["enrichment_reason"] == reason
-    assert lead["document"] is None and lead["enrichment_data"] is None
-    assert rig.person_lookups() == 0
-    assert rig.c2s.messages == []
+    assert lead["enrichment_status"] == "enriched_single_source"
+    assert lead["enrichment_reason"] == f"{NOT_CONFIRMED}: {reason}"
+    assert (lead["document"], lead["enrichment_data"]) == (
+        DOCUMENT,
+        {"document": DOCUMENT, **PERSON},
+    )
+    assert rig.person_lookups() == 1
+    [message] = rig.c2s.messages_for(lead_id)
+    assert message.text == message_text(DOCUMENT, lead["enrichment_data"], single_source=found_by)
+    assert f"NOT CONFIRMED: {NOT_CONFIRMED}." in message.text
+    assert f"Found by the lead's {found_by} only" in message.text
+
+
+def test_a_fake_email_and_a_resolving_phone_enrich_once_though_run_and_delivered_twice(
+    rig: Rig,
+) -> None:
+    """The issue's case: C2S's placeholder e-mail is refused as fake, the phone resolves. The
+    lead is enriched from the phone and told once, though the webhook arrives twice and the
+    run that posted the message died before writing its outcome (its lease expired)."""
+    rig.people.add_person(DOCUMENT, email="1199999999333@gmail.com", phone=PHONE, data=PERSON)
+    lead_id = rig.create(email="1199999999333@gmail.com")
+    rig.c2s.redeliver()  # the same on_create_lead again: stored once
+    assert rig.c2s.deliveries[-1].ok
+    rig.receive()
+    lead = rig.lead(lead_id)
+    assert (lead["email"], lead["enrichment_status"]) == (None, "pending")
+    assert lead["validation_errors"] == {"email": "fake: a run of 6 identical digits"}
+
+    crashed = rig.pipeline.claim("crashed")
+    assert crashed is not None
+    run = rig.pipeline.run(crashed)  # every step, the message posted; never recorded
+    assert run.failure is None and run.result.status == "enriched_single_source"
+    assert len(rig.c2s.messages_for(lead_id)) == 1
+    rig.set(lead_id, enrichment_lease_until=utcnow() - timedelta(seconds=1))
+
+    rig.drain()  # the lease is taken back and the lead run again: the same message key
+    lead = rig.lead(lead_id)
+    assert (lead["enrichment_status"], lead["enrichment_attempts"]) == (
+        "enriched_single_source",
+        2,
+    )
+    assert lead["enrichment_reason"] == (
+        f"{NOT_CONFIRMED}: no valid e-mail to look up; the phone resolves to a document"
+    )
+    assert (lead["document"], lead["enrichment_data"]) == (
+        DOCUMENT,
+        {"document": DOCUMENT, **PERSON},
+    )
+    assert rig.people.lookups("email") == []  # the fake address is never looked up
+    assert rig.people.lookups("phone") == [PHONE, PHONE]
+    posts = [r for r in rig.c2s.requests if r.path.endswith("/create_message")]
+    # Posted twice with one Idempotency-Key: created, then the first answered again.
+    assert [r.status for r in posts] == [201, 200]
+    [message] = rig.c2s.messages_for(lead_id)  # C2S kept one
+    assert (
+        message.idempotency_key == f"hookyard-enrichment-{lead['id']}-{lead['contact_hash'][:16]}"
+    )
+    assert message.text.startswith(f"Hookyard enrichment: NOT CONFIRMED: {NOT_CONFIRMED}.")
+    assert "Found by the lead's phone only" in message.text
+    assert f"Document: {DOCUMENT}" in message.text and "Name: Maria Test" in message.text
+    assert not rig.pipeline.record(crashed, run)  # the crashed run's late result is dropped
+
+    rig.c2s.redeliver(0)  # and once more, after it all: nothing runs again
+    rig.drain()
+    assert rig.lead(lead_id)["enrichment_attempts"] == 2
+    assert len(rig.c2s.messages_for(lead_id)) == 1
+
+
+def test_the_delivery_statistics_count_the_hook_actions_and_outcomes(rig: Rig) -> None:
+    rig.people.add_person(DOCUMENT, email=EMAIL, phone=PHONE, data=PERSON)
+    rig.people.add_person(NEW_DOCUMENT, phone=NEW_PHONE, data={"name": "Nova"})
+    same = rig.create()  # done
+    single = rig.create(email="1199999999333@gmail.com", phone="11912345678")
+    nobody = rig.create(email="nobody@example.com", phone="11955554444")
+    rig.update(nobody, name="Nobody Else")
+    rig.c2s.close_lead(same)
+    rig.drain()
+    assert [rig.lead(i)["enrichment_status"] for i in (same, single, nobody)] == [
+        "done", "enriched_single_source", "unmatched",
+    ]  # fmt: skip
+    answer = httpx.get(
+        rig.gateway + "/api/v1/stats/deliveries",
+        headers={"Authorization": f"Bearer {SECRETS['admin']}"},
+    )
+    assert answer.status_code == 200, answer.text
+    *_, today = answer.json()["leads"]
+    assert today["day"] == utcnow().date().isoformat()
+    assert today["hook_actions"] == {
+        "on_create_lead": 3, "on_update_lead": 1, "on_close_lead": 1, "other": 0,
+    }  # fmt: skip
+    assert today["enrichment"] == {
+        "done": 1, "enriched_single_source": 1, "unmatched": 1, "not_same_person": 0, "failed": 0,
+    }  # fmt: skip
+
+
+def test_a_single_source_retry_does_not_post_the_message_twice(rig: Rig) -> None:
+    rig.people.add_person(DOCUMENT, phone=PHONE, data=PERSON)
+    rig.c2s.fail_next(1, 502)  # the message step's POST
+    lead_id = rig.create(email="1199999999333@gmail.com")
+    rig.drain()
+    assert rig.lead(lead_id)["enrichment_status"] == "pending"
+    wait_for(
+        lambda: (
+            rig.drain() == 0 and rig.lead(lead_id)["enrichment_status"] == "enriched_single_source"
+        )
+    )
+    assert len(rig.c2s.messages_for(lead_id)) == 1
+
+
+def test_a_single_source_without_person_data_says_both(rig: Rig) -> None:
+    rig.people.add_person(DOCUMENT, phone=PHONE)  # no person data
+    lead_id = rig.create()
+    rig.drain()
+    lead = rig.lead(lead_id)
+    assert (lead["enrichment_status"], lead["document"]) == ("enriched_single_source", DOCUMENT)
+    assert lead["enrichment_reason"] == (
+        f"{NOT_CONFIRMED}: the e-mail resolves to none; the phone resolves to a document; "
+        "the person service has no data for the document"
+    )
+    [message] = rig.c2s.messages_for(lead_id)
+    assert "NOT CONFIRMED" in message.text
 
 
 def test_a_document_without_person_data_is_done_and_says_so(rig: Rig) -> None:
@@ -318,8 +451,9 @@ def test_a_result_finished_after_the_contact_changed_is_not_written(
     assert not rig.pipeline.record(claim, run)
     lead = rig.lead(lead_id)
     assert (lead["enrichment_status"], lead["document"]) == ("pending", None)
-    rig.drain()  # the new phone belongs to nobody known
-    assert rig.lead(lead_id)["enrichment_status"] == "unmatched"
+    rig.drain()  # the new phone belongs to nobody known: the e-mail alone resolves
+    lead = rig.lead(lead_id)
+    assert (lead["enrichment_status"], lead["document"]) == ("enriched_single_source", DOCUMENT)
 
 
 def test_no_contact_change_means_no_new_enrichment(rig: Rig) -> None:

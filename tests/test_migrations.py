@@ -30,6 +30,7 @@ from hookyard.config import Settings
 from hookyard.db.migrate import alembic_config, upgrade
 from hookyard.db.schema import Id, UTCDateTime
 from hookyard.db.tables import metadata  # every table module, imported
+from hookyard.domain.leads.tables import leads
 from hookyard.domain.whatsapp.tables import accounts as whatsapp_accounts
 from tests.handlers import effects
 
@@ -299,3 +300,31 @@ def test_0016_gives_every_customer_its_tenant(empty_engine: Engine) -> None:
     command.downgrade(alembic_config(empty_engine), "0015")
     with empty_engine.connect() as conn:
         assert len(conn.execute(select(tenants)).all()) == 7
+
+
+# -- 0019: `enriched_single_source` fits in leads.enrichment_status --------------------------
+
+
+def _status_type(engine: Engine) -> str:
+    [column] = [c for c in inspect(engine).get_columns("leads") if c["name"] == "enrichment_status"]
+    return str(column["type"])
+
+
+def test_0019_widens_the_enrichment_status_and_narrows_it_back(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    assert _status_type(empty_engine) == "VARCHAR(32)"
+    row = {"c2s_lead_id": "l1", "status": "open", "contact_hash": "h", "enrichment_attempts": 1,
+           "document": "12345678909", "created_at": T0, "updated_at": T0}  # fmt: skip
+    with empty_engine.begin() as tx:
+        tx.execute(insert(leads), [
+            row | {"id": 1, "enrichment_status": "enriched_single_source"},
+            row | {"id": 2, "c2s_lead_id": "l2", "enrichment_status": "done"},
+        ])  # fmt: skip
+    command.downgrade(alembic_config(empty_engine), "0019-1")
+    assert _status_type(empty_engine) == "VARCHAR(20)"
+    with empty_engine.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT id, enrichment_status FROM leads")).all())
+        kept = conn.execute(text("SELECT document FROM leads WHERE id = 1")).scalar_one()
+    assert statuses == {1: "unmatched", 2: "done"} and kept == "12345678909"
+    upgrade(empty_engine)
+    assert _status_type(empty_engine) == "VARCHAR(32)"

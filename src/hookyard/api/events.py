@@ -8,13 +8,14 @@ scope's events.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from sqlalchemy import Engine
 
 from hookyard.accounts.identity import Role
-from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope
+from hookyard.api.auth import AdminScope, SuperadminScope, ViewerScope, engine_of
 from hookyard.api.params import MAX_ID, next_cursor
 from hookyard.api.schemas import (
     NO_NUL,
@@ -23,6 +24,7 @@ from hookyard.api.schemas import (
     EventDetail,
     EventPage,
     EventSummary,
+    LeadDay,
     Problem,
     RejectedInfo,
     ReplayFilter,
@@ -31,9 +33,12 @@ from hookyard.api.schemas import (
     SourceInfo,
     UTCBound,
 )
+from hookyard.domain.leads import queries as lead_queries
+from hookyard.domain.leads.service import ENRICHMENT_OUTCOMES, HOOK_ACTIONS
 from hookyard.inbox.model import Status
 from hookyard.inbox.reads import EventFilter
 from hookyard.inbox.store import EventStore
+from hookyard.providers.c2s import C2SAdapter
 from hookyard.sources import describe
 
 router = APIRouter(prefix="/api/v1")
@@ -215,6 +220,7 @@ def list_sources(request: Request, store: Store, scope: ViewerScope) -> list[Sou
 @router.get("/stats/deliveries", response_model=DeliveryStats, responses=_ERRORS)
 def delivery_stats(
     store: Store,
+    engine: Annotated[Engine, Depends(engine_of)],
     scope: ViewerScope,
     since: Annotated[
         UTCBound | None, Query(description="from; default: 7 days before until")
@@ -227,12 +233,58 @@ def delivery_stats(
     Latency is received → processed of the finished events (done, ignored, superseded), in
     seconds: average, p95 (nearest rank) and max. A window longer than 366 days is cut to
     the 366 days before `until`; the answer says which window it counted.
+
+    `leads` has every UTC day of the window: the C2S events received per `hook_action`
+    (of `source` when given) and the leads whose enrichment ended per outcome.
     """
     end = until or datetime.now(UTC)
     start = since or _earlier(end, STATS_DEFAULT)
     start = max(start, _earlier(end, STATS_MAX))
     rows = store.delivery_stats(start, end, tenant=scope.tenant, source=source)
-    return DeliveryStats(since=start, until=end, days=[DeliveryDay.from_stats(r) for r in rows])
+    return DeliveryStats(
+        since=start,
+        until=end,
+        days=[DeliveryDay.from_stats(r) for r in rows],
+        leads=_lead_days(store, engine, scope.tenant, start, end, source),
+    )
+
+
+def window_days(since: datetime, until: datetime) -> list[date]:
+    """Every UTC day [since, until) touches, oldest first (none when until ≤ since)."""
+    first, last = since.astimezone(UTC), until.astimezone(UTC)
+    if last <= first:
+        return []
+    n = (last.date() - first.date()).days + (last.time() > time(0))
+    return [first.date() + timedelta(days=i) for i in range(n)]
+
+
+def _lead_days(
+    store: EventStore,
+    engine: Engine,
+    tenant: str | None,
+    since: datetime,
+    until: datetime,
+    source: str | None,
+) -> list[LeadDay]:
+    actions = store.event_types_per_day(
+        since, until, provider=C2SAdapter.provider, tenant=tenant, source=source
+    )
+    with engine.connect() as conn:
+        outcomes = lead_queries.enrichment_outcomes(conn, tenant, since, until)
+    days = []
+    for day in window_days(since, until):
+        received = actions.get(day, {})
+        ended = outcomes.get(day, {})
+        per_action = {action: received.get(action, 0) for action in HOOK_ACTIONS}
+        per_action["other"] = sum(n for a, n in received.items() if a not in HOOK_ACTIONS)
+        days.append(
+            LeadDay(
+                day=day,
+                hook_actions=per_action,
+                enrichment={s.value: ended.get(s.value, 0) for s in ENRICHMENT_OUTCOMES},
+            )
+        )
+    return days
 
 
 def _earlier(moment: datetime, delta: timedelta) -> datetime:

@@ -61,7 +61,10 @@ class StepTiming(BaseModel):
 
 class Enrichment(BaseModel):
     status: EnrichmentStatus
-    reason: str | None = Field(description="why a finished run matched nobody or found no data")
+    reason: str | None = Field(
+        description="why a finished run matched nobody, matched one contact only "
+        "(enriched_single_source: not confirmed to be the same person), or found no data"
+    )
     document: str | None = Field(description="the document number found; masked for viewers")
     data: dict[str, Any] | None = Field(
         description="the person service's answer; personal values masked for viewers"

@@ -292,7 +292,30 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
 
+class LeadDay(BaseModel):
+    """One UTC day of C2S leads: every key present, zero included."""
+
+    day: date
+    hook_actions: dict[str, int] = Field(
+        description="C2S events received this day per `hook_action`: on_create_lead, "
+        "on_update_lead, on_close_lead, and `other` (any other action: stored and ignored)"
+    )
+    enrichment: dict[str, int] = Field(
+        description="leads whose enrichment ended this day per outcome: done, "
+        "enriched_single_source, unmatched, not_same_person, failed (a lead counts once, "
+        "on the day its last run ended)"
+    )
+
+    @property
+    def total(self) -> int:
+        return sum(self.hook_actions.values()) + sum(self.enrichment.values())
+
+
 class DeliveryStats(BaseModel):
     since: datetime = Field(description="the window actually counted (at most 366 days)")
     until: datetime
     days: list[DeliveryDay]
+    leads: list[LeadDay] = Field(
+        description="every UTC day of the window, oldest first: C2S events per hook_action "
+        "(of `source` when given) and enrichment outcomes (of every source)"
+    )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    ColumnElement,
     DateTime,
     Dialect,
     Index,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
     text,
 )
 
@@ -39,6 +41,14 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 DUE_SQL = text("status IN ('pending', 'failed')")  # Status.PENDING, Status.FAILED
+
+
+def utc_day(column: Any, *, postgres: bool) -> ColumnElement[str]:
+    """'YYYY-MM-DD' of a `UTCDateTime` column: the UTC day, on either engine."""
+    if postgres:
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD", type_=String)
+    # SQLite keeps naive UTC text ("2025-01-31 23:59:59.123456"): its first ten characters.
+    return func.substr(column, 1, 10, type_=String)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Engine,
     Float,
     Select,
-    String,
     cast,
     extract,
     func,
@@ -22,7 +21,7 @@ from sqlalchemy import (
     select,
 )
 
-from hookyard.db.schema import events, rejected_requests, requests
+from hookyard.db.schema import events, rejected_requests, requests, utc_day
 from hookyard.inbox.model import Status
 
 
@@ -260,12 +259,44 @@ class EventReads:
             for (src, day), b in sorted(buckets.items(), key=lambda item: (item[0][1], item[0][0]))
         ]
 
+    def event_types_per_day(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        provider: str,
+        tenant: str | None = None,
+        source: str | None = None,
+    ) -> dict[date, dict[str, int]]:
+        """How many of `provider`'s events were received per UTC day (in [since, until)) and
+        event type, whatever their status: {day: {event_type: n}}, days without any left out.
+        Stays on the received_at index, like `delivery_stats`."""
+        conditions = [
+            events.c.received_at >= since,
+            events.c.received_at < until,
+            events.c.provider == provider,
+        ]
+        if tenant is not None:
+            conditions.append(events.c.tenant == tenant)
+        if source is not None:
+            conditions.append(events.c.source == source)
+        rows = (
+            select(self._utc_day(events.c.received_at).label("day"), events.c.event_type)
+            .where(*conditions)
+            .subquery()
+        )
+        counted = select(rows.c.day, rows.c.event_type, func.count()).group_by(
+            rows.c.day, rows.c.event_type
+        )
+        found: dict[date, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for day, event_type, n in conn.execute(counted):
+                found.setdefault(date.fromisoformat(day), {})[event_type] = int(n)
+        return found
+
     def _utc_day(self, column: Any) -> ColumnElement[str]:
         """'YYYY-MM-DD' of a UTC timestamp column."""
-        if self.is_postgres:
-            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD", type_=String)
-        # SQLite keeps naive UTC text ("2025-01-31 23:59:59.123456"): its first ten characters.
-        return func.substr(column, 1, 10, type_=String)
+        return utc_day(column, postgres=self.is_postgres)
 
     def _seconds_between(self, start: Any, end: Any) -> ColumnElement[float]:
         if self.is_postgres:

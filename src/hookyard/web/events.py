@@ -160,11 +160,9 @@ def daily_bars(days: list[DeliveryDay], since: datetime, until: datetime) -> lis
         row[1] += d.failed + d.dead
         row[2] += d.pending + d.processing
     bars = []
-    day = since.date()
-    while day < until.date() or (day == until.date() and until.time() > time(0)):
+    for day in api.window_days(since, until):
         ok, bad, waiting = sums.get(day.isoformat(), (0, 0, 0))
         bars.append(Bar(day.isoformat(), ok, bad, waiting))
-        day += timedelta(days=1)
     return bars[-60:]  # a chart of the last 60 days at most; the table has every row
 
 

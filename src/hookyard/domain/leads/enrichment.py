@@ -53,6 +53,9 @@ from hookyard.logs import log
 from hookyard.queue.backoff import Backoff
 from hookyard.queue.leased import Clock, LeasedQueue, LeaseLost, Spec, utcnow
 
+# The outcomes that found a person: the document and data are kept, the message was posted.
+ENRICHED = frozenset({EnrichmentStatus.DONE, EnrichmentStatus.ENRICHED_SINGLE_SOURCE})
+
 LEASE_EXPIRED = (
     "lease expired: the run stopped, or took longer than HOOKYARD_ENRICHMENT_LEASE_SECONDS"
 )
@@ -246,7 +249,7 @@ class EnrichmentPipeline:
         with self.queue.writer.begin() as tx:
             if failure is None:
                 result = run.result
-                matched = result.status == EnrichmentStatus.DONE
+                matched = result.status in ENRICHED
                 status = result.status.value
                 try:
                     written = self.queue.finish(

@@ -7,10 +7,13 @@ personal data as stored: masking for the reader is the caller's (`hookyard.api.p
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, select, true
+from sqlalchemy import ColumnElement, Connection, func, select, true
 
+from hookyard.db.schema import utc_day
+from hookyard.domain.leads.service import ENRICHMENT_OUTCOMES
 from hookyard.domain.leads.tables import leads
 
 c = leads.c
@@ -48,3 +51,30 @@ def list_leads(
 def find_lead(conn: Connection, tenant: str | None, lead_id: int) -> dict[str, Any] | None:
     row = conn.execute(select(leads).where(c.id == lead_id, _owned(tenant))).mappings().first()
     return None if row is None else dict(row)
+
+
+def enrichment_outcomes(
+    conn: Connection, tenant: str | None, since: datetime, until: datetime
+) -> dict[date, dict[str, int]]:
+    """How many leads' enrichment ended per UTC day of `enrichment_finished_at` (in [since,
+    until)) and outcome (`ENRICHMENT_OUTCOMES`): {day: {status: n}}, days without any left
+    out. A lead counts once, on the day its last run ended (a new run replaces its outcome)."""
+    postgres = conn.dialect.name == "postgresql"
+    rows = (
+        select(utc_day(c.enrichment_finished_at, postgres=postgres).label("day"),
+               c.enrichment_status)
+        .where(
+            _owned(tenant),
+            c.enrichment_finished_at >= since,
+            c.enrichment_finished_at < until,
+            c.enrichment_status.in_([s.value for s in ENRICHMENT_OUTCOMES]),
+        )
+        .subquery()
+    )  # fmt: skip
+    counted = select(rows.c.day, rows.c.enrichment_status, func.count()).group_by(
+        rows.c.day, rows.c.enrichment_status
+    )
+    found: dict[date, dict[str, int]] = {}
+    for day, status, n in conn.execute(counted):
+        found.setdefault(date.fromisoformat(day), {})[status] = int(n)
+    return found

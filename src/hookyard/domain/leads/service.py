@@ -44,7 +44,8 @@ from hookyard.providers.base import Outcome, StoredEvent, storable_key, storable
 CREATE = "on_create_lead"
 UPDATE = "on_update_lead"
 CLOSE = "on_close_lead"
-ACTIONS = frozenset({CREATE, UPDATE, CLOSE})
+HOOK_ACTIONS = (CREATE, UPDATE, CLOSE)  # C2S's catalogue, in a lead's order
+ACTIONS = frozenset(HOOK_ACTIONS)
 CONTACT_FIELDS = ("email", "phone")
 
 
@@ -58,9 +59,21 @@ class EnrichmentStatus(StrEnum):
     PENDING = "pending"  # waiting for its first run, or for a retry (enrichment_next_attempt_at)
     RUNNING = "running"  # a pipeline run holds the lease
     DONE = "done"  # e-mail and phone resolve to one document: the same person, enriched
-    UNMATCHED = "unmatched"  # only one of them, or neither, resolves to a document
+    # Only one of them resolves to a document: enriched from it, not confirmed the same person.
+    ENRICHED_SINGLE_SOURCE = "enriched_single_source"
+    UNMATCHED = "unmatched"  # neither resolves to a document
     NOT_SAME_PERSON = "not_same_person"  # they resolve to different documents
     FAILED = "failed"  # a definitive error, or the attempts ran out (enrichment_error)
+
+
+# Where a run ends (`enrichment_finished_at` set): the outcomes the statistics count.
+ENRICHMENT_OUTCOMES = (
+    EnrichmentStatus.DONE,
+    EnrichmentStatus.ENRICHED_SINGLE_SOURCE,
+    EnrichmentStatus.UNMATCHED,
+    EnrichmentStatus.NOT_SAME_PERSON,
+    EnrichmentStatus.FAILED,
+)
 
 
 # What a change of contact resets: the previous run's outcome and its retry state.

@@ -9,10 +9,13 @@ each in its own short transaction.
 The built-in steps are HTTP clients, each configured by a base URL and a bearer token:
 
 - ``identity`` looks the e-mail and the phone up *separately*. The lead is the same person
-  only when both resolve to the same document; different documents end the run
-  `not_same_person`, only one (or none) `unmatched`.
+  only when both resolve to the same document (`done`). When only one of them resolves (the
+  other resolves to none, or the lead has no valid one), the run goes on with that document
+  as `enriched_single_source`: the person is found, but not confirmed to be the lead's.
+  Different documents end the run `not_same_person`, none `unmatched`.
 - ``person`` fetches the person's data by that document.
-- ``message`` posts a message with the result to the lead through the C2S API.
+- ``message`` posts a message with the result to the lead through the C2S API; a
+  single-source result says that the contacts were not confirmed to be the same person.
 
 `HOOKYARD_ENRICHMENT_STEPS` lists them in order; an entry `package.module:factory` adds a
 custom step: `factory(settings, http)` is called once at start with the settings and the
@@ -57,19 +60,29 @@ class Lead:
     attempt: int  # 1 on the first run
 
 
+NOT_CONFIRMED = "the e-mail and the phone were not confirmed to be the same person"
+NO_PERSON_DATA = "the person service has no data for the document"
+
+
 @dataclass(slots=True)
 class Result:
-    """What the steps found so far. Stays `done` unless a step stops the run."""
+    """What the steps found so far. Stays `done` unless a step stops the run or finds the
+    person by one contact only (`enriched_single_source`, `single_source` saying which)."""
 
     document: str | None = None
     data: dict[str, Any] | None = None
     status: EnrichmentStatus = EnrichmentStatus.DONE
     reason: str | None = None
     stopped: bool = False
+    single_source: str | None = None  # "e-mail" or "phone": the one contact that resolved
 
     def stop(self, status: EnrichmentStatus, reason: str) -> None:
         """End the run with this outcome; the later steps do not run."""
         self.status, self.reason, self.stopped = status, reason, True
+
+    def add_reason(self, reason: str) -> None:
+        """One more thing the lead's `enrichment_reason` says, after what it says already."""
+        self.reason = f"{self.reason}; {reason}" if self.reason else reason
 
 
 class StepError(Exception):
@@ -209,7 +222,12 @@ def _needs_document(step: str, result: Result) -> str:
 
 class IdentityLookup:
     """`POST {url}/v1/identity/lookup` with `{"email": …}`, then with `{"phone": …}`; each
-    answers `{"document": "…"}` or `{"document": null}`."""
+    answers `{"document": "…"}` or `{"document": null}`.
+
+    Two different documents stop the run `not_same_person` rather than enrich from either:
+    one of the contacts belongs to someone else and nothing says which, so posting either
+    person's data to the lead could show a stranger's data to the seller. One document
+    alone is the only person in sight: the lead is enriched from it, marked as such."""
 
     name = "identity"
 
@@ -231,6 +249,7 @@ class IdentityLookup:
     def run(self, lead: Lead, result: Result) -> None:
         by_email = self._document("email", lead.email)
         by_phone = self._document("phone", lead.phone)
+        found = f"{_found('e-mail', lead.email, by_email)}; {_found('phone', lead.phone, by_phone)}"
         if by_email is not None and by_email == by_phone:
             result.document = by_email
         elif by_email is not None and by_phone is not None:
@@ -238,10 +257,13 @@ class IdentityLookup:
                 EnrichmentStatus.NOT_SAME_PERSON,
                 "the e-mail and the phone resolve to different documents",
             )
+        elif by_email is None and by_phone is None:
+            result.stop(EnrichmentStatus.UNMATCHED, found)
         else:
-            email = _found("e-mail", lead.email, by_email)
-            phone = _found("phone", lead.phone, by_phone)
-            result.stop(EnrichmentStatus.UNMATCHED, f"{email}; {phone}")
+            result.document = by_email or by_phone
+            result.status = EnrichmentStatus.ENRICHED_SINGLE_SOURCE
+            result.single_source = "e-mail" if by_email is not None else "phone"
+            result.reason = f"{NOT_CONFIRMED}: {found}"
 
     def _document(self, kind: str, value: str | None) -> str | None:
         if value is None:
@@ -266,7 +288,7 @@ def _found(label: str, value: str | None, document: str | None) -> str:
 
 class PersonEnrichment:
     """`POST {url}/v1/people/lookup` with `{"document": …}`; answers `{"person": {…}}` or
-    `{"person": null}` (then the lead is still `done`, without data, and says why)."""
+    `{"person": null}` (then the lead keeps its status, without data, and says why)."""
 
     name = "person"
 
@@ -294,7 +316,7 @@ class PersonEnrichment:
         if isinstance(person, dict):
             result.data = person
         elif person is None:
-            result.reason = "the person service has no data for the document"
+            result.add_reason(NO_PERSON_DATA)
         else:
             raise StepError(
                 f"{self.name}: answered a 'person' that is not an object", transient=False
@@ -304,7 +326,8 @@ class PersonEnrichment:
 class LeadMessage:
     """Posts the result to the lead through the C2S API (bearer token). The path is a setting
     (`HOOKYARD_C2S_MESSAGE_PATH`): C2S's message endpoint is not confirmed publicly. The
-    `Idempotency-Key` is the same for every retry of one contact, for an API that honours it."""
+    `Idempotency-Key` is the same for every retry of one contact, for an API that honours it.
+    A single-source result's message says the contacts were not confirmed to be one person."""
 
     name = "message"
 
@@ -333,17 +356,37 @@ class LeadMessage:
         self.endpoint.post(
             self.http,
             self.path.format(lead_id=quote(lead.c2s_lead_id, safe="")),
-            {"message": message_text(document, result.data)},
+            {"message": message_text(document, result.data, single_source=_single(result))},
             headers={"idempotency-key": f"hookyard-enrichment-{lead.id}-{lead.contact_hash[:16]}"},
         )
 
 
-def message_text(document: str, data: Mapping[str, Any] | None, max_fields: int = 20) -> str:
-    """The message a seller reads on the lead: the document and the person's plain fields."""
-    lines = [
-        "Hookyard enrichment: the lead's e-mail and phone belong to the same person.",
-        f"Document: {document}",
-    ]
+def _single(result: Result) -> str | None:
+    """Which contact alone found the person, when the result is single-source ("one
+    contact" when a custom step set the status without saying which)."""
+    if result.status is not EnrichmentStatus.ENRICHED_SINGLE_SOURCE:
+        return None
+    return result.single_source or "one contact"
+
+
+def message_text(
+    document: str,
+    data: Mapping[str, Any] | None,
+    max_fields: int = 20,
+    *,
+    single_source: str | None = None,
+) -> str:
+    """The message a seller reads on the lead: the document and the person's plain fields.
+    With `single_source` (the contact that alone resolved), it first says that the e-mail
+    and the phone were not confirmed to be the same person."""
+    if single_source is None:
+        lines = ["Hookyard enrichment: the lead's e-mail and phone belong to the same person."]
+    else:
+        lines = [
+            f"Hookyard enrichment: NOT CONFIRMED: {NOT_CONFIRMED}.",
+            f"Found by the lead's {single_source} only; check before relying on it.",
+        ]
+    lines.append(f"Document: {document}")
     fields = [
         (key, value)
         for key, value in (data or {}).items()

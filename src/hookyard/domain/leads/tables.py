@@ -1,8 +1,8 @@
 """C2S leads and the closures recorded for notification.
 
-Migrations 0006, 0008 (the enrichment pipeline's lease, retry and timing columns) and 0011
-(`last_notification_sent_at`) create exactly these tables (`tests/test_migrations.py`
-compares them).
+Migrations 0006, 0008 (the enrichment pipeline's lease, retry and timing columns), 0011
+(`last_notification_sent_at`) and 0019 (`enrichment_status` 32 wide, the index on
+`enrichment_finished_at`) create exactly these tables (`tests/test_migrations.py` compares them).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ leads = Table(
     Column("status", String(20), nullable=False),  # open, closed
     # sha256 of the normalised e-mail and phone: enrichment runs again only when it changes.
     Column("contact_hash", String(64), nullable=False),
-    # not_needed, pending, running, done, unmatched, not_same_person, failed (EnrichmentStatus)
-    Column("enrichment_status", String(20), nullable=False),
+    # not_needed, pending, running, done, enriched_single_source, unmatched, not_same_person,
+    # failed (EnrichmentStatus); 32 wide since 0019 (enriched_single_source is 22).
+    Column("enrichment_status", String(32), nullable=False),
     Column("document", String(32), nullable=True),  # the document number enrichment found
     Column("enrichment_data", JSON(none_as_null=True), nullable=True),
     Column("enrichment_error", Text, nullable=True),
@@ -45,7 +46,8 @@ leads = Table(
     Column("enrichment_requested_at", UTCDateTime(), nullable=True),
     Column("enrichment_started_at", UTCDateTime(), nullable=True),
     Column("enrichment_finished_at", UTCDateTime(), nullable=True),
-    # Why a finished run matched nobody (unmatched, not_same_person) or found no person data.
+    # Why a finished run matched nobody (unmatched, not_same_person), matched by one contact
+    # only (enriched_single_source), or found no person data.
     Column("enrichment_reason", String(300), nullable=True),
     # A pending lead is due from this time on (None: at once); set by a retry's backoff.
     Column("enrichment_next_attempt_at", UTCDateTime(), nullable=True),
@@ -66,6 +68,7 @@ leads = Table(
     UniqueConstraint("c2s_lead_id"),
     Index(None, "tenant", "status"),
     Index(None, "enrichment_status"),
+    Index(None, "enrichment_finished_at"),  # the per-day outcome counts (queries.py)
 )
 
 # One row per close of a lead: the e-mail notifier (hookyard.notify) marks `notified_at`. The
