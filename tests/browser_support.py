@@ -59,5 +59,3 @@ def log_in(page: Page, base: str, email: str, start: str = "/ui/events") -> None
 
 def live(page: Page) -> None:
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
-
-

@@ -59,8 +59,6 @@ def hubspot_changes(
     assert runtime.make_worker().drain() == 1
 
 
-
-
 def tie(api: TestClient, runtime: Runtime, customer_id: int, company: int, name: str) -> None:
     """HubSpot's name change at the time of our name's: a conflict."""
     [state] = rows(

@@ -48,8 +48,6 @@ def gateway(settings: Settings, tcr: TCRState) -> Iterator[str]:
         server.stop()
 
 
-
-
 def fill_in(page: Page, display_name: str, **fields: str) -> None:
     form = page.locator("#register-brand")
     form.locator("select[name=entity_type]").select_option("PRIVATE_PROFIT")
