@@ -35,7 +35,7 @@ _BAD = {"dead", "failed", "rejected", "unverified", "disabled", "paused", "red",
         "refused", "closed"}  # fmt: skip
 _WAIT = {"pending", "processing", "review", "in_review", "pending_review", "yellow",
          "acknowledged", "running", "queued", "in_progress", "not_applied",
-         "retry", "sending"}  # fmt: skip
+         "retry", "sending", "enriched_single_source"}  # fmt: skip
 
 # What an action tells the person on the page it leads back to (`?notice=`); a code, not
 # text, so a link cannot make the dashboard say something it did not.
