@@ -191,8 +191,10 @@ class TemplateAlertPage(BaseModel):
     next_cursor: int | None = Field(description="pass as `before_id` for the next page")
 
 
-# A campaign's name: not blank, no NUL.
-CampaignName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*\S[^\x00]*$")]
+# A campaign's name: not blank, no NUL (PostgreSQL stores none).
+CampaignName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+]
 TemplateRef = Annotated[int, Field(ge=1, le=MAX_ID, description="hookyard's template id")]
 
 
