@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from hookyard.domain.whatsapp.tables import templates
 from hookyard.runtime import Runtime
-from tests.browser_support import log_in
+from tests.browser_support import live, log_in
 from tests.support import wait_for
 from tests.whatsapp_support import TENANT_SOURCES, template_status
 
@@ -60,6 +60,7 @@ def test_a_campaign_made_on_the_page_turns_paused_live_when_meta_disables_its_te
     row = page.locator("#campaigns tr[data-campaign-id]", has_text="Black Friday")
     expect(row.locator(".badge")).to_have_text("active")
     expect(page.locator("#critical td.empty")).to_have_text("No template needs attention.")
+    live(page)  # the page the form led back to listens before Meta's webhook is sent
     page.evaluate("window.stayed = true")  # gone if the page reloads
 
     send(gateway, "DISABLED", 1)
