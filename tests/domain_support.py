@@ -15,6 +15,7 @@ from hookyard.config import Settings
 from hookyard.domain.leads import service as leads_service
 from hookyard.domain.leads.tables import leads
 from hookyard.domain.tendlc import service as tendlc_service
+from hookyard.domain.whatsapp import campaigns as whatsapp_campaigns
 from hookyard.domain.whatsapp import service as whatsapp_service
 from hookyard.domain.whatsapp.tables import templates
 from hookyard.providers.base import Outcome, StoredEvent
@@ -73,7 +74,7 @@ def template_id(engine: Engine, meta_id: str) -> int:
 
 def campaign(engine: Engine, meta_id: str, name: str) -> int:
     with engine.begin() as tx:
-        return whatsapp_service.add_campaign(tx, template_id(engine, meta_id), name)
+        return whatsapp_campaigns.add_campaign(tx, template_id(engine, meta_id), name)
 
 
 def lead(engine: Engine, tenant: str, c2s_id: str, **customer: Any) -> int:

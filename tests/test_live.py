@@ -28,7 +28,7 @@ from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.db.schema import events
 from hookyard.domain.tendlc import service as tendlc
-from hookyard.domain.whatsapp import service as whatsapp
+from hookyard.domain.whatsapp import campaigns as whatsapp_campaigns
 from hookyard.inbox.model import NewEvent
 from hookyard.inbox.store import utcnow as now
 from hookyard.live.change import MAX_PAYLOAD_BYTES, Change, ChangeKind
@@ -286,7 +286,7 @@ def test_templates_leads_and_customers_are_pushed(
         acme.until(lambda c: c["kind"] == "whatsapp_template" and c["status"] == "APPROVED")
         [template] = acme.of("whatsapp_template")
         with runtime.store.writer.begin() as tx:
-            campaign_id = whatsapp.add_campaign(tx, template["id"], "spring sale")
+            campaign_id = whatsapp_campaigns.add_campaign(tx, template["id"], "spring sale")
 
         status["entry"][0]["time"] += 60
         status["entry"][0]["changes"][0]["value"]["event"] = "PAUSED"
@@ -305,8 +305,9 @@ def test_templates_leads_and_customers_are_pushed(
         )
         assert template["data"]["previous_status"] == "APPROVED"
         assert template["data"]["campaigns_paused"] == 1
-        acme.until(lambda c: c["kind"] == "whatsapp_campaign")
-        [campaign] = acme.of("whatsapp_campaign", campaign_id)
+        acme.until(lambda c: c["kind"] == "whatsapp_campaign" and c["status"] == "paused")
+        created, campaign = acme.of("whatsapp_campaign", campaign_id)
+        assert (created["tenant"], created["status"]) == ("acme", "active")
         assert (campaign["tenant"], campaign["status"]) == ("acme", "paused")
         resumed = httpx.post(
             f"{gateway}/api/v1/whatsapp/campaigns/{campaign_id}/resume",

@@ -1,9 +1,11 @@
 """The dashboard's WhatsApp pages (`/ui/whatsapp`): the quality summary, the templates needing
 attention with their open alerts (the one alert system's, acknowledged through the alerts
 page's route by members and up), every template with filters and paging, one template's
-history, the campaigns and resuming a paused one (admins), the live sections, and that no
-tenant sees or changes another's. The rows are made by the Meta handler, as webhooks would
-make them, and the alert rules' evaluation (`tests/domain_support.py`'s `whatsapp_state`)."""
+history and campaigns, creating a campaign (members), pausing and resuming it, resuming the
+campaigns of a reinstated template at once and deleting one (admins), the live sections,
+and that no tenant sees or changes another's. The rows are made by the Meta handler, as
+webhooks would make them, and the alert rules' evaluation (`tests/domain_support.py`'s
+`whatsapp_state`)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from fastapi.testclient import TestClient
 from hookyard.api.params import MAX_ID
 from hookyard.runtime import Runtime
 from hookyard.web import whatsapp
-from tests.domain_support import template_id, whatsapp_state
+from tests.domain_support import HOUR, T0, meta, template_id, whatsapp_state
 from tests.people import People
 from tests.web_support import HTML, errors, login, page_of, post, section, text
 
@@ -142,8 +144,8 @@ def test_every_section_refreshes_live_on_its_first_page_only(
     monkeypatch.setattr(whatsapp, "PAGE", 1)
     html = page_of(login(api, "viewer@acme.example.com"), "/ui/whatsapp")
     for name, kind in [
-        ("summary", "whatsapp_template"),
-        ("critical", "whatsapp_template"),
+        ("summary", "whatsapp_template whatsapp_campaign"),
+        ("critical", "whatsapp_template whatsapp_campaign"),
         ("templates", "whatsapp_template"),
         ("campaigns", "whatsapp_campaign"),
     ]:
@@ -157,7 +159,7 @@ def test_every_section_refreshes_live_on_its_first_page_only(
     second = page_of(api, "/ui/whatsapp" + markup.unescape(older.group(1)))
     assert list(rows(section(second, "templates"), "data-template-id")) == [world.promo]
     assert "data-live" not in section(second, "templates")
-    assert 'data-live="whatsapp_template"' in section(second, "critical")
+    assert 'data-live="whatsapp_template whatsapp_campaign"' in section(second, "critical")
 
 
 def test_the_templates_filter_on_status_and_quality(api: TestClient, world: Templates) -> None:
@@ -300,11 +302,11 @@ def test_a_campaign_page_shows_what_happened_to_it(api: TestClient, world: Templ
     assert buttons(campaign) == []
 
     html = page_of(login(api, "admin@acme.example.com"), path)
-    assert buttons(section(html, "campaign")) == ["Resume"]
+    assert buttons(section(html, "campaign")) == ["Resume", "Delete"]
     done = post(api, f"{path}/resume?next={path}")
     assert done.headers["location"] == f"{path}?notice=resumed"
     campaign = section(page_of(api, done.headers["location"]), "campaign")
-    assert "Status active" in text(campaign) and buttons(campaign) == []
+    assert "Status active" in text(campaign) and buttons(campaign) == ["Pause", "Delete"]
     actions = [entry.split()[2] for entry in rows(campaign, "data-log-id").values()]
     assert actions == ["resumed", "paused"]  # newest first, after the time
 
@@ -361,3 +363,144 @@ def test_a_bad_id_in_a_change_is_a_400_not_a_500(api: TestClient, world: Templat
     login(api, "admin@acme.example.com")
     assert post(api, f"/ui/whatsapp/campaigns/{MAX_ID + 1}/resume").status_code == 400
     assert post(api, f"/ui/whatsapp/campaigns/{MAX_ID}/resume").status_code == 404
+
+
+# -- campaigns: creating, pausing, resuming, deleting ----------------------------------------
+
+
+def campaign_rows(html: str) -> dict[int, str]:
+    return rows(section(html, "campaigns"), "data-campaign-id")
+
+
+def test_the_critical_templates_say_what_to_do_and_which_campaigns_they_stop(
+    api: TestClient, world: Templates
+) -> None:
+    html = page_of(login(api, "viewer@acme.example.com"), "/ui/whatsapp")
+    critical = rows(section(html, "critical"), "data-template-id")
+    assert "Template paused by Meta for low quality" in critical[world.promo]
+    assert critical[world.promo].endswith(str(world.spring_sale))
+    assert "Quality is RED" in critical[world.order_update]
+    assert critical[world.order_update].endswith("none")
+    assert 'data-paused="TEMPLATE_PAUSED"><div class="n">1</div>' in section(html, "summary")
+    assert 'id="new-campaign"' not in html  # a viewer creates nothing
+
+
+def test_a_member_creates_a_campaign_from_the_page(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    html = page_of(login(api, "member@acme.example.com"), "/ui/whatsapp")
+    form = re.search(r'<form id="new-campaign".*?</form>', html, flags=re.S)
+    assert form, "no new campaign form"
+    offered = re.findall(r'<option value="(\d+)"', form.group(0))
+    assert sorted(map(int, offered)) == sorted([world.order_update, world.promo, world.welcome])
+
+    done = post(api, "/ui/whatsapp/campaigns", name="Welcome wave", template_id=str(world.welcome))
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/whatsapp?notice=campaign_created"
+    html = page_of(api, done.headers["location"])
+    assert "Campaign created." in html
+    made = {row.split(" welcome ")[0]: key for key, row in campaign_rows(html).items()}
+    assert campaign_rows(html)[made["Welcome wave"]].startswith("Welcome wave welcome active")
+
+    # On a template Meta paused, it starts paused for it.
+    post(api, "/ui/whatsapp/campaigns", name="Promo two", template_id=str(world.promo))
+    [promo_two] = [r for r in campaign_rows(page_of(api, "/ui/whatsapp")).values() if "two" in r]
+    assert promo_two.startswith("Promo two promo paused TEMPLATE_PAUSED")
+    listed = rest(api, people, "/whatsapp/campaigns")["items"]
+    assert {c["name"] for c in listed} == {"Spring sale", "Welcome wave", "Promo two"}
+
+
+def test_a_refused_campaign_comes_back_with_the_reason(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    login(api, "member@acme.example.com")
+    for form, field, reason in [
+        ({"name": "", "template_id": str(world.welcome)}, "name", "at least 1 character"),
+        ({"name": "   ", "template_id": str(world.welcome)}, "name", "match pattern"),
+        ({"name": "No template", "template_id": ""}, "template_id", "valid integer"),
+        ({"name": "x", "template_id": "abc"}, "template_id", "valid integer"),
+        ({"name": "Theirs", "template_id": str(world.notice)}, "template_id", "no template"),
+    ]:
+        answer = post(api, "/ui/whatsapp/campaigns", **form)
+        assert answer.status_code == 200, form
+        found = re.findall(rf'<p class="error" data-field="{field}">(.*?)</p>', answer.text)
+        assert found and reason in found[0], (form, found)
+        assert f'value="{markup.escape(form["name"])}"' in answer.text  # kept for a retry
+    assert [c["name"] for c in rest(api, people, "/whatsapp/campaigns")["items"]] == ["Spring sale"]
+
+
+def test_a_viewer_cannot_create_and_the_forms_token_is_needed(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    form = {"name": "Nope", "template_id": str(world.welcome)}
+    refused = post(login(api, "viewer@acme.example.com"), "/ui/whatsapp/campaigns", **form)
+    assert refused.status_code == 403 and "member" in " ".join(errors(refused.text))
+    login(api, "member@acme.example.com")
+    no_token = api.post("/ui/whatsapp/campaigns", data=form, headers=HTML, follow_redirects=False)
+    assert no_token.status_code == 403
+    assert [c["name"] for c in rest(api, people, "/whatsapp/campaigns")["items"]] == ["Spring sale"]
+
+
+def test_a_member_pauses_and_resumes_what_a_person_paused_an_admin_deletes(
+    api: TestClient, people: People, world: Templates
+) -> None:
+    login(api, "member@acme.example.com")
+    post(api, "/ui/whatsapp/campaigns", name="Welcome wave", template_id=str(world.welcome))
+    [mine] = [c["id"] for c in rest(api, people, "/whatsapp/campaigns")["items"]
+              if c["name"] == "Welcome wave"]  # fmt: skip
+    path = f"/ui/whatsapp/campaigns/{mine}"
+    assert buttons(section(page_of(api, path), "campaign")) == ["Pause"]
+    done = post(api, f"{path}/status", status="paused")
+    assert done.headers["location"] == f"{path}?notice=campaign_paused"
+    campaign = section(page_of(api, path), "campaign")
+    assert "Paused because MANUAL" in text(campaign) and buttons(campaign) == ["Resume"]
+    assert post(api, f"{path}/status", status="active").status_code == 303
+    assert rest(api, people, f"/whatsapp/campaigns/{mine}")["status"] == "active"
+    assert post(api, f"{path}/status", status="stopped").status_code == 400
+
+    # The template's pause is an admin's to lift; deleting too.
+    spring = f"/ui/whatsapp/campaigns/{world.spring_sale}"
+    assert buttons(section(page_of(api, spring), "campaign")) == []
+    assert post(api, f"{spring}/status", status="active").status_code == 403
+    assert post(api, f"{path}/delete").status_code == 403
+
+    login(api, "admin@acme.example.com")
+    done = post(api, f"{path}/delete")
+    assert done.headers["location"] == "/ui/whatsapp?notice=campaign_deleted"
+    page_of(api, path, 404)
+    assert post(api, f"/ui/whatsapp/campaigns/{world.globex_launch}/delete").status_code == 404
+
+
+def test_an_admin_resumes_the_campaigns_of_a_reinstated_template_in_one_click(
+    api: TestClient, runtime: Runtime, people: People, world: Templates
+) -> None:
+    login(api, "member@acme.example.com")
+    post(api, "/ui/whatsapp/campaigns", name="Held", template_id=str(world.welcome))
+    [held] = [c["id"] for c in rest(api, people, "/whatsapp/campaigns")["items"]
+              if c["name"] == "Held"]  # fmt: skip
+    post(api, f"/ui/whatsapp/campaigns/{held}/status", status="paused")
+    path = f"/ui/whatsapp/templates/{world.promo}"
+    login(api, "admin@acme.example.com")
+    campaigns = section(page_of(api, path), "template-campaigns")
+    assert list(rows(campaigns, "data-campaign-id")) == [world.spring_sale]
+    assert buttons(campaigns) == []  # still PAUSED: nothing to resume yet
+
+    meta(runtime.engine, "acme", "111", "5002", T0 + 2 * HOUR, event="REINSTATED")
+    for role in ("viewer", "member"):
+        html = page_of(login(api, f"{role}@acme.example.com"), path)
+        assert buttons(section(html, "template-campaigns")) == []
+        assert post(api, f"{path}/resume-campaigns").status_code == 403
+    login(api, "admin@acme.example.com")
+    campaigns = section(page_of(api, path), "template-campaigns")
+    assert 'data-live="whatsapp_campaign whatsapp_template:' in campaigns
+    assert buttons(campaigns) == ["Resume the campaigns paused for it"]
+    assert "1 campaign paused for it" in text(campaigns)
+
+    done = post(api, f"{path}/resume-campaigns")
+    assert done.headers["location"] == f"{path}?notice=campaigns_resumed"
+    campaigns = section(page_of(api, done.headers["location"]), "template-campaigns")
+    assert buttons(campaigns) == []
+    assert rest(api, people, f"/whatsapp/campaigns/{world.spring_sale}")["status"] == "active"
+    assert rest(api, people, f"/whatsapp/campaigns/{held}")["status"] == "paused"  # a person's
+    theirs = f"/ui/whatsapp/templates/{world.notice}/resume-campaigns"
+    assert post(api, theirs).status_code == 404

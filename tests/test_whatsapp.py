@@ -17,6 +17,7 @@ from sqlalchemy import Table, func, select
 from hookyard.alerts.evaluate import AlertEvaluator
 from hookyard.alerts.tables import alerts
 from hookyard.app import create_app
+from hookyard.domain.whatsapp import campaigns as whatsapp_campaigns
 from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.domain.whatsapp.tables import (
     accounts,
@@ -143,7 +144,7 @@ def alerts_now(runtime: Runtime) -> list[dict[str, Any]]:
 def add_campaigns(runtime: Runtime, *names: str, meta_id: str = TEMPLATE) -> list[int]:
     template_id = template_row(runtime, meta_id)["id"]
     with runtime.engine.begin() as tx:
-        return [whatsapp.add_campaign(tx, template_id, name) for name in names]
+        return [whatsapp_campaigns.add_campaign(tx, template_id, name) for name in names]
 
 
 def history(runtime: Runtime) -> list[tuple[str, str, str | None, str | None, str]]:
@@ -221,9 +222,11 @@ def test_paused_pauses_campaigns_and_reinstated_does_not_resume_them(runtime: Ru
 
     # Resuming is a person's decision, and it is recorded too.
     with runtime.engine.begin() as tx:
-        assert whatsapp.resume_campaign(tx, first, "maria@acme.test")
-        assert not whatsapp.resume_campaign(tx, first, "maria@acme.test")  # not paused now
-        assert not whatsapp.resume_campaign(tx, second, "eve", tenant="globex")
+        assert whatsapp_campaigns.resume_campaign(tx, first, "maria@acme.test")
+        assert not whatsapp_campaigns.resume_campaign(
+            tx, first, "maria@acme.test"
+        )  # not paused now
+        assert not whatsapp_campaigns.resume_campaign(tx, second, "eve", tenant="globex")
     resumed = {c["id"]: c for c in rows(runtime, campaigns)}[first]
     assert (resumed["status"], resumed["paused_reason"], resumed["paused_by_event"]) == (
         "active",

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, select
 
+from hookyard.domain.whatsapp import campaigns as whatsapp_campaigns
 from hookyard.domain.whatsapp import service as whatsapp
 from hookyard.domain.whatsapp.tables import (
     accounts,
@@ -91,7 +92,7 @@ def start(tx: Connection) -> None:
         assert whatsapp.apply(meta_event(event_id, template), tx) == Outcome.DONE
     ids = dict(tx.execute(select(templates.c.meta_template_id, templates.c.id)).all())
     for name, template in (("spring", PROMO), ("summer", PROMO), ("onboarding", WELCOME)):
-        whatsapp.add_campaign(tx, ids[template], name)
+        whatsapp_campaigns.add_campaign(tx, ids[template], name)
 
 
 @contextmanager
@@ -316,7 +317,7 @@ def test_a_batch_of_distinct_templates_takes_as_many_statements_for_3_as_for_60(
         ids = dict(tx.execute(select(templates.c.meta_template_id, templates.c.id)).all())
         for first, count in ((1000, 3), (2000, 60)):
             for i in range(count):
-                whatsapp.add_campaign(tx, ids[str(first + i)], f"campaign {first + i}")
+                whatsapp_campaigns.add_campaign(tx, ids[str(first + i)], f"campaign {first + i}")
 
     def pause_and_reinstate(first: int, count: int) -> int:
         events = of_templates(first, count, first + 200, status="PAUSED")

@@ -1,6 +1,10 @@
 """`/api/v1/whatsapp/…`: message templates (status, quality, history), the ones needing
-attention with their open alerts, and the campaigns using them. Viewers read; admins resume a
-campaign a template's pause stopped (never done automatically).
+attention with their open alerts, what a person must do about them and the campaigns they
+stop, and the campaigns using them. Viewers read; members create, change, pause and resume
+campaigns (domain/whatsapp/campaigns.py); admins delete them and resume a campaign a
+template's pause stopped (never done automatically), one by one or every one of a template
+Meta reinstated. Every query is the caller's tenant's: another tenant's campaign or
+template answers 404, as a missing one does.
 
 A template's alerts are the one alert system's (hookyard.alerts, `/api/v1/alerts`): kinds
 `red_quality`, `template_disabled` and `template_rejected`, about subject `template:<id>`.
@@ -15,7 +19,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection, Engine
 
 from hookyard.alerts import queries as alert_queries
@@ -27,8 +31,9 @@ from hookyard.api.auth import AdminScope, MemberScope, ViewerScope, engine_of
 from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
 from hookyard.db.engine import writer
 from hookyard.domain.common import SyncSource
+from hookyard.domain.whatsapp import campaigns as whatsapp
 from hookyard.domain.whatsapp import queries
-from hookyard.domain.whatsapp import service as whatsapp
+from hookyard.domain.whatsapp.campaigns import AdminOnly, CampaignRefused, UnknownTemplate
 from hookyard.domain.whatsapp.service import (
     CampaignAction,
     CampaignStatus,
@@ -86,8 +91,18 @@ class TemplateAlert(Alert):
     created_at: datetime = Field(description="deprecated: the same as `opened_at`")
 
 
+class CampaignsAffected(BaseModel):
+    count: int
+    ids: list[int] = Field(description="hookyard's campaign ids, oldest first")
+
+
 class CriticalTemplate(Template):
     reasons: list[str] = Field(description="why it needs attention: `quality RED`, `status …`")
+    action_required: str = Field(description="what a person must do, from status and quality")
+    campaigns_affected: CampaignsAffected = Field(
+        description="its campaigns that are active, or paused because of it (not those a person"
+        " paused)"
+    )
     open_alerts: list[TemplateAlert] = Field(
         description="its alerts nobody acknowledged yet (acknowledge: POST /api/v1/alerts/{id}"
         "/acknowledge)"
@@ -103,6 +118,9 @@ class QualitySummary(BaseModel):
     total: int
     by_quality: list[Count]
     by_status: list[Count]
+    campaigns_paused: list[Count] = Field(
+        description="paused campaigns by why: TEMPLATE_PAUSED, TEMPLATE_DISABLED, MANUAL"
+    )
 
 
 class HistoryEntry(BaseModel):
@@ -171,6 +189,68 @@ class HistoryPage(BaseModel):
 class TemplateAlertPage(BaseModel):
     items: list[TemplateAlert]
     next_cursor: int | None = Field(description="pass as `before_id` for the next page")
+
+
+# A campaign's name: not blank, no NUL (PostgreSQL stores none).
+CampaignName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+]
+TemplateRef = Annotated[int, Field(ge=1, le=MAX_ID, description="hookyard's template id")]
+
+
+class NewCampaign(BaseModel):
+    """A campaign on one of the tenant's templates, in the template's tenant. It starts
+    `active` (or `paused`, by the caller); paused for its template when Meta has paused or
+    disabled that."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CampaignName
+    template_id: TemplateRef
+    status: WhatsAppCampaignStatus = WhatsAppCampaignStatus.ACTIVE
+
+
+def _optional_not_null(schema: dict[str, Any]) -> None:
+    """The schema of a change: at least one field, each a value (not null)."""
+    schema["minProperties"] = 1
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+        kept = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+
+
+class CampaignChange(BaseModel):
+    """The fields to change; a field left out stays as it is. `status`: `paused` pauses it
+    (as the caller); `active` resumes it, which for a campaign its template paused needs
+    an admin, and is refused (409) while the template is PAUSED or DISABLED."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_optional_not_null)
+
+    name: CampaignName | None = None
+    template_id: TemplateRef | None = None
+    status: WhatsAppCampaignStatus | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("give at least one of name, template_id, status")
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"leave out the fields not to change, not null: {nulls}")
+        return data
+
+
+class CampaignDeleted(BaseModel):
+    id: int
+    deleted: bool
+
+
+class CampaignsResumed(BaseModel):
+    template_id: int
+    resumed: list[int] = Field(description="the campaigns resumed (none: none was paused for it)")
 
 
 class WhatsAppCampaignPage(BaseModel):
@@ -242,7 +322,8 @@ def critical_templates(
     scope: ViewerScope, engine: Engine_, limit: Limit = 100, before_id: Cursor = None
 ) -> CriticalPage:
     """Templates needing attention (RED quality; PAUSED, DISABLED, REJECTED or FLAGGED), each
-    with its open alerts (firing, nobody acknowledged them)."""
+    with its open alerts (firing, nobody acknowledged them), what a person must do, and the
+    campaigns it stops or paused."""
     with engine.connect() as conn:
         rows = queries.list_templates(
             conn, scope.tenant, critical=True, limit=limit, before_id=before_id
@@ -256,9 +337,16 @@ def critical_templates(
         alerts: dict[int, list[TemplateAlert]] = {}
         for alert in _template_alerts(conn, found):
             alerts.setdefault(alert.template_id, []).append(alert)
+        affected = queries.campaigns_affected(conn, [r["id"] for r in rows])
     items = [
         CriticalTemplate.model_validate(
-            r | {"reasons": _reasons(r), "open_alerts": alerts.get(r["id"], [])}
+            r
+            | {
+                "reasons": _reasons(r),
+                "open_alerts": alerts.get(r["id"], []),
+                "action_required": queries.action_required(r["status"], r["quality"]),
+                "campaigns_affected": {"count": len(affected[r["id"]]), "ids": affected[r["id"]]},
+            }
         )
         for r in rows
     ]
@@ -269,6 +357,7 @@ def critical_templates(
 def quality_summary(scope: ViewerScope, engine: Engine_) -> QualitySummary:
     with engine.connect() as conn:
         by_quality, by_status = queries.quality_summary(conn, scope.tenant)
+        paused = queries.campaigns_paused_by_reason(conn, scope.tenant)
 
     def counts(found: dict[str | None, int]) -> list[Count]:
         # Largest first; ties (and the unknown, None) in a stable order.
@@ -276,7 +365,10 @@ def quality_summary(scope: ViewerScope, engine: Engine_) -> QualitySummary:
         return [Count(value=value, count=n) for value, n in ordered]
 
     return QualitySummary(
-        total=sum(by_quality.values()), by_quality=counts(by_quality), by_status=counts(by_status)
+        total=sum(by_quality.values()),
+        by_quality=counts(by_quality),
+        by_status=counts(by_status),
+        campaigns_paused=counts(paused),
     )
 
 
@@ -374,12 +466,20 @@ def list_campaigns(
     scope: ViewerScope,
     engine: Engine_,
     status: WhatsAppCampaignStatus | None = None,
+    template_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="only the campaigns of this template")
+    ] = None,
     limit: Limit = 50,
     before_id: Cursor = None,
 ) -> WhatsAppCampaignPage:
     with engine.connect() as conn:
         rows = queries.list_campaigns(
-            conn, scope.tenant, status=status, limit=limit, before_id=before_id
+            conn,
+            scope.tenant,
+            status=status,
+            template_id=template_id,
+            limit=limit,
+            before_id=before_id,
         )
     items = [WhatsAppCampaign.model_validate(r) for r in rows]
     return WhatsAppCampaignPage(items=items, next_cursor=next_cursor(items, limit))
@@ -394,11 +494,95 @@ def _campaign(engine: Engine, tenant: str | None, campaign_id: int) -> WhatsAppC
     return WhatsAppCampaignDetail.model_validate(campaign | {"log": log})
 
 
+@router.post("/whatsapp/campaigns", status_code=201, response_model=WhatsAppCampaignDetail)
+def create_campaign(
+    scope: MemberScope, engine: Engine_, body: NewCampaign
+) -> WhatsAppCampaignDetail:
+    """Create a campaign on one of the tenant's templates (404 when it is not one). On a
+    template Meta paused or disabled it starts paused for it, and resumes with the others
+    once Meta reinstates the template (`POST /whatsapp/templates/{id}/resume-campaigns`)."""
+    with writer(engine).begin() as tx:
+        try:
+            campaign_id = whatsapp.add_campaign(
+                tx,
+                body.template_id,
+                body.name,
+                tenant=scope.tenant,
+                paused=body.status is WhatsAppCampaignStatus.PAUSED,
+                by=scope.principal.subject,
+            )
+        except UnknownTemplate as exc:
+            raise HTTPException(404, str(exc)) from None
+    return _campaign(engine, scope.tenant, campaign_id)
+
+
 @router.get("/whatsapp/campaigns/{campaign_id}", response_model=WhatsAppCampaignDetail)
 def show_campaign(
     scope: ViewerScope, engine: Engine_, campaign_id: CampaignId
 ) -> WhatsAppCampaignDetail:
     return _campaign(engine, scope.tenant, campaign_id)
+
+
+@router.patch("/whatsapp/campaigns/{campaign_id}", response_model=WhatsAppCampaignDetail)
+def change_campaign(
+    scope: MemberScope, engine: Engine_, campaign_id: CampaignId, body: CampaignChange
+) -> WhatsAppCampaignDetail:
+    """Rename a campaign, move it to another of the tenant's templates (404 when it is not
+    one), pause it (`status: paused`) or resume it (`active`): a campaign its template paused
+    is resumed by an admin only (403), and none while its template is PAUSED or DISABLED
+    (409). Left active on a template Meta paused or disabled, it is paused for it."""
+    status = None if body.status is None else CampaignStatus(body.status.value)
+    with writer(engine).begin() as tx:
+        try:
+            found = whatsapp.change_campaign(
+                tx,
+                campaign_id,
+                scope.principal.subject,
+                tenant=scope.tenant,
+                name=body.name,
+                template_id=body.template_id,
+                status=status,
+                may_resume_for_template=scope.principal.at_least("admin"),
+            )
+        except UnknownTemplate as exc:
+            raise HTTPException(404, str(exc)) from None
+        except AdminOnly as exc:
+            raise HTTPException(403, str(exc)) from None
+        except CampaignRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not found:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+    return _campaign(engine, scope.tenant, campaign_id)
+
+
+@router.delete("/whatsapp/campaigns/{campaign_id}", response_model=CampaignDeleted)
+def delete_campaign(scope: AdminScope, engine: Engine_, campaign_id: CampaignId) -> CampaignDeleted:
+    """Delete a campaign and what happened to it (its log)."""
+    with writer(engine).begin() as tx:
+        if not whatsapp.delete_campaign(
+            tx, campaign_id, scope.principal.subject, tenant=scope.tenant
+        ):
+            raise HTTPException(404, f"no campaign {campaign_id}")
+    return CampaignDeleted(id=campaign_id, deleted=True)
+
+
+@router.post("/whatsapp/templates/{template_id}/resume-campaigns", response_model=CampaignsResumed)
+def resume_template_campaigns(
+    scope: AdminScope, engine: Engine_, template_id: TemplateId
+) -> CampaignsResumed:
+    """Once Meta reinstated a template (its status APPROVED again), resume every campaign
+    its PAUSED or DISABLED status paused, in one go; those a person paused stay paused.
+    409 while the template is not APPROVED; resuming again resumes nothing."""
+    with writer(engine).begin() as tx:
+        try:
+            resumed = whatsapp.resume_paused_for(
+                tx, template_id, scope.principal.subject, tenant=scope.tenant
+            )
+        except UnknownTemplate as exc:
+            raise HTTPException(404, str(exc)) from None
+        except CampaignRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+    return CampaignsResumed(template_id=template_id, resumed=resumed)
 
 
 @router.post(

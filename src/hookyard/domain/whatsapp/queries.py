@@ -12,7 +12,12 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Connection, Select, func, or_, select, true
 
-from hookyard.domain.whatsapp.service import Quality, TemplateStatus
+from hookyard.domain.whatsapp.service import (
+    TEMPLATE_REASONS,
+    CampaignStatus,
+    Quality,
+    TemplateStatus,
+)
 from hookyard.domain.whatsapp.tables import (
     accounts,
     campaign_log,
@@ -31,6 +36,31 @@ CRITICAL_STATUSES = frozenset(
         TemplateStatus.FLAGGED,
     }
 )
+
+
+# What a person must do about a template needing attention, by its status (RED quality:
+# `RED_QUALITY_ACTION`, when the status asks for nothing).
+ACTION_REQUIRED: dict[str, str] = {
+    TemplateStatus.DISABLED: "Template disabled by Meta: edit and resubmit it (or make a new"
+    " one); its campaigns stay paused until it is approved and an admin resumes them.",
+    TemplateStatus.PAUSED: "Template paused by Meta for low quality: improve its content or"
+    " audience; Meta reinstates it after the pause, then an admin resumes its campaigns.",
+    TemplateStatus.REJECTED: "Template rejected by Meta: read Meta's reason, fix the content"
+    " and submit it again.",
+    TemplateStatus.FLAGGED: "Template flagged for low quality: improve it now, or Meta will"
+    " pause and then disable it.",
+}
+RED_QUALITY_ACTION = (
+    "Quality is RED: change the template's content or who receives it before Meta pauses it."
+)
+
+
+def action_required(status: str | None, quality: str | None) -> str | None:
+    """What a person must do about a template in this state (None: nothing)."""
+    action = ACTION_REQUIRED.get(status or "")
+    if action is None and quality == Quality.RED:
+        action = RED_QUALITY_ACTION
+    return action
 
 
 def _owned(column: Column[Any], tenant: str | None) -> ColumnElement[bool]:
@@ -108,6 +138,40 @@ def quality_summary(
     return counts[0], counts[1]
 
 
+def campaigns_paused_by_reason(conn: Connection, tenant: str | None) -> dict[str | None, int]:
+    """How many of the tenant's campaigns are paused, by why (PauseReason)."""
+    query = (
+        select(campaigns.c.paused_reason, func.count())
+        .where(_owned(campaigns.c.tenant, tenant), campaigns.c.status == CampaignStatus.PAUSED)
+        .group_by(campaigns.c.paused_reason)
+    )
+    return {str(reason): int(n) for reason, n in conn.execute(query) if reason is not None}
+
+
+def campaigns_affected(conn: Connection, template_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The campaigns of each template that its state stops or would stop: active ones and
+    those it paused (not those a person paused); ids in order (the caller checked the
+    tenant)."""
+    ids = sorted(set(template_ids))
+    found: dict[int, list[int]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    query = (
+        select(campaigns.c.template_id, campaigns.c.id)
+        .where(
+            campaigns.c.template_id.in_(ids),
+            or_(
+                campaigns.c.status == CampaignStatus.ACTIVE,
+                campaigns.c.paused_reason.in_(sorted(TEMPLATE_REASONS)),
+            ),
+        )
+        .order_by(campaigns.c.id)
+    )
+    for template_id, campaign_id in conn.execute(query):
+        found[template_id].append(int(campaign_id))
+    return found
+
+
 def template_history_of(
     conn: Connection,
     template_id: int,
@@ -135,12 +199,15 @@ def list_campaigns(
     tenant: str | None,
     *,
     status: str | None = None,
+    template_id: int | None = None,
     limit: int = 50,
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     query = _CAMPAIGN.where(_owned(campaigns.c.tenant, tenant))
     if status is not None:
         query = query.where(campaigns.c.status == status)
+    if template_id is not None:
+        query = query.where(campaigns.c.template_id == template_id)
     return _all(conn, _page(query, campaigns.c.id, limit, before_id))
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select
 
 from hookyard.domain.batch import Batch, Row
 from hookyard.domain.common import SyncSource, is_older
@@ -37,7 +37,6 @@ from hookyard.domain.whatsapp.tables import (
     templates,
 )
 from hookyard.live.change import Change, ChangeKind
-from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.notify.kinds import EntityType, Kind
 from hookyard.notify.record import notification
@@ -95,9 +94,15 @@ class CampaignStatus(StrEnum):
 class PauseReason(StrEnum):
     TEMPLATE_PAUSED = "TEMPLATE_PAUSED"
     TEMPLATE_DISABLED = "TEMPLATE_DISABLED"
+    MANUAL = "MANUAL"  # a person paused it (`paused_by`)
+
+
+# A campaign paused for one of these is its template's: an admin resumes it (campaigns.py).
+TEMPLATE_REASONS = frozenset({PauseReason.TEMPLATE_PAUSED, PauseReason.TEMPLATE_DISABLED})
 
 
 class CampaignAction(StrEnum):
+    CHANGED = "changed"  # renamed or moved to another template (the detail says which)
     PAUSED = "paused"
     TEMPLATE_REINSTATED = "template_reinstated"  # noted; resuming stays a person's decision
     RESUMED = "resumed"
@@ -575,66 +580,3 @@ def _notify(
     )
     if news is not None:
         batch.insert(notifications, news, unless=["dedup_key"])
-
-
-def add_campaign(tx: Connection, template_id: int, name: str) -> int:
-    """A campaign using a template (by hookyard's template id), active, the template's tenant."""
-    tenant = tx.execute(select(templates.c.tenant).where(templates.c.id == template_id)).one()[0]
-    now = datetime.now(UTC)
-    result = tx.execute(
-        insert(campaigns)
-        .values(
-            tenant=tenant,
-            name=name,
-            template_id=template_id,
-            status=CampaignStatus.ACTIVE.value,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(campaigns.c.id)
-    )
-    return int(result.scalar_one())
-
-
-def resume_campaign(
-    tx: Connection, campaign_id: int, by: str, *, tenant: str | None = None
-) -> bool:
-    """A person resumes a paused campaign (never done automatically); False if it was not
-    paused (or, with `tenant`, belongs to another tenant)."""
-    scope = campaigns.c.id == campaign_id
-    if tenant is not None:
-        scope = scope & (campaigns.c.tenant == tenant)
-    now = datetime.now(UTC)
-    done = tx.execute(
-        update(campaigns)
-        .where(scope, campaigns.c.status == CampaignStatus.PAUSED)
-        .values(
-            status=CampaignStatus.ACTIVE.value,
-            paused_reason=None,
-            paused_at=None,
-            paused_by_event=None,
-            paused_by=None,
-            updated_at=now,
-        )
-    )
-    if not done.rowcount:
-        return False
-    tx.execute(
-        insert(campaign_log).values(
-            campaign_id=campaign_id, action=CampaignAction.RESUMED.value, actor=by, at=now
-        )
-    )
-    row = tx.execute(
-        select(campaigns.c.tenant, campaigns.c.template_id).where(campaigns.c.id == campaign_id)
-    ).one()
-    publish(
-        tx,
-        Change(
-            ChangeKind.WHATSAPP_CAMPAIGN,
-            campaign_id,
-            row.tenant,
-            CampaignStatus.ACTIVE.value,
-            {"template_id": row.template_id},
-        ),
-    )
-    return True
