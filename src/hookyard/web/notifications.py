@@ -1,0 +1,69 @@
+"""Dashboard page of notification preferences: the person's own, per kind (off, immediate,
+daily digest, or the role's default), and for an admin any person of their tenant's
+(`?user=ID`). Reads and changes through the API's route functions (`api/notifications.py`),
+so the page can do no more than the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from hookyard.api import accounts as accounts_api
+from hookyard.api import notifications as api
+from hookyard.api.params import MAX_ID
+from hookyard.notify.kinds import Kind
+from hookyard.notify.preferences import Choice
+from hookyard.web.render import back, page
+from hookyard.web.session import Csrf, UiScope, call
+
+router = APIRouter()
+UserParam = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+DEFAULT = "default"  # the form's word for "the role's default"
+
+
+@router.get("/notifications")
+def preferences_page(request: Request, scope: UiScope, user: UserParam = None) -> Response:
+    is_admin = scope.principal.at_least("admin")
+    if user is None or user == scope.principal.user_id:
+        if scope.principal.user_id is None:
+            raise HTTPException(400, "the admin token is no person: log in as a user to choose")
+        found = call(api.my_preferences, request, scope)
+    else:
+        found = call(api.user_preferences, request, scope, user_id=user)
+    people = call(accounts_api.list_users, request, scope) if is_admin else []
+    return page(
+        request,
+        scope,
+        "notifications.html",
+        prefs=found,
+        people=people,
+        choices=[c.value for c in Choice],
+        own=found.user_id == scope.principal.user_id,
+    )
+
+
+@router.post("/notifications", dependencies=[Csrf])
+async def save_preferences(request: Request, scope: UiScope, user: UserParam = None) -> Response:
+    form = await request.form()
+    wanted: dict[Kind, Choice | None] = {}
+    for kind in Kind:
+        value = form.get(f"kind.{kind.value}")
+        if value is None:
+            continue
+        if value == DEFAULT:
+            wanted[kind] = None
+        elif isinstance(value, str) and value in {c.value for c in Choice}:
+            wanted[kind] = Choice(value)
+        else:
+            known = ", ".join([*(c.value for c in Choice), DEFAULT])
+            raise HTTPException(400, f"{kind.value}: {str(value)[:50]!r} is not one of {known}")
+    body = api.PreferencesChange(preferences=wanted)
+    if user is None or user == scope.principal.user_id:
+        call(api.set_my_preferences, request, scope, body=body)
+        target = "/ui/notifications"
+    else:
+        call(api.set_user_preferences, request, scope, user_id=user, body=body)
+        target = f"/ui/notifications?user={user}"
+    return back(request, target, "preferences_saved")
