@@ -18,6 +18,9 @@ class Kind(StrEnum):
     TEMPLATE_RED_QUALITY = "template_red_quality"
     LEAD_CLOSED = "lead_closed"
     SYNC_FAILED = "sync_failed"
+    # The campaign as a whole (its status, not one carrier's) became REJECTED.
+    CAMPAIGN_STATUS_REJECTED = "campaign_status_rejected"
+    ALERT_OPENED = "alert_opened"  # an alert rule (hookyard.alerts) opened a tenant's alert
 
 
 class EntityType(StrEnum):
@@ -29,6 +32,7 @@ class EntityType(StrEnum):
     WHATSAPP_TEMPLATE = "whatsapp_template"
     LEAD = "lead"
     CRM_CUSTOMER = "crm_customer"
+    ALERT = "alert"
 
 
 class Mode(StrEnum):
@@ -47,6 +51,8 @@ HEADLINES: Mapping[Kind, str] = {
     Kind.TEMPLATE_RED_QUALITY: "WhatsApp template {template_name} has RED quality",
     Kind.LEAD_CLOSED: "Lead {lead_name} was closed",
     Kind.SYNC_FAILED: "HubSpot sync of {company_name} failed",
+    Kind.CAMPAIGN_STATUS_REJECTED: "Campaign {campaign_id} was rejected",
+    Kind.ALERT_OPENED: "Alert: {title}",
 }
 
 
