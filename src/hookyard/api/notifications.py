@@ -3,13 +3,18 @@ which notifications a person receives, per kind: `off`, `immediate` or `daily_di
 (docs/notifications.md). Everyone reads and sets their own; an admin reads and sets their
 tenant's people's (a superadmin anyone's, or the picked tenant's). Another tenant's person is
 a 404, like a missing one. A kind a person never chose follows their role's default
-(`notify/preferences.py`); `null` as a choice goes back to it."""
+(`notify/preferences.py`); `null` as a choice goes back to it.
+
+`/api/v1/notification-channels/chat`: the tenant's chat webhook (admins): every notification
+of the tenant is also POSTed there, signed with the tenant's secret (`notify/chat.py`). The
+URL is a credential: answers show its host only."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine
 
@@ -17,6 +22,7 @@ from hookyard.accounts import identity
 from hookyard.api.auth import AdminScope, Scope, ViewerScope, engine_of
 from hookyard.api.params import RowId
 from hookyard.db.engine import writer
+from hookyard.notify import chat
 from hookyard.notify import preferences as prefs
 from hookyard.notify.kinds import HEADLINES, Kind
 from hookyard.notify.preferences import Choice
@@ -123,3 +129,62 @@ def set_user_preferences(
     scope: AdminScope, engine: Engine_, user_id: RowId, body: PreferencesChange
 ) -> Preferences:
     return change(engine, scope, user_id, body)
+
+
+# -- the tenant's chat webhook ------------------------------------------------------------------
+
+
+class ChatWebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2000, description="the incoming webhook's URL")
+    enabled: bool = True
+    rotate_secret: bool = Field(default=False, description="make a new signing secret")
+
+
+class ChatWebhookOut(BaseModel):
+    tenant: str
+    url: str = Field(description="scheme and host only: the URL is a credential")
+    enabled: bool
+    secret: str = Field(description="verifies the webhook-signature header (Standard Webhooks)")
+    created_at: datetime
+    updated_at: datetime
+
+
+def _chat_out(hook: chat.ChatWebhook) -> ChatWebhookOut:
+    return ChatWebhookOut(
+        tenant=hook.tenant,
+        url=hook.host,
+        enabled=hook.enabled,
+        secret=hook.secret,
+        created_at=hook.created_at,
+        updated_at=hook.updated_at,
+    )
+
+
+@router.get("/notification-channels/chat", response_model=ChatWebhookOut)
+def chat_webhook(scope: AdminScope, engine: Engine_) -> ChatWebhookOut:
+    tenant = scope.require_tenant()
+    with engine.connect() as conn:
+        hook = chat.find(conn, tenant)
+    if hook is None:
+        raise HTTPException(404, "no chat webhook is set for this tenant")
+    return _chat_out(hook)
+
+
+@router.put("/notification-channels/chat", response_model=ChatWebhookOut)
+def set_chat_webhook(scope: AdminScope, engine: Engine_, body: ChatWebhookIn) -> ChatWebhookOut:
+    """Set (or replace) the URL; the signing secret is made the first time and kept, unless
+    `rotate_secret`."""
+    tenant = scope.require_tenant()
+    url = body.url.strip()
+    if (reason := chat.check_url(url)) is not None:
+        raise HTTPException(400, f"url: {reason}")
+    hook = chat.configure(engine, tenant, url, enabled=body.enabled, rotate=body.rotate_secret)
+    return _chat_out(hook)
+
+
+@router.delete("/notification-channels/chat", status_code=204)
+def delete_chat_webhook(scope: AdminScope, engine: Engine_) -> Response:
+    if not chat.remove(engine, scope.require_tenant()):
+        raise HTTPException(404, "no chat webhook is set for this tenant")
+    return Response(status_code=204)
