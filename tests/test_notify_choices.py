@@ -270,3 +270,21 @@ def test_an_admin_picks_a_person_of_their_tenant(
     page_of(api, f"/ui/notifications?user={stranger}", 404)
     refused = post(api, f"/ui/notifications?user={stranger}", **{"kind.brand_verified": "off"})
     assert refused.status_code == 404
+
+
+def test_the_chat_webhook_form_is_an_admins_and_refuses_a_bad_url(
+    api: TestClient, people: People
+) -> None:
+    login(api, "admin@acme.example.com")
+    assert "Chat webhook of acme" in text(page_of(api, "/ui/notifications"))
+    refused = post(api, "/ui/notifications/chat", url="ftp://x", enabled="on")
+    assert refused.status_code == 400
+    saved = post(api, "/ui/notifications/chat", url="https://hooks.example.com/a/b", enabled="on")
+    assert saved.status_code == 303 and "chat_saved" in saved.headers["location"]
+    html = page_of(api, "/ui/notifications")
+    assert "https://hooks.example.com/…" in html and "/a/b" not in html
+    assert post(api, "/ui/notifications/chat/delete").status_code == 303
+    assert "Posting to" not in page_of(api, "/ui/notifications")
+    login(api, "member@acme.example.com")
+    assert "Chat webhook" not in page_of(api, "/ui/notifications")
+    assert post(api, "/ui/notifications/chat", url="https://hooks.example.com/a").status_code == 403

@@ -24,7 +24,7 @@ from hookyard.api.params import RowId
 from hookyard.db.engine import writer
 from hookyard.notify import chat
 from hookyard.notify import preferences as prefs
-from hookyard.notify.kinds import HEADLINES, Kind
+from hookyard.notify.kinds import ABOUT, Kind
 from hookyard.notify.preferences import Choice
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
@@ -36,7 +36,7 @@ class KindPreference(BaseModel):
     choice: Choice = Field(description="what the person receives of this kind")
     default: Choice = Field(description="the role's default, applying while not chosen")
     chosen: bool = Field(description="false: the role's default applies")
-    about: str = Field(description="the kind's headline, with its fields in braces")
+    about: str = Field(description="what the kind tells of")
 
 
 class Preferences(BaseModel):
@@ -65,7 +65,7 @@ def _answer(conn: Connection, person: dict[str, Any]) -> Preferences:
             choice=Choice.of(own[kind]) if kind in own else default,
             default=default,
             chosen=kind in own,
-            about=HEADLINES[kind],
+            about=ABOUT[kind],
         )
         for kind in Kind
     ]

@@ -56,6 +56,23 @@ HEADLINES: Mapping[Kind, str] = {
 }
 
 
+# What each kind tells, for the people choosing (the preferences API and page).
+ABOUT: Mapping[Kind, str] = {
+    Kind.BRAND_VERIFIED: "a 10DLC brand becomes verified",
+    Kind.CAMPAIGN_APPROVED: "a carrier approves a 10DLC campaign",
+    Kind.CAMPAIGN_REJECTED: "a carrier rejects a 10DLC campaign",
+    Kind.VETTING_COMPLETE: "a brand's vetting or Authentication+ verification finishes",
+    Kind.TEMPLATE_DISABLED: "Meta disables a WhatsApp template",
+    Kind.TEMPLATE_PAUSED: "Meta pauses a WhatsApp template",
+    Kind.TEMPLATE_RED_QUALITY: "a WhatsApp template's quality becomes RED",
+    Kind.LEAD_CLOSED: "a lead closes in Contact2Sale",
+    Kind.SYNC_FAILED: "a customer's HubSpot sync fails for good",
+    Kind.CAMPAIGN_STATUS_REJECTED: "a 10DLC campaign as a whole is rejected",
+    Kind.ALERT_OPENED: "an alert opens (failure rate, dead events, RED quality, drift, e-mail)",
+}
+assert set(ABOUT) == set(Kind), "every kind needs its description"
+
+
 def headline(kind: Kind, data: Mapping[str, Any]) -> str:
     """The kind's one line for this notification, on one line whatever the data holds (it
     becomes a Subject header, where a line break would be a header injection)."""

@@ -1,7 +1,8 @@
 """Dashboard page of notification preferences: the person's own, per kind (off, immediate,
 daily digest, or the role's default), and for an admin any person of their tenant's
-(`?user=ID`). Reads and changes through the API's route functions (`api/notifications.py`),
-so the page can do no more than the API."""
+(`?user=ID`); for an admin acting for a tenant, the tenant's chat webhook too (its host and
+signing secret shown, never its whole URL). Reads and changes through the API's route
+functions (`api/notifications.py`), so the page can do no more than the API."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi.responses import Response
 from hookyard.api import accounts as accounts_api
 from hookyard.api import notifications as api
 from hookyard.api.params import MAX_ID
+from hookyard.notify import chat
 from hookyard.notify.kinds import Kind
 from hookyard.notify.preferences import Choice
 from hookyard.web.render import back, page
@@ -33,6 +35,13 @@ def preferences_page(request: Request, scope: UiScope, user: UserParam = None) -
     else:
         found = call(api.user_preferences, request, scope, user_id=user)
     people = call(accounts_api.list_users, request, scope) if is_admin else []
+    hook: api.ChatWebhookOut | None = None
+    if is_admin and scope.tenant is not None:
+        try:
+            hook = call(api.chat_webhook, request, scope)
+        except HTTPException as exc:
+            if exc.status_code != 404:
+                raise
     return page(
         request,
         scope,
@@ -41,6 +50,8 @@ def preferences_page(request: Request, scope: UiScope, user: UserParam = None) -
         people=people,
         choices=[c.value for c in Choice],
         own=found.user_id == scope.principal.user_id,
+        chat_allowed=is_admin and scope.tenant is not None,
+        hook=hook,
     )
 
 
@@ -67,3 +78,24 @@ async def save_preferences(request: Request, scope: UiScope, user: UserParam = N
         call(api.set_user_preferences, request, scope, user_id=user, body=body)
         target = f"/ui/notifications?user={user}"
     return back(request, target, "preferences_saved")
+
+
+@router.post("/notifications/chat", dependencies=[Csrf])
+async def save_chat_webhook(request: Request, scope: UiScope) -> Response:
+    form = await request.form()
+    url = str(form.get("url", "")).strip()[:2000]
+    if len(url) < 8 or (reason := chat.check_url(url)) is not None:
+        raise HTTPException(400, f"url: {reason if len(url) >= 8 else 'give the whole URL'}")
+    body = api.ChatWebhookIn(
+        url=url,
+        enabled=form.get("enabled") == "on",
+        rotate_secret=form.get("rotate_secret") == "on",
+    )
+    call(api.set_chat_webhook, request, scope, body=body)
+    return back(request, "/ui/notifications", "chat_saved")
+
+
+@router.post("/notifications/chat/delete", dependencies=[Csrf])
+def delete_chat_webhook(request: Request, scope: UiScope) -> Response:
+    call(api.delete_chat_webhook, request, scope)
+    return back(request, "/ui/notifications", "chat_removed")
