@@ -53,7 +53,9 @@ from hookyard.queue.backoff import Backoff
 from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec, skip_locked
 
 SENT = Counter(
-    "hookyard_notifications_sent_total", "E-mails sent, by mode (immediate, digest)", ["mode"]
+    "hookyard_notifications_sent_total",
+    "Notifications sent, by mode (immediate, digest e-mails; chat messages)",
+    ["mode"],
 )
 FAILED = Counter(
     "hookyard_notifications_failed_total", "Deliveries failed for good (retries used or refused)"
@@ -137,9 +139,11 @@ class EmailJob:
     clock: Callable[[], datetime] = utcnow  # tests move it to a digest time
     name: str = "email_notifications"
     chat_timeout: float = 10.0
-    _chat: ApiClient | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # Made here, not on first use: worker threads share the job (the client is
+        # thread-safe, its creation would race).
+        self._chat: ApiClient = chat.client(self.chat_timeout)
         self.queue = LeasedQueue(
             self.engine, DELIVERIES, self.retry, self.lease_seconds, lambda: self.clock()
         )
@@ -194,9 +198,7 @@ class EmailJob:
 
     def close(self) -> None:
         # An SMTP connection lives only as long as one pass's batch; the chat client longer.
-        if self._chat is not None:
-            self._chat.close()
-            self._chat = None
+        self._chat.close()
 
     # -- 1. fan out ----------------------------------------------------------------------
 
@@ -346,8 +348,6 @@ class EmailJob:
                 ).all()
             )
             hooks = {t: chat.find(conn, t) for t in {c.tenant for c in claimed}}
-        if self._chat is None:
-            self._chat = chat.client(self.chat_timeout)
         letters = []
         for c in claimed:
             letter = Letter([c])
@@ -355,13 +355,18 @@ class EmailJob:
             if hook is None or not hook.enabled:
                 letter.outcome = CHAT_OFF
             else:
-                item = _item(notes[c.notification_id])
-                message = chat.payload(item, names.get(c.tenant, c.tenant))
-                # The delivery's id names the message: a retry is the same message (receivers
-                # verifying Standard Webhooks can drop a repeat by `webhook-id`).
-                letter.outcome = chat.post(
-                    self._chat, hook, f"msg_hookyard_{c.id}", message, self.clock()
-                )
+                try:
+                    item = _item(notes[c.notification_id])
+                    message = chat.payload(item, names.get(c.tenant, c.tenant))
+                except Exception as exc:  # a data error: retrying cannot fix it
+                    error = f"rendering failed: {type(exc).__name__}: {exc}"[:500]
+                    letter.outcome = Outcome(error, transient=False)
+                else:
+                    # The delivery's id names the message: a retry is the same message
+                    # (receivers verifying Standard Webhooks can drop a repeat by its id).
+                    letter.outcome = chat.post(
+                        self._chat, hook, f"msg_hookyard_{c.id}", message, self.clock()
+                    )
             letters.append(letter)
         self._record(owner, letters)
         return len(claimed)
@@ -458,7 +463,7 @@ class EmailJob:
         ids = [r.id for r in letter.rows]
         to = "chat" if first.channel == Channel.CHAT else mask_email(first.email)
         if outcome.sent:
-            SENT.labels(first.mode.value).inc()
+            SENT.labels(Channel.CHAT if to == "chat" else first.mode.value).inc()
             log.info("notification_sent", deliveries=ids, mode=first.mode.value, to=to)
         elif any(outcome is skip for skip in SKIPS):
             log.info("notification_skipped", deliveries=ids, to=to, reason=outcome.error)
