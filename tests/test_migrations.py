@@ -302,7 +302,7 @@ def test_0016_gives_every_customer_its_tenant(empty_engine: Engine) -> None:
         assert len(conn.execute(select(tenants)).all()) == 7
 
 
-# -- 0019: `enriched_single_source` fits in leads.enrichment_status --------------------------
+# -- 0018: `enriched_single_source` fits in leads.enrichment_status --------------------------
 
 
 def _status_type(engine: Engine) -> str:
@@ -310,7 +310,7 @@ def _status_type(engine: Engine) -> str:
     return str(column["type"])
 
 
-def test_0019_widens_the_enrichment_status_and_narrows_it_back(empty_engine: Engine) -> None:
+def test_0018_widens_the_enrichment_status_and_narrows_it_back(empty_engine: Engine) -> None:
     upgrade(empty_engine)
     assert _status_type(empty_engine) == "VARCHAR(32)"
     row = {"c2s_lead_id": "l1", "status": "open", "contact_hash": "h", "enrichment_attempts": 1,
@@ -320,7 +320,7 @@ def test_0019_widens_the_enrichment_status_and_narrows_it_back(empty_engine: Eng
             row | {"id": 1, "enrichment_status": "enriched_single_source"},
             row | {"id": 2, "c2s_lead_id": "l2", "enrichment_status": "done"},
         ])  # fmt: skip
-    command.downgrade(alembic_config(empty_engine), "0019-1")
+    command.downgrade(alembic_config(empty_engine), "0018-1")
     assert _status_type(empty_engine) == "VARCHAR(20)"
     with empty_engine.connect() as conn:
         statuses = dict(conn.execute(text("SELECT id, enrichment_status FROM leads")).all())

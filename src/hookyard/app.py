@@ -32,6 +32,7 @@ from hookyard.api.leads import router as leads_router
 from hookyard.api.live import router as live_router
 from hookyard.api.messaging import router as messaging_router
 from hookyard.api.middleware import BodyLimit, StrictTransport, json_refusal
+from hookyard.api.notifications import router as notifications_router
 from hookyard.api.sync import router as sync_router
 from hookyard.api.throttle import AuthGuard
 from hookyard.api.whatsapp import router as whatsapp_router
@@ -158,6 +159,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         leads_router,
         sync_router,
         alerts_router,
+        notifications_router,
     ):
         api.include_router(router, responses=ERRORS)
     api.include_router(live_router)  # a WebSocket: its refusals are close codes, not ERRORS

@@ -222,6 +222,14 @@ class Settings(BaseSettings):
     alert_template_disabled: bool = True  # a WhatsApp template with status DISABLED
     alert_template_rejected: bool = True  # a WhatsApp template with status REJECTED
     alert_reconciliation_drift: int = Field(default=1, ge=0)  # differences in a job's last run
+    # A tenant's e-mail notifications failing: failed or retrying, of those tried in the window.
+    alert_email_failure_rate: float = Field(default=0.5, ge=0, le=1)
+    alert_email_failure_window_seconds: float = Field(default=3600.0, gt=0)
+    alert_email_failure_min_deliveries: int = Field(default=3, ge=1)  # fewer: not judged
+    # Tell a tenant's people (notification kind `alert_opened`) when one of these opens.
+    notify_alert_kinds: str = (
+        "failure_rate,dead_events,oldest_pending,red_quality,reconciliation_drift,email_failing"
+    )
 
     log_level: str = "info"
     log_format: str = "console"

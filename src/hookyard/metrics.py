@@ -87,6 +87,10 @@ ALERT_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "1 for each WhatsApp template whose status is REJECTED",
         ("template", "tenant"),
     ),
+    "hookyard_alert_email_failure_rate": (
+        "Share of a tenant's e-mail notifications tried in the alert window that failed",
+        ("tenant",),
+    ),
 }
 
 

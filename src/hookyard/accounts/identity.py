@@ -189,6 +189,16 @@ def list_users(engine: Engine, tenant: str | None) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def find_user(conn: Connection, user_id: int, tenant: str | None) -> dict[str, Any] | None:
+    """A user of `tenant` (of any tenant, superadmins included, when None); None otherwise."""
+    query = select(users.c.id, users.c.email, users.c.name, users.c.role, users.c.tenant,
+                   users.c.disabled_at).where(users.c.id == user_id)  # fmt: skip
+    if tenant is not None:
+        query = query.where(users.c.tenant == tenant)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
 def _principal(row: Any, via: str) -> Principal:
     return Principal(f"user:{row['id']}", Role(row["role"]), row["tenant"], int(row["id"]), via)
 

@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from hookyard.alerts.rules import RULES, Measurement, Rule, RuleContext, RuleScope
+from hookyard.alerts.rules import RULES, AlertKind, Measurement, Rule, RuleContext, RuleScope
 from hookyard.alerts.tables import alert_values, alerts
 from hookyard.config import Settings
 from hookyard.db.engine import writer
 from hookyard.db.rows import insert_missing
 from hookyard.logs import log
+from hookyard.notify import record as notify
+from hookyard.notify.kinds import EntityType, Kind
 from hookyard.providers.base import Source
 from hookyard.queue.scheduler import Job
 
@@ -57,6 +59,7 @@ class AlertEvaluator:
         self.settings = settings
         self.source_tenants = {source.name: source.config.tenant for source in sources}
         self.rules = tuple(rules)
+        self.told = told_kinds(settings.notify_alert_kinds)
 
     def job(self) -> Job | None:
         """The scheduled job; None when HOOKYARD_ALERT_INTERVAL_SECONDS is 0."""
@@ -147,6 +150,8 @@ class AlertEvaluator:
                 ["open_key"],
             )
             result.opened += 1
+            if rule.kind in self.told:
+                _tell(tx, rule, key, m, threshold)
             log.info(
                 "alert_opened", kind=kind, tenant=m.tenant, subject=m.subject, value=m.value,
                 threshold=threshold,
@@ -167,6 +172,34 @@ class AlertEvaluator:
                     for m in measured
                 ],
             )
+
+
+def told_kinds(setting: str) -> frozenset[AlertKind]:
+    """HOOKYARD_NOTIFY_ALERT_KINDS: the alert kinds whose opening is notified."""
+    names = {name.strip() for name in setting.split(",") if name.strip()}
+    unknown = names - {k.value for k in AlertKind}
+    if unknown:
+        known = ", ".join(k.value for k in AlertKind)
+        raise ValueError(f"HOOKYARD_NOTIFY_ALERT_KINDS: unknown {sorted(unknown)}; known: {known}")
+    return frozenset(AlertKind(name) for name in names)
+
+
+def _tell(tx: Connection, rule: Rule, key: str, m: Measurement, threshold: float | None) -> None:
+    """Record the `alert_opened` notification in the transaction that opened the alert (a
+    global alert has no tenant, so nobody is told: notify/record.py)."""
+    alert_id = tx.execute(select(alerts.c.id).where(alerts.c.open_key == key)).scalar_one()
+    title = " ".join(m.detail.split())[:150]
+    notify.record(
+        tx,
+        Kind.ALERT_OPENED,
+        tenant=m.tenant,
+        entity_type=EntityType.ALERT,
+        entity_id=int(alert_id),
+        change="opened",
+        data={"alert_id": int(alert_id), "alert_kind": rule.kind.value, "subject": m.subject,
+              "detail": m.detail, "value": round(m.value, 4), "threshold": threshold,
+              "title": f"{rule.kind.value.replace('_', ' ')}: {title}"},
+    )  # fmt: skip
 
 
 def _normalised(rule: Rule, m: Measurement) -> Measurement:

@@ -34,6 +34,7 @@ from hookyard.domain.whatsapp.service import Quality, TemplateStatus
 from hookyard.domain.whatsapp.tables import templates
 from hookyard.inbox import queries as inbox
 from hookyard.metrics import ALERT_GAUGES
+from hookyard.notify.outcomes import failing_by_tenant
 from hookyard.sync.tables import reconciliation_runs
 
 
@@ -45,6 +46,7 @@ class AlertKind(StrEnum):
     RECONCILIATION_DRIFT = "reconciliation_drift"
     TEMPLATE_DISABLED = "template_disabled"
     TEMPLATE_REJECTED = "template_rejected"
+    EMAIL_FAILING = "email_failing"
 
 
 class RuleScope(StrEnum):
@@ -143,6 +145,28 @@ def oldest_pending(conn: Connection, ctx: RuleContext) -> list[Measurement]:
             f"event {oldest.id} (source {oldest.source}) has waited {waited:.0f} s for a worker"
         )
     return [Measurement(subject="queue", tenant=None, labels={}, value=waited, detail=detail)]
+
+
+def email_failing(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    """Per tenant, the share of its e-mail notifications failing (failed for good, or
+    waiting to retry after a failed attempt) among those tried in the window."""
+    s = ctx.settings
+    since = ctx.now - timedelta(seconds=s.alert_email_failure_window_seconds)
+    minutes = s.alert_email_failure_window_seconds / 60
+    return [
+        Measurement(
+            subject="email",
+            tenant=tenant,
+            labels={"tenant": tenant},
+            value=failing / judged,
+            detail=(
+                f"{failing} of the {judged} e-mail notifications to {tenant}'s people tried "
+                f"in the last {minutes:g} min failed"
+            ),
+            eligible=judged >= s.alert_email_failure_min_deliveries,
+        )
+        for tenant, judged, failing in failing_by_tenant(conn, since)
+    ]
 
 
 # -- WhatsApp templates ---------------------------------------------------------------------
@@ -359,6 +383,13 @@ RULES: tuple[Rule, ...] = (
         "alert_template_rejected",
         "hookyard_alert_template_rejected",
         template_rejected,
+    ),
+    Rule(
+        AlertKind.EMAIL_FAILING,
+        RuleScope.TENANT,
+        "alert_email_failure_rate",
+        "hookyard_alert_email_failure_rate",
+        email_failing,
     ),
 )
 # The kinds about one WhatsApp template (subject `template:<id>`).

@@ -12,7 +12,10 @@ Each pass, outside any event's transaction:
    only while this pass still holds its lease: `sent`, or `pending` again after an
    exponential backoff with jitter (a transient failure), or `failed` with the error kept
    (a permanent refusal, or `HOOKYARD_NOTIFY_MAX_ATTEMPTS` used).
-3. **digests**: a person's digest rows wait for their next digest time (the daily
+3. **chat**: each notification of a tenant whose chat webhook is on also gets one `chat`
+   delivery at fan-out (chat.py); it is claimed, POSTed (signed) and recorded like an
+   immediate e-mail, with the same retries (and the receiver's Retry-After).
+4. **digests**: a person's digest rows wait for their next digest time (the daily
    `HOOKYARD_NOTIFY_DIGEST_HOUR`, UTC); when due, all of them are claimed together and go out
    as one e-mail, retried like the others.
 
@@ -38,8 +41,9 @@ from sqlalchemy import Connection, Engine, RowMapping, bindparam, insert, select
 from hookyard.accounts.tables import tenants, users
 from hookyard.config import Settings
 from hookyard.contacts import mask_email
+from hookyard.http import ApiClient
 from hookyard.logs import log
-from hookyard.notify import render
+from hookyard.notify import chat, render
 from hookyard.notify.kinds import EntityType, Kind, Mode
 from hookyard.notify.marks import Sent, mark_sent
 from hookyard.notify.recipients import Audience, recipients
@@ -49,7 +53,9 @@ from hookyard.queue.backoff import Backoff
 from hookyard.queue.leased import LeasedQueue, LeaseLost, Spec, skip_locked
 
 SENT = Counter(
-    "hookyard_notifications_sent_total", "E-mails sent, by mode (immediate, digest)", ["mode"]
+    "hookyard_notifications_sent_total",
+    "Notifications sent, by mode (immediate, digest e-mails; chat messages)",
+    ["mode"],
 )
 FAILED = Counter(
     "hookyard_notifications_failed_total", "Deliveries failed for good (retries used or refused)"
@@ -79,6 +85,13 @@ class NotificationStatus:
 
 
 SKIPPED = Outcome("the recipient was disabled or left the tenant", transient=False)
+CHAT_OFF = Outcome("the tenant's chat webhook was removed or turned off", transient=False)
+SKIPS = (SKIPPED, CHAT_OFF)
+
+
+class Channel:
+    EMAIL = "email"
+    CHAT = "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,7 @@ class Claimed:
     email: str
     mode: Mode
     attempts: int
+    channel: str = Channel.EMAIL
 
 
 @dataclass(slots=True)
@@ -124,8 +138,12 @@ class EmailJob:
     max_age: timedelta = timedelta(hours=72)
     clock: Callable[[], datetime] = utcnow  # tests move it to a digest time
     name: str = "email_notifications"
+    chat_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        # Made here, not on first use: worker threads share the job (the client is
+        # thread-safe, its creation would race).
+        self._chat: ApiClient = chat.client(self.chat_timeout)
         self.queue = LeasedQueue(
             self.engine, DELIVERIES, self.retry, self.lease_seconds, lambda: self.clock()
         )
@@ -167,6 +185,7 @@ class EmailJob:
         handled = self.fan_out()
         handled += self._send(self._claim(worker, Mode.IMMEDIATE))
         handled += self._send(self._claim(worker, Mode.DIGEST))
+        handled += self._send_chat(self._claim(worker, Mode.IMMEDIATE, Channel.CHAT))
         return handled
 
     def next_due_at(self) -> datetime | None:
@@ -178,7 +197,8 @@ class EmailJob:
         return self.queue.next_due_at()
 
     def close(self) -> None:
-        pass  # a connection lives only as long as one pass's batch
+        # An SMTP connection lives only as long as one pass's batch; the chat client longer.
+        self._chat.close()
 
     # -- 1. fan out ----------------------------------------------------------------------
 
@@ -197,11 +217,12 @@ class EmailJob:
                 .mappings()
                 .all()
             )
+            chatty = chat.enabled_tenants(tx, {r["tenant"] for r in rows})
             for row in rows:
-                self._fan_out_one(tx, row, now)
+                self._fan_out_one(tx, row, now, row["tenant"] in chatty)
         return len(rows)
 
-    def _fan_out_one(self, tx: Connection, row: RowMapping, now: datetime) -> None:
+    def _fan_out_one(self, tx: Connection, row: RowMapping, now: datetime, to_chat: bool) -> None:
         if row["created_at"] < now - self.max_age:
             tx.execute(
                 update(notifications)
@@ -232,6 +253,14 @@ class EmailJob:
                     for r in found.values()
                 ],
             )
+        if to_chat:  # the tenant's chat webhook: one message, whatever people chose
+            tx.execute(
+                insert(deliveries).values(
+                    notification_id=row["id"], tenant=row["tenant"], user_id=None, email="",
+                    mode=Mode.IMMEDIATE.value, channel=Channel.CHAT, status=Status.PENDING,
+                    attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
         tx.execute(
             update(notifications)
             .where(n.id == row["id"])
@@ -242,16 +271,20 @@ class EmailJob:
             notification_id=row["id"],
             kind=row["kind"],
             recipients=len(found),
+            chat=to_chat,
         )
 
     # -- 2 and 3. claim, render, send, record ---------------------------------------------
 
-    def _claim(self, worker: str, mode: Mode) -> tuple[str, list[Claimed]]:
-        """Lease the due deliveries of `mode`: up to a batch of immediate ones, or every due
-        row of up to a batch of people for digests (a person's digest is never split)."""
+    def _claim(
+        self, worker: str, mode: Mode, channel: str = Channel.EMAIL
+    ) -> tuple[str, list[Claimed]]:
+        """Lease the due deliveries of `mode` and `channel`: up to a batch of immediate ones,
+        or every due row of up to a batch of people for digests (a person's digest is never
+        split)."""
         owner = f"{worker[:80]}/{secrets.token_hex(4)}"
         q = self.queue
-        due = (d.mode == mode.value) & DELIVERIES.is_due(bindparam("now"))
+        due = (d.mode == mode.value) & (d.channel == channel) & DELIVERIES.is_due(bindparam("now"))
         if mode is Mode.IMMEDIATE:
             chosen = select(d.id).where(due).order_by(d.next_attempt_at, d.id)
             chosen = chosen.limit(self.batch_size)
@@ -259,7 +292,7 @@ class EmailJob:
             people = select(d.user_id).where(due).distinct().limit(self.batch_size)
             chosen = select(d.id).where(due, d.user_id.in_(people.scalar_subquery()))
         stmt = q.claim_statement(
-            (d.id, d.notification_id, d.tenant, d.user_id, d.email, d.mode, d.attempts),
+            (d.id, d.notification_id, d.tenant, d.user_id, d.email, d.mode, d.attempts, d.channel),
             values={"updated_at": bindparam("now")},
             chosen=chosen,
         )
@@ -268,7 +301,16 @@ class EmailJob:
                 log.warning("notification_leases_expired", deliveries=len(recovered))
             rows = tx.execute(stmt, q.params(owner, self.batch_size)).all()
         claimed = [
-            Claimed(r.id, r.notification_id, r.tenant, r.user_id, r.email, Mode(r.mode), r.attempts)
+            Claimed(
+                r.id,
+                r.notification_id,
+                r.tenant,
+                r.user_id,
+                r.email,
+                Mode(r.mode),
+                r.attempts,
+                r.channel,
+            )
             for r in rows
         ]
         return owner, sorted(claimed, key=lambda c: c.id)
@@ -282,6 +324,50 @@ class EmailJob:
         outcomes = send_all(self.smtp, [m for _, m in ready])
         for (letter, _), outcome in zip(ready, outcomes, strict=True):
             letter.outcome = outcome
+        self._record(owner, letters)
+        return len(claimed)
+
+    def _send_chat(self, lease: tuple[str, list[Claimed]]) -> int:
+        """POST each claimed chat message to its tenant's webhook (outside any transaction),
+        then record the outcomes like e-mails'."""
+        owner, claimed = lease
+        if not claimed:
+            return 0
+        with self.engine.connect() as conn:
+            notes = {
+                r["id"]: r
+                for r in conn.execute(
+                    select(notifications).where(n.id.in_({c.notification_id for c in claimed}))
+                ).mappings()
+            }
+            names = dict(
+                conn.execute(
+                    select(tenants.c.id, tenants.c.name).where(
+                        tenants.c.id.in_({c.tenant for c in claimed})
+                    )
+                ).all()
+            )
+            hooks = {t: chat.find(conn, t) for t in {c.tenant for c in claimed}}
+        letters = []
+        for c in claimed:
+            letter = Letter([c])
+            hook = hooks.get(c.tenant)
+            if hook is None or not hook.enabled:
+                letter.outcome = CHAT_OFF
+            else:
+                try:
+                    item = _item(notes[c.notification_id])
+                    message = chat.payload(item, names.get(c.tenant, c.tenant))
+                except Exception as exc:  # a data error: retrying cannot fix it
+                    error = f"rendering failed: {type(exc).__name__}: {exc}"[:500]
+                    letter.outcome = Outcome(error, transient=False)
+                else:
+                    # The delivery's id names the message: a retry is the same message
+                    # (receivers verifying Standard Webhooks can drop a repeat by its id).
+                    letter.outcome = chat.post(
+                        self._chat, hook, f"msg_hookyard_{c.id}", message, self.clock()
+                    )
+            letters.append(letter)
         self._record(owner, letters)
         return len(claimed)
 
@@ -344,7 +430,7 @@ class EmailJob:
     def _record_one(
         self, tx: Connection, owner: str, row: Claimed, outcome: Outcome, now: datetime
     ) -> None:
-        if outcome.sent or outcome is SKIPPED:
+        if outcome.sent or any(outcome is skip for skip in SKIPS):
             sent = outcome.sent
             values = {
                 "status": Status.SENT if sent else Status.SKIPPED,
@@ -364,6 +450,7 @@ class EmailJob:
             owner,
             row.attempts,
             error=outcome.error,
+            retry_after=outcome.retry_after,
             transient=outcome.transient,
             values={"updated_at": now},
             tx=tx,
@@ -374,11 +461,11 @@ class EmailJob:
         assert outcome is not None
         first = letter.rows[0]
         ids = [r.id for r in letter.rows]
-        to = mask_email(first.email)
+        to = "chat" if first.channel == Channel.CHAT else mask_email(first.email)
         if outcome.sent:
-            SENT.labels(first.mode.value).inc()
+            SENT.labels(Channel.CHAT if to == "chat" else first.mode.value).inc()
             log.info("notification_sent", deliveries=ids, mode=first.mode.value, to=to)
-        elif outcome is SKIPPED:
+        elif any(outcome is skip for skip in SKIPS):
             log.info("notification_skipped", deliveries=ids, to=to, reason=outcome.error)
         elif outcome.transient and first.attempts < self.retry.max_attempts:
             log.warning(

@@ -18,6 +18,9 @@ class Kind(StrEnum):
     TEMPLATE_RED_QUALITY = "template_red_quality"
     LEAD_CLOSED = "lead_closed"
     SYNC_FAILED = "sync_failed"
+    # The campaign as a whole (its status, not one carrier's) became REJECTED.
+    CAMPAIGN_STATUS_REJECTED = "campaign_status_rejected"
+    ALERT_OPENED = "alert_opened"  # an alert rule (hookyard.alerts) opened a tenant's alert
 
 
 class EntityType(StrEnum):
@@ -29,6 +32,7 @@ class EntityType(StrEnum):
     WHATSAPP_TEMPLATE = "whatsapp_template"
     LEAD = "lead"
     CRM_CUSTOMER = "crm_customer"
+    ALERT = "alert"
 
 
 class Mode(StrEnum):
@@ -47,7 +51,26 @@ HEADLINES: Mapping[Kind, str] = {
     Kind.TEMPLATE_RED_QUALITY: "WhatsApp template {template_name} has RED quality",
     Kind.LEAD_CLOSED: "Lead {lead_name} was closed",
     Kind.SYNC_FAILED: "HubSpot sync of {company_name} failed",
+    Kind.CAMPAIGN_STATUS_REJECTED: "Campaign {campaign_id} was rejected",
+    Kind.ALERT_OPENED: "Alert: {title}",
 }
+
+
+# What each kind tells, for the people choosing (the preferences API and page).
+ABOUT: Mapping[Kind, str] = {
+    Kind.BRAND_VERIFIED: "a 10DLC brand becomes verified",
+    Kind.CAMPAIGN_APPROVED: "a carrier approves a 10DLC campaign",
+    Kind.CAMPAIGN_REJECTED: "a carrier rejects a 10DLC campaign",
+    Kind.VETTING_COMPLETE: "a brand's vetting or Authentication+ verification finishes",
+    Kind.TEMPLATE_DISABLED: "Meta disables a WhatsApp template",
+    Kind.TEMPLATE_PAUSED: "Meta pauses a WhatsApp template",
+    Kind.TEMPLATE_RED_QUALITY: "a WhatsApp template's quality becomes RED",
+    Kind.LEAD_CLOSED: "a lead closes in Contact2Sale",
+    Kind.SYNC_FAILED: "a customer's HubSpot sync fails for good",
+    Kind.CAMPAIGN_STATUS_REJECTED: "a 10DLC campaign as a whole is rejected",
+    Kind.ALERT_OPENED: "an alert opens (failure rate, dead events, RED quality, drift, e-mail)",
+}
+assert set(ABOUT) == set(Kind), "every kind needs its description"
 
 
 def headline(kind: Kind, data: Mapping[str, Any]) -> str:

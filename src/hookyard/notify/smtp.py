@@ -67,6 +67,7 @@ class Outcome:
 
     error: str | None = None
     transient: bool = False
+    retry_after: float | None = None  # the receiver's Retry-After (chat webhooks), seconds
 
     @property
     def sent(self) -> bool:

@@ -1,6 +1,7 @@
 """Notifications, their deliveries (the e-mail outbox) and people's preferences.
 
-Migration 0011 creates exactly these tables (`tests/test_migrations.py` compares them).
+Migration 0011 creates these tables; 0020 adds the deliveries' `channel` and the tenants'
+chat webhooks (`tests/test_migrations.py` compares them).
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ notifications = Table(
     Index(None, "tenant", "created_at"),
 )
 
-# One e-mail (or one line of a digest) for one person. Sent with a lease and retries, like
-# the other outboxes: pending -> sending -> sent | failed | skipped.
+# One e-mail (or one line of a digest) for one person, or one chat message for the tenant's
+# chat webhook (`channel` chat: no person, `email` empty). Sent with a lease and retries,
+# like the other outboxes: pending -> sending -> sent | failed | skipped.
 deliveries = Table(
     "notification_deliveries",
     metadata,
@@ -59,8 +61,8 @@ deliveries = Table(
         nullable=False,
     ),
     Column("tenant", String(100), nullable=False),  # the notification's, checked at sending
-    Column("user_id", Id, nullable=True),  # None: a lead's manager who is not a user
-    Column("email", String(320), nullable=False),
+    Column("user_id", Id, nullable=True),  # None: a lead's manager who is not a user, or chat
+    Column("email", String(320), nullable=False),  # "" for chat (one chat row a notification)
     Column("mode", String(10), nullable=False),  # immediate, digest
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -72,6 +74,7 @@ deliveries = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
+    Column("channel", String(10), nullable=False, server_default="email"),  # email, chat
     UniqueConstraint("notification_id", "email"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "user_id", "status"),
@@ -93,4 +96,23 @@ preferences = Table(
     Column("mode", String(10), nullable=False),  # immediate, digest
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("user_id", "kind"),
+)
+
+# A tenant's chat webhook (Slack-compatible: a JSON POST of `{"text", "blocks"}`), set by its
+# admins (api/notifications.py). The URL is a credential (whoever has it can post): never
+# logged nor shown whole. `secret` (`whsec_…`) signs each POST (Standard Webhooks headers).
+chat_webhooks = Table(
+    "notification_chat_webhooks",
+    metadata,
+    Column(
+        "tenant",
+        String(100),
+        ForeignKey("tenants.id", name="fk_notification_chat_webhooks_tenant", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("url", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

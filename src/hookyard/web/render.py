@@ -40,6 +40,9 @@ _WAIT = {"pending", "processing", "review", "in_review", "pending_review", "yell
 # What an action tells the person on the page it leads back to (`?notice=`); a code, not
 # text, so a link cannot make the dashboard say something it did not.
 NOTICES = {
+    "preferences_saved": "Notification preferences saved.",
+    "chat_saved": "Chat webhook saved.",
+    "chat_removed": "Chat webhook removed.",
     "replayed": "Replayed: the worker takes it from here.",
     "bulk_replayed": "The matching events were replayed.",
     "resolved": "Conflict resolved.",

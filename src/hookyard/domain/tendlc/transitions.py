@@ -287,6 +287,7 @@ class BatchState:
         previous = row["status"]
         self.set(campaigns, row, values | item.sync(self.now, applied=True))
         self.publish_campaign(item, row, previous, {})
+        self.notify_rejected(item, row, previous)
         return Outcome.DONE
 
     def apply_carrier(self, item: TcrEvent) -> Outcome:
@@ -335,6 +336,7 @@ class BatchState:
         self.set(campaigns, campaign, values)
         if applied:
             self.publish_campaign(item, campaign, previous_status, carriers)
+        self.notify_rejected(item, campaign, previous_status)
         if news:
             brand = self.brand_of(campaign)
             for mno_id, status, previous in news:
@@ -358,6 +360,28 @@ class BatchState:
                     },
                 )
         return Outcome.DONE
+
+    def notify_rejected(self, item: TcrEvent, campaign: Row, previous: str | None) -> None:
+        """The campaign as a whole became REJECTED (the registry's word, or every carrier's
+        decision summed up): news beside each carrier's own rejection."""
+        if campaign["status"] != CampaignStatus.REJECTED or previous == CampaignStatus.REJECTED:
+            return
+        brand = self.brand_of(campaign)
+        self.notify(
+            item,
+            Kind.CAMPAIGN_STATUS_REJECTED,
+            EntityType.TENDLC_CAMPAIGN,
+            campaign["id"],
+            self.whose(brand),
+            f"status:event:{item.event.id}",
+            {
+                "campaign_id": campaign["campaign_id"],
+                "brand_id": brand["brand_id"] if brand else None,
+                "brand_name": _brand_name(brand),
+                "previous_status": previous,
+                "rejection_reason": campaign.get("rejection_reason"),
+            },
+        )
 
     # -- vetting ----------------------------------------------------------------------------
 

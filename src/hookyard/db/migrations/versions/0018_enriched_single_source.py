@@ -5,14 +5,14 @@ enriched from the one of its e-mail and phone that resolved, does not fit in 20.
 Downgrading makes those leads `unmatched` again (what the code before called them; their
 document and data stay), then narrows the column back.
 
-Revision ID: 0019
+Revision ID: 0018
 Revises: 0017
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
