@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hookyard import bench
-from hookyard.cli import accounts, events, processes, sources, sync
+from hookyard.cli import accounts, events, listen, processes, sources, sync
 from hookyard.config import ConfigError
 from hookyard.sync import hubspot_properties
 
@@ -20,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     sources.add_parsers(sub)
     sync.add_parsers(sub)
     accounts.add_parsers(sub)
+    listen.add_parser(sub)
     bench.add_parser(sub)
     hubspot_properties.add_parser(sub)
     return p
