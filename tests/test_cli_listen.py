@@ -307,3 +307,7 @@ def test_a_refused_api_key_exits_non_zero_with_the_reason(
     assert "Traceback" not in done.stderr
     done = hookyard(env, "listen", "--forward-to", "ftp://x/", "--url", gateway, "--api-key", "k")
     assert done.returncode == 2 and "--forward-to must be an http(s) URL" in done.stderr
+    done = hookyard(
+        env, "listen", "--forward-to", url, "--api-key", "k", "--secret", "whsec_not base64!"
+    )
+    assert done.returncode == 2 and "--secret must be a Standard Webhooks secret" in done.stderr

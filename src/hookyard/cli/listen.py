@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import json
 import secrets
 import signal
@@ -31,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from hookyard.http import ApiClient, ApiError
-from hookyard.providers.signing import standard_webhooks_signature
+from hookyard.providers.signing import standard_webhooks_key, standard_webhooks_signature
 from hookyard.queue.backoff import Backoff
 
 LIVE_PATH = "/api/v1/live"
@@ -65,6 +66,16 @@ class Filters:
 def new_secret() -> str:
     """A Standard Webhooks secret: `whsec_` and 24 random bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _good_secret(secret: str) -> bool:
+    if not secret.startswith("whsec_") or not secret.removeprefix("whsec_"):
+        return False
+    try:
+        standard_webhooks_key(secret)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 def live_url(base: str) -> str:
@@ -222,8 +233,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             print(f"hookyard listen: {name} must be an http(s) URL, not {url!r}", file=err)
             return EXIT_REFUSED
-    if args.secret is not None and not args.secret.startswith("whsec_"):
-        print("hookyard listen: --secret must be a Standard Webhooks secret (whsec_…)", file=err)
+    if args.secret is not None and not _good_secret(args.secret):
+        print(
+            "hookyard listen: --secret must be a Standard Webhooks secret: whsec_ and base64",
+            file=err,
+        )
         return EXIT_REFUSED
     secret = args.secret or new_secret()
     headers = {"Authorization": f"Bearer {args.api_key}"}
