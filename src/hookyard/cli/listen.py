@@ -241,6 +241,20 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         return EXIT_REFUSED
     secret = args.secret or new_secret()
     headers = {"Authorization": f"Bearer {args.api_key}"}
+    try:
+        return _run(args, secret, headers, filters, out, err)
+    except KeyboardInterrupt:  # before it was ready
+        return 0
+
+
+def _run(
+    args: argparse.Namespace,
+    secret: str,
+    headers: dict[str, str],
+    filters: Filters,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     with (
         ApiClient(args.url, provider="hookyard", headers=headers, timeout=10) as api,
         ApiClient(provider="local", timeout=args.timeout, max_attempts=1) as local,
