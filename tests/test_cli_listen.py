@@ -256,6 +256,27 @@ def test_listen_forwards_signed_within_a_second_and_only_its_tenants_events(
     assert len(local.got) == 2  # globex's never came
 
 
+def test_every_ingest_process_forwards_its_accepted_events(
+    settings: Settings, people: People, receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    """Two ingest processes share the port: the socket is on one, webhooks land on both
+    (SQLite: the bus carries the other's accepted events; PostgreSQL: NOTIFY does)."""
+    local, url = receiver
+    env = process_env(settings, HOOKYARD_PROCESSES=2)
+    proc, base = start_server(env, tmp_path / "serve.log")
+    key = people.keys[("acme", "member")]
+    listen = Listen(settings, "--forward-to", url, "--url", base, "--api-key", key)
+    try:
+        listen.wait_for_line("Ready")
+        sent = [send(settings, base, "acme-billing", f"invoice.n{i}", i)[1] for i in range(8)]
+        wait_for(lambda: len(local.got) == len(sent), timeout=10)
+        assert sorted(local.types()) == sorted(p["type"] for p in sent)
+        assert listen.interrupt() == 0
+    finally:
+        listen.stop()
+        proc.stop()
+
+
 def test_filters_a_given_secret_and_reconnecting(
     settings: Settings, people: People, receiver: tuple[Receiver, str], tmp_path: Path
 ) -> None:

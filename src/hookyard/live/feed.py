@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
-from hookyard.bus import MAX_DATAGRAM, LocalBus
+from hookyard.bus import LISTING_SECONDS, MAX_DATAGRAM, LocalBus
 from hookyard.db.engine import libpq_dsn
 from hookyard.db.listen import READY_SECONDS, Listener, Subscription
 from hookyard.live.change import Change
@@ -106,10 +106,18 @@ class LiveFeed:
         return None if self._accepted is None else self._accepted.listening
 
     def _want_accepted(self, wanted: bool) -> threading.Event | None:
-        """SQLite: tell the other processes of the database (their ingest sends them)."""
-        if self.bus is not None:
-            self.bus.want(ACCEPTED_BUS_CHANNEL, wanted)
-        return None
+        """SQLite: tell the other processes of the database (their ingest sends them). They
+        see it when they next list the bus (within LISTING_SECONDS): ready after that."""
+        if self.bus is None:
+            return None
+        self.bus.want(ACCEPTED_BUS_CHANNEL, wanted)
+        if not wanted:
+            return None
+        ready = threading.Event()
+        timer = threading.Timer(LISTING_SECONDS + 0.1, ready.set)
+        timer.daemon = True
+        timer.start()
+        return ready
 
     def _accepted_wanted(self) -> bool:
         return self.hub.accepting or (
