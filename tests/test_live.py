@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -26,6 +27,7 @@ from hookyard.accounts.tables import api_keys
 from hookyard.api import live as live_api
 from hookyard.app import create_app
 from hookyard.config import Settings
+from hookyard.db.engine import libpq_dsn
 from hookyard.db.schema import events
 from hookyard.domain.tendlc import service as tendlc
 from hookyard.domain.whatsapp import campaigns as whatsapp_campaigns
@@ -34,7 +36,7 @@ from hookyard.inbox.store import utcnow as now
 from hookyard.live.change import MAX_PAYLOAD_BYTES, Change, ChangeKind
 from hookyard.live.feed import LiveFeed
 from hookyard.live.hub import Hub
-from hookyard.live.publish import attach_local, publish
+from hookyard.live.publish import ACCEPTED_CHANNEL, accepted_change, attach_local, publish
 from hookyard.providers.base import StoredEvent, WebhookRequest
 from hookyard.queue.backoff import Backoff
 from hookyard.runtime import Runtime
@@ -443,6 +445,100 @@ def test_subscribing_to_kinds_heartbeats_and_pings(
         drain(runtime)
         acme.until(lambda c: c["id"] == "BKIND02")
         assert {c["kind"] for c in acme.changes} == {"tendlc_brand"}
+
+
+def test_accepted_events_reach_only_the_clients_naming_them_of_their_tenant(
+    runtime: Runtime, people: People, gateway: str
+) -> None:
+    default = Live(gateway, people.headers("acme", "viewer"))
+    asking = Live(gateway, people.headers("acme", "viewer"))
+    globex = Live(gateway, people.headers("globex", "member"))
+    with clients(default, asking, globex):
+        assert "event_accepted" in asking.welcome["kinds"]
+        for client in (asking, globex):
+            client.send({"type": "subscribe", "kinds": ["event_accepted"]})
+            assert _reply(client) == {"type": "subscribed", "kinds": ["event_accepted"]}
+        payload = brand_update("BACC001")
+        first = post(gateway, "/webhooks/tcr/brands", payload)
+        # No worker ran: the change comes from ingest's own commit.
+        asking.until(lambda c: c["kind"] == "event_accepted" and c["id"] == first)
+        [change] = asking.of("event_accepted", first)
+        assert (change["tenant"], change["status"]) == ("acme", "pending")
+        assert change["data"]["source"] == "tcr-acme"
+        assert change["data"]["event_type"] == "BRAND_IDENTITY_STATUS_UPDATE"
+        received = datetime.fromisoformat(change["data"]["received_at"])
+        assert abs((datetime.now(UTC) - received).total_seconds()) < 60
+        assert set(change["data"]) == {"source", "event_type", "received_at"}  # no payload
+
+        # A duplicate is not accepted again; another tenant's event goes to its tenant only.
+        answer = httpx.post(gateway + "/webhooks/tcr/brands", json=payload, timeout=10)
+        assert answer.json()["events"] == [None]
+        theirs = post(gateway, "/webhooks/tcr/campaigns", approval("CACC001", "BACC001"))
+        globex.until(lambda c: c["kind"] == "event_accepted" and c["id"] == theirs)
+        marker = post(gateway, "/webhooks/tcr/brands", brand_update("BACC002"))
+        asking.until(lambda c: c["kind"] == "event_accepted" and c["id"] == marker)
+        assert [c["id"] for c in asking.of("event_accepted")] == [first, marker]
+        assert [c["id"] for c in globex.of("event_accepted")] == [theirs]
+
+        # A client naming no kind gets every other kind, but no accepted event.
+        drain(runtime)
+        default.until(event_status(marker, "done"))
+        assert default.of("event_accepted") == []
+
+        # Naming other kinds ends them (and the process stops receiving them at all).
+        asking.send({"type": "subscribe", "kinds": ["event"]})
+        assert _reply(asking) == {"type": "subscribed", "kinds": ["event"]}
+        later = post(gateway, "/webhooks/tcr/brands", brand_update("BACC003"))
+        drain(runtime)
+        asking.until(event_status(later, "done"))
+        assert later not in [c["id"] for c in asking.of("event_accepted")]
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="the NOTIFY PostgreSQL builds")
+def test_the_accepted_notify_postgresql_builds_is_the_change_python_would(
+    runtime: Runtime,
+) -> None:
+    with psycopg.connect(libpq_dsn(runtime.engine), autocommit=True) as conn:
+        conn.execute(f"LISTEN {ACCEPTED_CHANNEL}")
+        ids = store(runtime, "tcr-acme", brand_update("BNOTIFY"))
+        got = [n.payload for n in conn.notifies(timeout=5, stop_after=len(ids))]
+    with runtime.engine.connect() as tx:
+        row = tx.execute(select(events).where(events.c.id == ids[0])).mappings().one()
+    expected = accepted_change(
+        row["id"], row["tenant"], row["source"], row["event_type"], row["received_at"]
+    )
+    [payload] = got
+    made = Change.decode(payload)
+    assert made.message() | {"data": None, "at": None} == expected.message() | {
+        "data": None,
+        "at": None,
+    }
+    assert made.at == expected.at
+    assert {**made.data, "received_at": None} == {**expected.data, "received_at": None}
+    assert datetime.fromisoformat(made.data["received_at"]) == expected.at
+
+
+def test_the_hub_receives_accepted_events_only_while_a_socket_wants_them() -> None:
+    calls: list[bool] = []
+
+    async def scenario() -> None:
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        hub.on_accepting = lambda wanted: calls.append(wanted) or None
+        one, two = hub.subscribe("acme"), hub.subscribe(None)
+        assert not hub.accepting
+        await hub.filter(one, [ChangeKind.EVENT_ACCEPTED])
+        await hub.filter(two, [ChangeKind.EVENT_ACCEPTED, ChangeKind.EVENT])
+        assert hub.accepting and calls == [True]
+        await hub.filter(one, [])  # every kind but the opt-in ones
+        assert hub.accepting and calls == [True]
+        hub.unsubscribe(two)
+        assert not hub.accepting and calls == [True, False]
+        accepted = accepted_change(1, "acme", "s", "t", datetime.now(UTC))
+        assert not one.wants(accepted)
+        assert one.wants(Change(ChangeKind.EVENT, 1, "acme", "done"))
+
+    asyncio.run(scenario())
 
 
 def _reply(client: Live) -> dict[str, Any]:

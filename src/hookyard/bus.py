@@ -32,7 +32,7 @@ from pathlib import Path
 from hookyard.logs import log
 
 MAX_DATAGRAM = 60_000  # bytes; the payload of a larger message is split by the caller's records
-_LISTING_SECONDS = 0.5  # how long a listing of the other sockets is reused
+LISTING_SECONDS = 0.5  # how long a listing of the other sockets is reused
 _SEND_TIMEOUT = 0.05  # a receiver whose buffer is full gets this long, then the datagram drops
 
 Handler = Callable[[bytes], None]
@@ -132,7 +132,7 @@ class LocalBus:
 
     def wanted(self, channel: str) -> bool:
         """Whether another process wants `channel` (as of the last listing, at most
-        _LISTING_SECONDS old)."""
+        LISTING_SECONDS old)."""
         with self._send_lock:
             self._list_peers()
             return channel in self._wants
@@ -168,7 +168,7 @@ class LocalBus:
 
     def _list_peers(self) -> list[str]:
         now = time.monotonic()
-        if now - self._listed_at > _LISTING_SECONDS:
+        if now - self._listed_at > LISTING_SECONDS:
             try:
                 names = os.listdir(self.directory)
             except FileNotFoundError:

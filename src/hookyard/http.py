@@ -140,14 +140,16 @@ class ApiClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok_statuses: frozenset[int] = frozenset(),
         timeout: float | None = None,
         idempotent: bool | None = None,
     ) -> httpx.Response:
         """The response: 2xx, or a status in `ok_statuses` the caller handles itself.
-        ApiError otherwise. `idempotent` (default: by the method) allows repeating a request
-        that may have reached the service."""
+        ApiError otherwise. `content`: raw bytes to send (a signed body), instead of `json`.
+        `idempotent` (default: by the method) allows repeating a request that may have
+        reached the service."""
         method = method.upper()
         repeatable = method in IDEMPOTENT if idempotent is None else idempotent
         path = _path(url)
@@ -159,7 +161,13 @@ class ApiClient:
             self._limiter.wait()
             try:
                 response = self.http.request(
-                    method, url, params=params, json=json, headers=headers, **extra
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    content=content,
+                    headers=headers,
+                    **extra,
                 )
             except (httpx.TransportError, httpx.InvalidURL) as exc:
                 retryable = not isinstance(exc, _UNSENDABLE)

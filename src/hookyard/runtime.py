@@ -20,8 +20,8 @@ from hookyard.domain.crm import rules as crm_rules
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
 from hookyard.inbox.store import EventStore
-from hookyard.live.feed import send_changes
-from hookyard.live.publish import attach_local
+from hookyard.live.feed import ACCEPTED_BUS_CHANNEL, send_changes
+from hookyard.live.publish import attach_accepted, attach_local
 from hookyard.logs import log
 from hookyard.notify.job import EmailJob
 from hookyard.queue.backoff import Backoff
@@ -165,7 +165,19 @@ class Runtime:
         reaches the live sockets of the API processes over the bus (PostgreSQL: NOTIFY)."""
         bus = self.bus
         if bus is not None and self._detach_live is None:
-            self._detach_live = attach_local(self.engine, lambda c: send_changes(bus, c))
+            detach = attach_local(self.engine, lambda c: send_changes(bus, c))
+            # The events its reconcilers feed the inbox, while some socket asks for them.
+            detach_accepted = attach_accepted(
+                self.engine,
+                lambda c: send_changes(bus, c, ACCEPTED_BUS_CHANNEL),
+                lambda: bus.wanted(ACCEPTED_BUS_CHANNEL),
+            )
+
+            def detach_both() -> None:
+                detach()
+                detach_accepted()
+
+            self._detach_live = detach_both
 
     def stop_workers(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from hookyard.accounts.identity import KeyKind, Role, kind_of
 from hookyard.api.auth import CUSTOMER_HEADER, SESSION_COOKIE, Scope, scoped
-from hookyard.live.change import ChangeKind
+from hookyard.live.change import OPT_IN, ChangeKind
 from hookyard.live.hub import Hub, Subscription
 from hookyard.logs import log
 
@@ -42,6 +42,7 @@ GOING_AWAY = 1001
 # 429: the client's credentials failed too often (api/throttle.py); try again later.
 _CLOSE_CODES = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NO_TENANT, 429: TRY_AGAIN_LATER}
 _KINDS = [kind.value for kind in ChangeKind]
+_DEFAULT_KINDS = [kind.value for kind in ChangeKind if kind not in OPT_IN]  # none named
 # A client that went away: Starlette's disconnect, or a send on a socket already closed.
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
@@ -156,8 +157,9 @@ async def _send(websocket: WebSocket, subscription: Subscription) -> None:
 
 
 async def _receive(websocket: WebSocket, subscription: Subscription) -> None:
-    """Client messages: `{"type": "subscribe", "kinds": [...]}` (none or empty: every kind)
-    and `{"type": "ping"}`. Anything else is answered with an error note."""
+    """Client messages: `{"type": "subscribe", "kinds": [...]}` (none or empty: every kind
+    but `event_accepted`, which comes only when named) and `{"type": "ping"}`. Anything else
+    is answered with an error note."""
     while True:
         try:
             message = await websocket.receive()
@@ -165,11 +167,12 @@ async def _receive(websocket: WebSocket, subscription: Subscription) -> None:
             return
         if message["type"] == "websocket.disconnect":
             return
-        reply = _answer(message.get("text") or message.get("bytes") or b"", subscription)
+        raw = message.get("text") or message.get("bytes") or b""
+        reply = await _answer(raw, subscription, websocket.app.state.live)
         await websocket.send_json(reply)
 
 
-def _answer(raw: str | bytes, subscription: Subscription) -> dict[str, Any]:
+async def _answer(raw: str | bytes, subscription: Subscription, hub: Hub) -> dict[str, Any]:
     try:
         request = json.loads(raw)
     except ValueError:
@@ -185,8 +188,11 @@ def _answer(raw: str | bytes, subscription: Subscription) -> dict[str, Any]:
     unknown = sorted(set(wanted) - set(_KINDS))
     if unknown:
         return {"type": "error", "detail": f"unknown kinds {unknown}; known: {_KINDS}"}
-    subscription.filter([ChangeKind(k) for k in wanted])
-    return {"type": "subscribed", "kinds": sorted(wanted) or _KINDS}
+    # Naming `event_accepted` answers once accepted events reach this process (PostgreSQL:
+    # its LISTEN is in place), so a client may send its first webhook right after.
+    if not await hub.filter(subscription, [ChangeKind(k) for k in wanted]):
+        return {"type": "error", "detail": "accepted events are not available yet; retry"}
+    return {"type": "subscribed", "kinds": sorted(wanted) or _DEFAULT_KINDS}
 
 
 async def _recheck(websocket: WebSocket, granted: Scope) -> None:

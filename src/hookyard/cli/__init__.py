@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hookyard import bench
-from hookyard.cli import accounts, events, notify, processes, sources, sync
+from hookyard.cli import accounts, events, listen, notify, processes, sources, sync
 from hookyard.config import ConfigError
 from hookyard.sync import hubspot_properties
 
@@ -21,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     sync.add_parsers(sub)
     accounts.add_parsers(sub)
     notify.add_parsers(sub)
+    listen.add_parser(sub)
     bench.add_parser(sub)
     hubspot_properties.add_parser(sub)
     return p

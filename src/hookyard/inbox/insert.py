@@ -18,6 +18,9 @@ from sqlalchemy import Engine, delete, select
 from hookyard.db.engine import hold_writer_lock, libpq_dsn
 from hookyard.db.schema import rejected_requests
 from hookyard.inbox.model import NewEvent, RejectedRequest, Status
+from hookyard.live.change import ChangeKind
+from hookyard.live.publish import ACCEPTED_CHANNEL, accepted_change, accepted_receivers
+from hookyard.logs import log
 
 
 class EventInserts:
@@ -77,7 +80,10 @@ class EventInserts:
             raise
         finally:
             conn.close()
-        return {(row[1], row[2]): row[0] for row in rows}
+        inserted = {(row[1], row[2]): row[0] for row in rows}
+        if inserted and not self.is_postgres:
+            _hand_over_accepted(self.engine, new, inserted)
+        return inserted
 
     def async_writer(self) -> AsyncPostgresWriter:
         """PostgreSQL: a writer on the event loop itself (see AsyncPostgresWriter)."""
@@ -96,6 +102,31 @@ class EventInserts:
             return tx.execute(
                 delete(rejected_requests).where(rejected_requests.c.id <= cutoff)
             ).rowcount
+
+
+def _hand_over_accepted(
+    engine: Engine, new: Sequence[NewEvent], inserted: dict[tuple[str, str], int]
+) -> None:
+    """SQLite, after the COMMIT: the new events' `event_accepted` changes to whoever wants
+    them now (PostgreSQL: the insert statement's NOTIFY). Nobody: nothing is built."""
+    receivers = accepted_receivers(engine)
+    if not receivers:
+        return
+    changes = []
+    unsent = dict(inserted)  # one change per new row, however often the batch names it
+    for event in new:
+        event_id = unsent.pop((event.source, event.dedup_key), None)
+        if event_id is not None:
+            changes.append(
+                accepted_change(
+                    event_id, event.tenant, event.source, event.event_type, event.received_at
+                )
+            )
+    for deliver in receivers:
+        try:
+            deliver(changes)
+        except Exception as exc:  # committed already: a live client's loss, not the request's
+            log.warning("live_accepted_failed", error=str(exc)[:200])
 
 
 _EVENT_COLUMNS = (
@@ -117,13 +148,20 @@ _PG_INSERT = (
     " %b::text[]::json[], %b::timestamptz[], %b::int[]) AS u(source, provider, tenant,"
     " event_type, dedup_key, entity_key, provider_ts, status, attempts, next_attempt_at, origin,"
     " replay_count, payload, received_at, n) JOIN ids USING (n)"
-    " ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key, request_id),"
+    " ON CONFLICT (source, dedup_key) DO NOTHING"
+    " RETURNING id, source, dedup_key, request_id, tenant, event_type, received_at),"
     " new_requests AS (INSERT INTO requests (id, source, headers, body, received_at)"
     " SELECT ids.id, r.source, r.headers, r.body, r.received_at FROM unnest("
     "%b::varchar[], %b::text[]::json[], %b::bytea[], %b::timestamptz[])"
     " WITH ORDINALITY AS r(source, headers, body, received_at, n) JOIN ids USING (n)"
     " WHERE ids.id IN (SELECT request_id FROM new_events))"
-    " SELECT id, source, dedup_key FROM new_events"
+    # Each new event's `event_accepted` change (live/publish.py), delivered on commit only:
+    # the text of publish.accepted_change(…).encode(), built here so that it costs no round
+    # trip and no Python. Bounded columns keep it far below NOTIFY's 8000 bytes.
+    f" SELECT id, source, dedup_key, pg_notify('{ACCEPTED_CHANNEL}', json_build_object("
+    f"'type', 'change', 'kind', '{ChangeKind.EVENT_ACCEPTED.value}', 'id', id, 'tenant', tenant,"
+    " 'status', 'pending', 'data', json_build_object('source', source, 'event_type',"
+    " event_type, 'received_at', received_at), 'at', received_at)::text) FROM new_events"
 )
 
 

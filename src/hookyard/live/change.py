@@ -22,6 +22,9 @@ _TEXT_LIMIT = 300  # a string field of `data` is cut to this many characters
 
 class ChangeKind(StrEnum):
     EVENT = "event"  # an inbox event's status (done, failed, dead, superseded, ignored…)
+    # An event ingest stored (its source, type and time): sent only to clients naming it
+    # in their `subscribe` (OPT_IN), because it is every accepted webhook.
+    EVENT_ACCEPTED = "event_accepted"
     TENDLC_BRAND = "tendlc_brand"  # status, identity status
     TENDLC_CAMPAIGN = "tendlc_campaign"  # status, and the carriers' statuses it changed
     TENDLC_VETTING = "tendlc_vetting"
@@ -30,6 +33,10 @@ class ChangeKind(StrEnum):
     WHATSAPP_CAMPAIGN = "whatsapp_campaign"  # paused on its template, resumed by a person
     LEAD = "lead"  # open/closed, and its enrichment status
     CRM_CUSTOMER = "crm_customer"  # a field applied from HubSpot, a conflict, a deletion
+
+
+# Kinds a client receives only when it names them: "every kind" leaves them out.
+OPT_IN = frozenset({ChangeKind.EVENT_ACCEPTED})
 
 
 def _now() -> datetime:

@@ -2,7 +2,9 @@
 
 Changes arrive from other threads (the LISTEN thread, or a worker's commit on SQLite) and
 are moved onto the event loop; from there each subscription takes those it may see (its
-tenant's, and the kinds it asked for). A queue never blocks the fan-out: a client too slow
+tenant's, and the kinds it asked for: `event_accepted` only when named, change.OPT_IN).
+While no socket asks for accepted events, the feed does not even receive them (`on_accepting`).
+A queue never blocks the fan-out: a client too slow
 to keep up loses its oldest messages and is told how many with a `lagged` note, so it can
 re-read what it shows from the REST API. Other clients are not slowed by it.
 """
@@ -12,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 
-from hookyard.live.change import Change, ChangeKind
+from hookyard.live.change import OPT_IN, Change, ChangeKind
 from hookyard.logs import log
 
 DEFAULT_QUEUE_SIZE = 500
+READY_SECONDS = 5.0  # a subscribe naming accepted events waits this long for the feed, at most
 
 
 class Subscription:
     """One socket's view: its tenant (None: every tenant's changes), the kinds it wants
-    (None: all), and the messages waiting to be sent."""
+    (None: all but the opt-in ones), and the messages waiting to be sent."""
 
     def __init__(self, tenant: str | None, capacity: int) -> None:
         self.tenant = tenant
@@ -40,7 +44,14 @@ class Subscription:
         # of no tenant (the REST API shows those only across all tenants, too).
         if self.tenant is not None and change.tenant != self.tenant:
             return False
-        return self.kinds is None or change.kind in self.kinds
+        if self.kinds is None:
+            return change.kind not in OPT_IN
+        return change.kind in self.kinds
+
+    @property
+    def accepting(self) -> bool:
+        """Whether it asked for accepted events."""
+        return self.kinds is not None and ChangeKind.EVENT_ACCEPTED in self.kinds
 
     def filter(self, kinds: Collection[ChangeKind] | None) -> None:
         self.kinds = frozenset(kinds) if kinds else None
@@ -95,6 +106,11 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Called with True when the first socket subscribes, False when the last one leaves.
         self.on_listening: Callable[[bool], None] | None = None
+        # Called with True when the first socket asks for accepted events, False when the
+        # last one no longer does; may return an event set once they arrive (LISTEN is on).
+        self.on_accepting: Callable[[bool], threading.Event | None] | None = None
+        self._accepting: set[Subscription] = set()
+        self._accepting_ready: threading.Event | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -130,9 +146,35 @@ class Hub:
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.discard(subscription)
+            self._count_accepting(subscription, False)
             if not self._subscriptions and self.on_listening is not None:
                 self.on_listening(False)
         subscription.end()
+
+    async def filter(self, subscription: Subscription, kinds: Collection[ChangeKind]) -> bool:
+        """Only these kinds for `subscription` from now on (empty: all but the opt-in ones).
+        Naming accepted events waits until they arrive here; False if that took too long."""
+        subscription.filter(kinds)
+        self._count_accepting(subscription, subscription.accepting)
+        ready = self._accepting_ready
+        if subscription.accepting and ready is not None and not ready.is_set():
+            return await asyncio.to_thread(ready.wait, READY_SECONDS)
+        return True
+
+    def _count_accepting(self, subscription: Subscription, accepting: bool) -> None:
+        before = bool(self._accepting)
+        if accepting and subscription in self._subscriptions:
+            self._accepting.add(subscription)
+        else:
+            self._accepting.discard(subscription)
+        now = bool(self._accepting)
+        if now != before and self.on_accepting is not None:
+            self._accepting_ready = self.on_accepting(now)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether some socket here asked for accepted events (any thread may ask)."""
+        return bool(self._accepting)
 
     @property
     def clients(self) -> int:

@@ -11,8 +11,13 @@ only if that transaction commits.
   error of the COMMIT itself (SQLAlchemy reports that error before either). Without a hub
   attached (`attach_local`) nothing is collected.
 
-Ingest publishes nothing: only workers, domain services and the API do. (On SQLite an
-ingest batch's pool check-in merely finds nothing to hand over.)
+Ingest publishes one `event_accepted` change per new event (`accepted_change`), on a channel
+of its own so that only processes with a socket asking for them receive them:
+- PostgreSQL: the batch's insert statement itself calls `pg_notify('hookyard_accepted', …)`
+  for each new row (inbox/insert.py builds the same text in SQL), so they commit with it.
+- SQLite: the batch is written on a raw driver connection (no SQLAlchemy events), so the
+  inbox hands its new events to `accepted_receivers` itself once its COMMIT has returned;
+  while nothing attached (`attach_accepted`) wants them, none is even built.
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ import json
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import ExceptionContext
 
-from hookyard.live.change import Change
+from hookyard.live.change import Change, ChangeKind
 
 CHANNEL = "hookyard_live"
+ACCEPTED_CHANNEL = "hookyard_accepted"  # ingest's `event_accepted` changes
 
 # Keys in the DBAPI connection's `info` (it outlives one checkout, hence the care to empty it).
 _PENDING = "hookyard_live_pending"  # this transaction's changes (present: a hub listens)
@@ -78,6 +85,45 @@ def attach_local(engine: Engine, deliver: Deliver) -> Callable[[], None]:
             del _locals[engine]
 
     return detach
+
+
+def accepted_change(
+    event_id: int, tenant: str | None, source: str, event_type: str, received_at: datetime
+) -> Change:
+    """What a live client is told of an event ingest stored (never its payload)."""
+    data = {"source": source, "event_type": event_type, "received_at": received_at}
+    return Change(ChangeKind.EVENT_ACCEPTED, event_id, tenant, "pending", data, received_at)
+
+
+def attach_accepted(
+    engine: Engine, deliver: Deliver, wanted: Callable[[], bool]
+) -> Callable[[], None]:
+    """SQLite: hand the events the inbox accepts through `engine` to `deliver` (after their
+    commit) while `wanted()` says so. Returns the function that detaches it."""
+    receiver = _Receiver(deliver, wanted)
+    _accepted.setdefault(engine, []).append(receiver)
+
+    def detach() -> None:
+        receivers = _accepted.get(engine, [])
+        if receiver in receivers:
+            receivers.remove(receiver)
+
+    return detach
+
+
+def accepted_receivers(engine: Engine) -> list[Deliver]:
+    """Those attached to `engine` that want accepted events now (usually none: the inbox
+    then builds no change at all)."""
+    receivers = _accepted.get(engine)
+    if not receivers:
+        return []
+    return [r.deliver for r in list(receivers) if r.wanted()]
+
+
+@dataclass(eq=False, slots=True)
+class _Receiver:
+    deliver: Deliver
+    wanted: Callable[[], bool]
 
 
 @dataclass(slots=True)
@@ -140,3 +186,4 @@ class _Local:
 
 
 _locals: weakref.WeakKeyDictionary[Engine, _Local] = weakref.WeakKeyDictionary()
+_accepted: weakref.WeakKeyDictionary[Engine, list[_Receiver]] = weakref.WeakKeyDictionary()
