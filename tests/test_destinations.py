@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import standardwebhooks
 from fastapi.testclient import TestClient
@@ -28,6 +29,7 @@ from hookyard.destinations.fanout import DeliveryFanout
 from hookyard.destinations.tables import attempts, deliveries, destinations, webhook_id
 from hookyard.inbox.model import NewEvent
 from hookyard.runtime import Runtime
+from hookyard.sources import load_sources_file
 from hookyard.testing.fakes.receiver import Answer, Receiver
 from hookyard.testing.fakes.server import serving
 from tests.conftest import process_env
@@ -44,6 +46,7 @@ from tests.support import (
     hookyard,
     row,
     rows,
+    start_server,
     wait_for,
 )
 
@@ -413,6 +416,26 @@ def test_kill_9_of_a_worker_mid_delivery_loses_nothing(
     done = the_delivery(setup, event_id=event_id)
     assert done["status"] == "delivered" and done["attempts"] == 2
     assert [g.headers["webhook-id"] for g in r.received] == [webhook_id(done["id"])] * 2
+
+
+def test_serve_delivers_from_its_worker_processes(
+    settings: Settings, tmp_path: Path, receiver: Any
+) -> None:
+    r, url = receiver
+    path = write_sources(tmp_path, destination_toml(url))
+    env = process_env(settings, HOOKYARD_SOURCES=str(path))
+    server, base = start_server(env, tmp_path / "serve.log", "--processes", "1", "--workers", "1")
+    try:
+        demo = load_sources_file(path).by_name()["demo"]
+        sent = delivery(demo, 7)
+        answer = httpx.post(base + "/webhooks/in/demo", content=sent.body, headers=sent.headers)
+        assert answer.status_code == 200
+        wait_for(lambda: r.received, timeout=10)
+        [got] = r.received
+        assert got.body == sent.body  # the provider's bytes, as received
+        standardwebhooks.Webhook(SECRET).verify(got.body, got.headers)
+    finally:
+        server.stop()
 
 
 # -- rate ---------------------------------------------------------------------------------------
