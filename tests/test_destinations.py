@@ -443,8 +443,10 @@ def test_serve_delivers_from_its_worker_processes(
 
 def test_the_token_bucket_grants_its_rate() -> None:
     bucket = TokenBucket(2)
+    assert bucket.wait_seconds() == 0
     assert bucket.take(10) == 2
     assert bucket.take(1) == 0
+    assert 0 < bucket.wait_seconds() <= 0.5  # the next token, at two a second
     bucket.give_back(1)
     assert bucket.take(5) == 1
 
