@@ -253,6 +253,26 @@ def test_retries_end_dead_after_max_attempts(make: Any, receiver: Any) -> None:
     assert len(r.received) == 2
 
 
+def test_no_answer_is_retried_a_timeout_and_a_refused_connection(make: Any, receiver: Any) -> None:
+    r, url = receiver
+    setup = make(
+        destination_toml(url, timeout_seconds=0.3),
+        destination_toml(f"http://127.0.0.1:{free_port()}/hooks", name="nobody"),
+    )
+    r.hold()
+    try:
+        accept(setup.runtime, "demo")
+        assert setup.passes() == 2
+    finally:
+        r.release.set()
+    found = {a["destination"]: a for a in rows(setup.engine, attempts)}
+    assert found["billing"]["error"].startswith("ReadTimeout")
+    assert found["nobody"]["error"].startswith("ConnectError")
+    assert {a["status_code"] for a in found.values()} == {None}
+    assert {a["outcome"] for a in found.values()} == {"retry"}
+    assert {d["status"] for d in rows(setup.engine, deliveries)} == {"failed"}
+
+
 def test_a_400_is_dead_at_once_and_a_replay_delivers_it(make: Any, receiver: Any) -> None:
     r, url = receiver
     r.answer(Answer(400, body=b'{"error":"unknown customer"}'))

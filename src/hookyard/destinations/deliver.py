@@ -334,6 +334,16 @@ class DeliveryJob:
 
     def _send_one(self, row: RowMapping, probe: bool, body: inbox.Outgoing | None) -> Result:
         started_at = self.clock()
+        try:
+            return self._attempt(row, probe, body, started_at)
+        except Exception as exc:  # a bug of ours: this delivery tries again, the others go on
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            failed = Exchange(None, {}, b"", 0, error)
+            return Result(row, failed, Outcome.RETRY, probe, started_at, error=error)
+
+    def _attempt(
+        self, row: RowMapping, probe: bool, body: inbox.Outgoing | None, started_at: datetime
+    ) -> Result:
         destination = self.by_name[row["destination"]]
         if body is None:
             gone = Exchange(None, {}, b"", 0, "the event is no longer stored", sent=False)
