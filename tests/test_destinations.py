@@ -16,7 +16,7 @@ import httpx
 import pytest
 import standardwebhooks
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from hookyard.alerts.rules import BY_KIND, AlertKind, RuleContext
 from hookyard.app import create_app
@@ -32,7 +32,7 @@ from hookyard.runtime import Runtime
 from hookyard.sources import load_sources_file
 from hookyard.testing.fakes.receiver import Answer, Receiver
 from hookyard.testing.fakes.server import serving
-from tests.conftest import process_env
+from tests.conftest import BACKEND, process_env
 from tests.support import (
     SECRETS,
     SOURCES_TOML,
@@ -171,6 +171,20 @@ def test_an_event_accepted_over_http_has_its_delivery_in_the_same_commit(
     [made] = rows(setup.engine, deliveries)
     assert made["event_type"] == "invoice.paid" and made["status"] == "pending"
     assert made["destination"] == "billing" and made["source"] == "demo"
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's statement trace counts them")
+def test_a_batch_no_destination_takes_runs_no_statement_for_it(make: Any, receiver: Any) -> None:
+    _, url = receiver
+    setup = make(destination_toml(url, sources=["demo"]))
+    traced: list[str] = []
+    setup.engine.pool.dispose()  # new connections, traced
+    event.listen(setup.engine, "connect", lambda conn, _: conn.set_trace_callback(traced.append))
+    add(setup.runtime, "acme", source="acme-hooks", n=3)
+    assert traced and not [t for t in traced if "destination_deliveries" in t]
+    accept(setup.runtime, "demo", 2)
+    # One executemany, which SQLite traces once per row.
+    assert len([t for t in traced if "INSERT INTO destination_deliveries" in t]) == 2
 
 
 def test_the_fanout_matches_sources_types_and_tenants() -> None:

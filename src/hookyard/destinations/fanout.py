@@ -5,6 +5,9 @@ event that was not stored).
 This runs on the hot path (inbox/insert.py calls it inside the batch's transaction): the
 matching is plain Python over the batch, and the rows go in with one `executemany`; when no
 destination takes any of the batch's events, nothing is run at all.
+
+An event replayed in the inbox is handled again, not delivered again: a delivery has its own
+replay (manage.py), with the same `webhook-id`.
 """
 
 from __future__ import annotations
