@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("contracts", ("hookyard.providers", "hookyard.live")),
     ("inbox", ("hookyard.inbox",)),
+    ("destinations", ("hookyard.destinations",)),
     ("accounts", ("hookyard.accounts",)),
     ("notify", ("hookyard.notify",)),
     ("domain", ("hookyard.domain",)),

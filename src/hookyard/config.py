@@ -209,6 +209,16 @@ class Settings(BaseSettings):
     # e-mail wins; not confirmed publicly). None found: the tenant's admins are told.
     notify_lead_manager_fields: str = "attributes.seller.email,attributes.manager.email"
 
+    # Destinations (`[[destination]]` in the sources file; docs/destinations.md). Retries of
+    # a delivery use the one backoff (its max_attempts is the destination's own setting).
+    destination_retry_base_seconds: float = Field(default=2.0, ge=0)
+    destination_retry_max_seconds: float = Field(default=3600.0, ge=0)
+    destination_lease_seconds: float = Field(default=60.0, gt=0)  # a send not finished is retaken
+    destination_batch_size: int = Field(default=50, ge=1)  # deliveries per worker loop pass
+    destination_concurrency: int = Field(default=8, ge=1)  # sends at once per worker process
+    destination_circuit_failures: int = Field(default=5, ge=1)  # consecutive: the circuit opens
+    destination_probe_seconds: float = Field(default=30.0, gt=0)  # open circuit: one probe per
+
     # Alert rules (docs/alerts.md): evaluated by the scheduler job `alerts.evaluate`. A
     # threshold of 0 (false for the WhatsApp templates' rules) turns that rule's alerts off;
     # its gauge stays.
@@ -230,6 +240,7 @@ class Settings(BaseSettings):
     notify_alert_kinds: str = (
         "failure_rate,dead_events,oldest_pending,red_quality,reconciliation_drift,email_failing"
     )
+    alert_destination_circuit_open: bool = True  # a destination's circuit breaker is open
 
     log_level: str = "info"
     log_format: str = "console"

@@ -91,6 +91,10 @@ ALERT_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Share of a tenant's e-mail notifications tried in the alert window that failed",
         ("tenant",),
     ),
+    "hookyard_alert_destination_circuit_open": (
+        "1 for each destination whose circuit breaker is open",
+        ("destination", "tenant"),
+    ),
 }
 
 

@@ -16,6 +16,8 @@ from hookyard.bus import LocalBus
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
 from hookyard.db.listen import READY_SECONDS, Listener, Subscription
+from hookyard.destinations import fanout as destination_fanout
+from hookyard.destinations.deliver import DeliveryJob
 from hookyard.domain.crm import rules as crm_rules
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
@@ -78,6 +80,7 @@ class Runtime:
             Backoff(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
             lease_seconds=settings.lease_seconds,
         )
+        destination_fanout.attach(store, sources.destinations)  # deliveries at ingest
         bus = LocalBus.for_sqlite_url(settings.sqlalchemy_url)
         wakeup = Wakeup(bus)
         enrichment = EnrichmentPipeline.from_settings(settings, engine)
@@ -89,6 +92,8 @@ class Runtime:
             jobs.append(RegistrationJob(registrar))
         if (mailer := EmailJob.from_settings(settings, engine)) is not None:
             jobs.append(mailer)
+        if deliverer := DeliveryJob.from_settings(settings, engine, sources.destinations):
+            jobs.append(deliverer)
         return cls(
             settings,
             sources,

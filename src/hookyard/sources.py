@@ -13,13 +13,14 @@ import re
 import secrets
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from hookyard.config import ConfigError, Settings
+from hookyard.destinations.config import Destinations, build_destinations
 from hookyard.private_file import UnsafeFile, read_private, write_private
 from hookyard.providers.base import Source
 from hookyard.providers.registry import ADAPTERS
@@ -71,6 +72,8 @@ def build_source(raw: Mapping[str, Any]) -> Source:
 class SourceSet:
     sources: tuple[Source, ...]
     generated: Mapping[str, str]  # demo secrets generated on this start (to print once)
+    # `[[destination]]`, checked against the sources
+    destinations: Destinations = field(default_factory=Destinations)
 
     def __post_init__(self) -> None:
         seen_names: set[str] = set()
@@ -98,8 +101,13 @@ def load_sources_file(path: Path, env: Mapping[str, str] | None = None) -> Sourc
     entries = data.get("source", [])
     if not isinstance(entries, list) or not entries:
         raise SourcesError(f"{path}: declare sources as [[source]] tables")
+    targets = data.get("destination", [])
+    if not isinstance(targets, list):
+        raise SourcesError(f"{path}: declare destinations as [[destination]] tables")
     env = os.environ if env is None else env
-    return SourceSet(tuple(build_source(_expand(e, env)) for e in entries), {})
+    sources = tuple(build_source(_expand(e, env)) for e in entries)
+    destinations = build_destinations([_expand(t, env) for t in targets], (s.name for s in sources))
+    return SourceSet(sources, {}, destinations)
 
 
 # Demo secrets: (settings attribute, environment variable, kind of value to generate).

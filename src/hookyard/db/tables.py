@@ -15,6 +15,7 @@ from hookyard.accounts import tables as accounts
 from hookyard.alerts import tables as alerts
 from hookyard.db import schema as inbox
 from hookyard.db.schema import metadata
+from hookyard.destinations import tables as destinations
 from hookyard.domain.crm import tables as crm
 from hookyard.domain.leads import tables as leads
 from hookyard.domain.tendlc import tables as tendlc
@@ -34,6 +35,7 @@ MODULES: tuple[ModuleType, ...] = (
     notify,
     alerts,
     queue,
+    destinations,
 )
 
 __all__ = ["MODULES", "metadata"]
