@@ -570,6 +570,7 @@ def test_metrics_show_each_rules_value_and_the_open_alerts(
     assert {kind: found["hookyard_alerts_open", f"kind={kind}"] for kind in AlertKind} == {
         "failure_rate": 1.0, "dead_events": 1.0, "oldest_pending": 1.0, "red_quality": 1.0,
         "reconciliation_drift": 1.0, "template_disabled": 0.0, "template_rejected": 0.0,
+        "destination_circuit_open": 0.0,
     }  # fmt: skip
     assert found["hookyard_alerts_unacknowledged", "kind=dead_events"] == 1.0
 

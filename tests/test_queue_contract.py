@@ -19,6 +19,10 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from hookyard.db.schema import events
+from hookyard.destinations import circuit as destination_state
+from hookyard.destinations.config import build_destinations
+from hookyard.destinations.deliver import DeliveryJob
+from hookyard.destinations.tables import deliveries as destination_deliveries
 from hookyard.domain.crm import service as crm
 from hookyard.domain.crm.tables import outbox
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
@@ -390,6 +394,58 @@ class TestBrandRegistrationQueue(LeasedQueueContract):
 
     def done_values(self) -> dict[str, Any]:
         return {"status": "REGISTERED"}
+
+
+class TestDeliveriesQueue(LeasedQueueContract):
+    """Destinations' deliveries (hookyard.destinations): a destination's own queue, whose
+    backoff carries that destination's max_attempts."""
+
+    SECRET = "whsec_" + "ZGVzdGluYXRpb24tc2VjcmV0LWZvci10ZXN0cy0zMmI="
+
+    def make_queue(self, engine: Engine, clock: MovableClock) -> LeasedQueue:
+        configured = build_destinations(
+            [
+                {
+                    "name": "contract",
+                    "url": "http://127.0.0.1:9/hooks",
+                    "secret": self.SECRET,
+                    "sources": ["demo"],
+                    "max_attempts": 4,
+                }
+            ],
+            ["demo"],
+        )
+        with engine.begin() as tx:
+            destination_state.sync(tx, configured, clock())
+        job = DeliveryJob(engine, configured, lease_seconds=self.lease, clock=clock)
+        job.close()  # only its queue is used here
+        return job.queues["contract"]
+
+    def add_due(self, engine: Engine, n: int, now: datetime) -> list[Any]:
+        base = int(now.timestamp() * 1000) % 1_000_000_000
+        rows = [
+            {
+                "destination": "contract",
+                "event_id": base + i,
+                "tenant": None,
+                "source": "demo",
+                "event_type": "ping",
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "replay_count": 0,
+                "created_at": now,
+            }
+            for i in range(n)
+        ]
+        with engine.begin() as tx:
+            inserted = tx.execute(
+                insert(destination_deliveries).returning(destination_deliveries.c.id), rows
+            )
+            return list(inserted.scalars())
+
+    def done_values(self) -> dict[str, Any]:
+        return {"status": "delivered"}
 
 
 class TestSchedulerJobs(LeasedQueueContract):

@@ -232,6 +232,7 @@ class Settings(BaseSettings):
     alert_template_disabled: bool = True  # a WhatsApp template with status DISABLED
     alert_template_rejected: bool = True  # a WhatsApp template with status REJECTED
     alert_reconciliation_drift: int = Field(default=1, ge=0)  # differences in a job's last run
+    alert_destination_circuit_open: bool = True  # a destination's circuit breaker is open
 
     log_level: str = "info"
     log_format: str = "console"

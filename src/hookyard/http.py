@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -87,6 +88,20 @@ class RateLimiter:
             self._next = start + self.interval
         if start > now:
             self._sleep(start - now)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request as it went, for a caller that records every attempt and decides itself
+    what to do next (the destinations' deliveries): the status and the start of the answer's
+    body, or the error that stopped it (`status` None: no answer)."""
+
+    status: int | None
+    headers: Mapping[str, str]
+    body: bytes  # at most the `max_body` first bytes
+    latency_ms: int
+    error: str | None = None
+    sent: bool = True  # False: no connection was opened; the request never left
 
 
 class ApiClient:
@@ -190,6 +205,46 @@ class ApiClient:
                 )
             self._pause(method, path, attempt, wait, str(status))
 
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        timeout: float | None = None,
+        max_body: int = 2048,
+    ) -> Exchange:
+        """One attempt, no retries, whatever the answer: the caller records it and decides.
+        Reads at most `max_body` bytes of the answer (a large answer is not downloaded)."""
+        self._limiter.wait()
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        started = time.perf_counter()
+        try:
+            with self.http.stream(
+                method.upper(), url, content=content, headers=headers, **extra
+            ) as response:
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) >= max_body:
+                        break
+                return Exchange(
+                    response.status_code,
+                    dict(response.headers),
+                    body[:max_body],
+                    _elapsed_ms(started),
+                )
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            return Exchange(
+                None,
+                {},
+                b"",
+                _elapsed_ms(started),
+                f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__,
+                sent=not isinstance(exc, _NOT_SENT),
+            )
+
     def _pause(
         self, method: str, path: str, attempt: int, retry_after: float | None, why: str
     ) -> None:
@@ -204,6 +259,10 @@ class ApiClient:
             delay=round(delay, 3),
         )
         self._sleep(delay)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round(1000 * (time.perf_counter() - started))
 
 
 def _path(url: str) -> str:

@@ -87,6 +87,10 @@ ALERT_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "1 for each WhatsApp template whose status is REJECTED",
         ("template", "tenant"),
     ),
+    "hookyard_alert_destination_circuit_open": (
+        "1 for each destination whose circuit breaker is open",
+        ("destination", "tenant"),
+    ),
 }
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 from hookyard.config import Settings
+from hookyard.destinations import circuit as destination_circuits
 from hookyard.domain.crm.tables import customers
 from hookyard.domain.tendlc.tables import brands
 from hookyard.domain.tendlc.tables import campaigns as tcr_campaigns
@@ -45,6 +46,7 @@ class AlertKind(StrEnum):
     RECONCILIATION_DRIFT = "reconciliation_drift"
     TEMPLATE_DISABLED = "template_disabled"
     TEMPLATE_REJECTED = "template_rejected"
+    DESTINATION_CIRCUIT_OPEN = "destination_circuit_open"
 
 
 class RuleScope(StrEnum):
@@ -310,6 +312,33 @@ def reconciliation_drift(conn: Connection, ctx: RuleContext) -> list[Measurement
     return found
 
 
+# -- destinations ----------------------------------------------------------------------------
+
+
+def destination_circuit_open(conn: Connection, ctx: RuleContext) -> list[Measurement]:
+    """The destinations whose circuit breaker is open now (their deliveries wait for a
+    probe to succeed): the destination's tenant's, a shared one's for superadmins."""
+    found = []
+    for name, row in destination_circuits.open_circuits(conn).items():
+        since = (
+            f" since {row.circuit_opened_at:%Y-%m-%d %H:%M} UTC" if row.circuit_opened_at else ""
+        )
+        found.append(
+            Measurement(
+                subject=f"destination:{name}",
+                tenant=row.tenant,
+                labels={"destination": name, "tenant": _tenant_label(row.tenant)},
+                value=1.0,
+                detail=(
+                    f"destination {name}: the circuit is open{since} after"
+                    f" {row.consecutive_failures} failed attempts in a row; deliveries wait"
+                    " for a probe to succeed"
+                ),
+            )
+        )
+    return found
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         AlertKind.FAILURE_RATE,
@@ -359,6 +388,13 @@ RULES: tuple[Rule, ...] = (
         "alert_template_rejected",
         "hookyard_alert_template_rejected",
         template_rejected,
+    ),
+    Rule(
+        AlertKind.DESTINATION_CIRCUIT_OPEN,
+        RuleScope.TENANT,
+        "alert_destination_circuit_open",
+        "hookyard_alert_destination_circuit_open",
+        destination_circuit_open,
     ),
 )
 # The kinds about one WhatsApp template (subject `template:<id>`).

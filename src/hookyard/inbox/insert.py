@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import Engine, delete, select
@@ -20,12 +20,37 @@ from hookyard.db.schema import rejected_requests
 from hookyard.inbox.model import NewEvent, RejectedRequest, Status
 
 
+class Fanout(Protocol):
+    """Rows written with the new events, in their transaction (the outbox idiom): the
+    destinations' deliveries (hookyard.destinations.fanout). No rows: no statement."""
+
+    def rows(
+        self, new: Sequence[NewEvent], inserted: Mapping[tuple[str, str], int], *, sqlite: bool
+    ) -> list[tuple[Any, ...]]:
+        """The parameters of `statement`, one tuple per row, for the events that were new
+        (`inserted`: their ids by (source, dedup_key))."""
+        ...
+
+    def statement(self, *, sqlite: bool) -> str:
+        """An INSERT with positional parameters (`?` on SQLite, `%s` on PostgreSQL)."""
+        ...
+
+
+def _fanout_rows(
+    fanout: Fanout | None, new: Sequence[NewEvent], rows: Sequence[Any], *, sqlite: bool
+) -> list[tuple[Any, ...]]:
+    if fanout is None or not rows:
+        return []
+    return fanout.rows(new, {(row[1], row[2]): row[0] for row in rows}, sqlite=sqlite)
+
+
 class EventInserts:
     """`EventStore`'s accept half (store.py builds the engine, writer and dialect it uses)."""
 
     engine: Engine
     writer: Engine
     is_postgres: bool
+    fanout: Fanout | None = None  # rows written with new events (the destinations' deliveries)
 
     # -- accept ---------------------------------------------------------------------------
 
@@ -52,6 +77,9 @@ class EventInserts:
                 if new:
                     cursor.execute(_PG_INSERT, _pg_columns(new), prepare=True)
                     rows = cursor.fetchall()
+                if fanned := _fanout_rows(self.fanout, new, rows, sqlite=False):
+                    assert self.fanout is not None
+                    cursor.executemany(self.fanout.statement(sqlite=False), fanned)
                 if rejected:
                     cursor.executemany(_PG_REJECTED, [_rejected_row(r) for r in rejected])
             else:
@@ -62,6 +90,9 @@ class EventInserts:
                 cursor.execute("BEGIN IMMEDIATE")
                 if new:
                     rows = prepared.insert(cursor)
+                if fanned := _fanout_rows(self.fanout, new, rows, sqlite=True):
+                    assert self.fanout is not None
+                    cursor.executemany(self.fanout.statement(sqlite=True), fanned)
                 if rejected:
                     cursor.executemany(
                         _SQLITE_REJECTED, [_rejected_row(r, sqlite=True) for r in rejected]
@@ -81,7 +112,7 @@ class EventInserts:
 
     def async_writer(self) -> AsyncPostgresWriter:
         """PostgreSQL: a writer on the event loop itself (see AsyncPostgresWriter)."""
-        return AsyncPostgresWriter(libpq_dsn(self.engine))
+        return AsyncPostgresWriter(libpq_dsn(self.engine), self.fanout)
 
     def trim_rejected(self, keep: int) -> int:
         with self.writer.begin() as tx:
@@ -232,8 +263,9 @@ class AsyncPostgresWriter:
     batch took on the thread path). Same statements as `EventStore.insert_batch`.
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, fanout: Fanout | None = None) -> None:
         self._dsn = dsn
+        self._fanout = fanout
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def insert_batch(
@@ -248,6 +280,9 @@ class AsyncPostgresWriter:
                 if new:
                     await cursor.execute(_PG_INSERT, _pg_columns(new), prepare=True)
                     rows = await cursor.fetchall()
+                if fanned := _fanout_rows(self._fanout, new, rows, sqlite=False):
+                    assert self._fanout is not None
+                    await cursor.executemany(self._fanout.statement(sqlite=False), fanned)
                 if rejected:
                     await cursor.executemany(_PG_REJECTED, [_rejected_row(r) for r in rejected])
             await conn.commit()

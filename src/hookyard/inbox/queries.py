@@ -1,5 +1,6 @@
-"""The reads other packages make of the inbox, by name: the alert rules measure it, and a
-reconciler asks whether a repair is queued already. They run on the caller's connection.
+"""The reads other packages make of the inbox, by name: the alert rules measure it, a
+reconciler asks whether a repair is queued already, and a destination's delivery reads the
+bytes it sends. They run on the caller's connection.
 
 Only the inbox queries `events` (tests/test_layers.py checks that no module outside `inbox/`
 imports the table); the queue's own statements (claim, finish, replay, retention) are
@@ -8,12 +9,14 @@ store.py's.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, case, func, or_, select
 
-from hookyard.db.schema import DUE_SQL, events
+from hookyard.db.schema import DUE_SQL, events, requests
 from hookyard.inbox.model import DUE, FINISHED, Origin, Status
 
 # An event is judged once a handler ran it: finished, or failing. Failing: its last attempt
@@ -79,3 +82,37 @@ def polled_event_waiting(conn: Connection, source: str, entity_key: str) -> bool
         .limit(1)
     ).first()
     return waiting is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a destination receives of an event: its own bytes and their content type."""
+
+    body: bytes
+    content_type: str
+
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def outgoing(conn: Connection, event_ids: Iterable[int]) -> dict[int, Outgoing]:
+    """The bytes to forward of each event still stored: the raw body of the request that
+    carried it when the event is that whole body (exactly as the provider sent it, with its
+    content type), else the event's own JSON (one event of a batch request)."""
+    wanted = sorted(set(event_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(events.c.id, events.c.payload, requests.c.body, requests.c.headers)
+        .select_from(events.outerjoin(requests, requests.c.id == events.c.request_id))
+        .where(events.c.id.in_(wanted))
+    )
+    found: dict[int, Outgoing] = {}
+    for row in rows:
+        if row.payload is None and row.body is not None:
+            headers = row.headers if isinstance(row.headers, dict) else {}
+            kind = headers.get("content-type") or "application/octet-stream"
+            found[int(row.id)] = Outgoing(bytes(row.body), str(kind))
+        else:
+            found[int(row.id)] = Outgoing(_compact(row.payload).encode(), "application/json")
+    return found

@@ -364,9 +364,11 @@ class LeasedQueue:
             ).all()
         return {r[0] for r in rows}
 
-    def recover_statement(self, returning: Sequence[Any] = ()) -> Any:
+    def recover_statement(
+        self, returning: Sequence[Any] = (), where: Iterable[ColumnElement[bool]] = ()
+    ) -> Any:
         """Expired leases taken back: due again now, or dead once the attempts are used up
-        (parameters `now` and `max_attempts`)."""
+        (parameters `now` and `max_attempts`); only rows matching `where`, when given."""
         s = self.spec
         now: Any = bindparam("now")
         values: dict[str, Any] = {**s.released(), s.next_attempt_at: now}
@@ -384,18 +386,27 @@ class LeasedQueue:
         if s.dead_at is not None and s.status is not None and s.attempts is not None:
             dies = s.col(s.attempts) >= bindparam("max_attempts")
             values[s.dead_at] = case((dies, now), else_=s.col(s.dead_at))
-        stmt = update(s.table).where(s.expired(now)).values(values)
+        stmt = update(s.table).where(s.expired(now), *where).values(values)
         return stmt.returning(*(returning or (s.id,)))
 
-    def recover(self, returning: Sequence[Any] = (), tx: Connection | None = None) -> list[Any]:
-        """Take back expired leases (see `recover_statement`); the rows taken back."""
+    def recover(
+        self,
+        returning: Sequence[Any] = (),
+        tx: Connection | None = None,
+        *,
+        where: Iterable[ColumnElement[bool]] = (),
+    ) -> list[Any]:
+        """Take back expired leases (see `recover_statement`); the rows taken back. `where`:
+        only those rows (a queue whose rows differ in their attempt budget recovers each
+        group with its own backoff)."""
         if self.spec.status is None:
             return []  # a mutex: an expired lease is simply due (see Spec.is_due)
         params = {"now": self.clock(), "max_attempts": self.backoff.max_attempts}
+        stmt = self.recover_statement(returning, where)
         if tx is not None:
-            return list(tx.execute(self.recover_statement(returning), params).all())
+            return list(tx.execute(stmt, params).all())
         with self.writer.begin() as own:
-            return list(own.execute(self.recover_statement(returning), params).all())
+            return list(own.execute(stmt, params).all())
 
     def anything_due(self, where: Iterable[ColumnElement[bool]] = ()) -> bool:
         """A read (no write lock): is a row due now, or a lease expired?"""

@@ -1,0 +1,104 @@
+"""What an operator does to destinations and deliveries (the API and dashboard call these):
+pause, resume, replay. With `tenant`, only that tenant's rows are touched (a caller's scope;
+a shared destination has no tenant and is out of any tenant's reach here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, text, update
+
+from hookyard.db.engine import writer
+from hookyard.destinations.tables import (
+    Circuit,
+    DeliveryStatus,
+    State,
+    deliveries,
+    destinations,
+)
+from hookyard.inbox.store import NOTIFY_CHANNEL
+from hookyard.queue.leased import Clock, utcnow
+
+
+def _wake(tx: Connection) -> None:
+    """Workers of every process wake when this commits (PostgreSQL; on SQLite they look
+    again within HOOKYARD_DESTINATION_LEASE_SECONDS/4 at most)."""
+    if tx.dialect.name == "postgresql":
+        tx.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+def pause(engine: Engine, name: str, *, tenant: str | None = None, clock: Clock = utcnow) -> bool:
+    """Stop sending to `name` (its deliveries wait, none is lost); False: no such destination
+    (in scope) or it is not active."""
+    now = clock()
+    scope = [] if tenant is None else [destinations.c.tenant == tenant]
+    with writer(engine).begin() as tx:
+        changed = tx.execute(
+            update(destinations)
+            .where(destinations.c.name == name, destinations.c.state == State.ACTIVE.value, *scope)
+            .values(state=State.PAUSED.value, state_changed_at=now, updated_at=now)
+        ).rowcount
+    return bool(changed)
+
+
+def resume(engine: Engine, name: str, *, tenant: str | None = None, clock: Clock = utcnow) -> bool:
+    """Send to `name` again: active (a disabled one too, its reason cleared), the circuit
+    closed; its waiting deliveries go out. False: no such destination in scope."""
+    now = clock()
+    scope = [] if tenant is None else [destinations.c.tenant == tenant]
+    with writer(engine).begin() as tx:
+        changed = tx.execute(
+            update(destinations)
+            .where(destinations.c.name == name, *scope)
+            .values(
+                state=State.ACTIVE.value,
+                disabled_reason=None,
+                circuit=Circuit.CLOSED.value,
+                consecutive_failures=0,
+                circuit_opened_at=None,
+                next_probe_at=None,
+                state_changed_at=now,
+                updated_at=now,
+            )
+        ).rowcount
+        _wake(tx)
+    return bool(changed)
+
+
+def replay(
+    engine: Engine,
+    delivery_ids: Iterable[int],
+    *,
+    tenant: str | None = None,
+    clock: Clock = utcnow,
+) -> int:
+    """Send deliveries again, now, with a fresh attempt budget and the same `webhook-id` (the
+    receiver dedupes): any but one being sent right now. With `tenant`, only that tenant's
+    deliveries among `delivery_ids`. How many were replayed."""
+    ids = sorted(set(delivery_ids))
+    if not ids:
+        return 0
+    scope = [] if tenant is None else [deliveries.c.tenant == tenant]
+    now: datetime = clock()
+    with writer(engine).begin() as tx:
+        replayed = tx.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id.in_(ids),
+                deliveries.c.status != DeliveryStatus.SENDING.value,
+                *scope,
+            )
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                replay_count=deliveries.c.replay_count + 1,
+                finished_at=None,
+            )
+        ).rowcount
+        _wake(tx)
+    return int(replayed)
+
+
+__all__ = ["pause", "replay", "resume"]
