@@ -76,7 +76,7 @@ def health(
 ) -> dict[str, dict[str, Any]]:
     """name -> {attempts, delivered, success_rate, latency_p95_ms, last_attempt_at,
     waiting, dead} for each of `names` (zeros and nulls without data)."""
-    found = {
+    found: dict[str, dict[str, Any]] = {
         name: {
             "attempts": 0,
             "delivered": 0,
