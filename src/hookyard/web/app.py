@@ -19,7 +19,17 @@ from hookyard.api.throttle import AuthGuard, Credential, LoginBusy, Throttled
 from hookyard.domain.crm import tenancy
 from hookyard.logs import log
 from hookyard.providers.signing import constant_time_equal
-from hookyard.web import alerts, conflicts, customers, events, leads, messaging, tenants, whatsapp
+from hookyard.web import (
+    alerts,
+    conflicts,
+    customers,
+    destinations,
+    events,
+    leads,
+    messaging,
+    tenants,
+    whatsapp,
+)
 from hookyard.web.render import back, dashboard_path, error_page, page
 from hookyard.web.session import (
     Csrf,
@@ -138,7 +148,7 @@ def choose_tenant(
     return response
 
 
-for area in (events, messaging, whatsapp, leads, customers, conflicts, alerts):
+for area in (events, destinations, messaging, whatsapp, leads, customers, conflicts, alerts):
     router.include_router(area.router)
 router.include_router(tenants.router)
 
