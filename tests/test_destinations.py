@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import standardwebhooks
 from fastapi.testclient import TestClient
@@ -28,6 +29,7 @@ from hookyard.destinations.fanout import DeliveryFanout
 from hookyard.destinations.tables import attempts, deliveries, destinations, webhook_id
 from hookyard.inbox.model import NewEvent
 from hookyard.runtime import Runtime
+from hookyard.sources import load_sources_file
 from hookyard.testing.fakes.receiver import Answer, Receiver
 from hookyard.testing.fakes.server import serving
 from tests.conftest import process_env
@@ -44,6 +46,7 @@ from tests.support import (
     hookyard,
     row,
     rows,
+    start_server,
     wait_for,
 )
 
@@ -250,6 +253,26 @@ def test_retries_end_dead_after_max_attempts(make: Any, receiver: Any) -> None:
     assert len(r.received) == 2
 
 
+def test_no_answer_is_retried_a_timeout_and_a_refused_connection(make: Any, receiver: Any) -> None:
+    r, url = receiver
+    setup = make(
+        destination_toml(url, timeout_seconds=0.3),
+        destination_toml(f"http://127.0.0.1:{free_port()}/hooks", name="nobody"),
+    )
+    r.hold()
+    try:
+        accept(setup.runtime, "demo")
+        assert setup.passes() == 2
+    finally:
+        r.release.set()
+    found = {a["destination"]: a for a in rows(setup.engine, attempts)}
+    assert found["billing"]["error"].startswith("ReadTimeout")
+    assert found["nobody"]["error"].startswith("ConnectError")
+    assert {a["status_code"] for a in found.values()} == {None}
+    assert {a["outcome"] for a in found.values()} == {"retry"}
+    assert {d["status"] for d in rows(setup.engine, deliveries)} == {"failed"}
+
+
 def test_a_400_is_dead_at_once_and_a_replay_delivers_it(make: Any, receiver: Any) -> None:
     r, url = receiver
     r.answer(Answer(400, body=b'{"error":"unknown customer"}'))
@@ -415,13 +438,35 @@ def test_kill_9_of_a_worker_mid_delivery_loses_nothing(
     assert [g.headers["webhook-id"] for g in r.received] == [webhook_id(done["id"])] * 2
 
 
+def test_serve_delivers_from_its_worker_processes(
+    settings: Settings, tmp_path: Path, receiver: Any
+) -> None:
+    r, url = receiver
+    path = write_sources(tmp_path, destination_toml(url))
+    env = process_env(settings, HOOKYARD_SOURCES=str(path))
+    server, base = start_server(env, tmp_path / "serve.log", "--processes", "1", "--workers", "1")
+    try:
+        demo = load_sources_file(path).by_name()["demo"]
+        sent = delivery(demo, 7)
+        answer = httpx.post(base + "/webhooks/in/demo", content=sent.body, headers=sent.headers)
+        assert answer.status_code == 200
+        wait_for(lambda: r.received, timeout=10)
+        [got] = r.received
+        assert got.body == sent.body  # the provider's bytes, as received
+        standardwebhooks.Webhook(SECRET).verify(got.body, got.headers)
+    finally:
+        server.stop()
+
+
 # -- rate ---------------------------------------------------------------------------------------
 
 
 def test_the_token_bucket_grants_its_rate() -> None:
     bucket = TokenBucket(2)
+    assert bucket.wait_seconds() == 0
     assert bucket.take(10) == 2
     assert bucket.take(1) == 0
+    assert 0 < bucket.wait_seconds() <= 0.5  # the next token, at two a second
     bucket.give_back(1)
     assert bucket.take(5) == 1
 

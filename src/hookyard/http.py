@@ -235,7 +235,7 @@ class ApiClient:
                     body[:max_body],
                     _elapsed_ms(started),
                 )
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # no answer, or a broken one
             return Exchange(
                 None,
                 {},

@@ -16,9 +16,8 @@ from hookyard.bus import LocalBus
 from hookyard.config import Settings
 from hookyard.db.engine import make_engine
 from hookyard.db.listen import READY_SECONDS, Listener, Subscription
-from hookyard.destinations import circuit as destination_state
+from hookyard.destinations import fanout as destination_fanout
 from hookyard.destinations.deliver import DeliveryJob
-from hookyard.destinations.fanout import DeliveryFanout
 from hookyard.domain.crm import rules as crm_rules
 from hookyard.domain.leads.enrichment import EnrichmentPipeline
 from hookyard.inbox.accept import GroupCommitter
@@ -28,7 +27,6 @@ from hookyard.live.publish import attach_local
 from hookyard.logs import log
 from hookyard.notify.job import EmailJob
 from hookyard.queue.backoff import Backoff
-from hookyard.queue.leased import utcnow
 from hookyard.queue.scheduler import Scheduler, SchedulerThread
 from hookyard.sources import SourceSet, load_sources
 from hookyard.sync.services import OutboxJob, SyncServices
@@ -82,12 +80,7 @@ class Runtime:
             Backoff(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
             lease_seconds=settings.lease_seconds,
         )
-        if len(sources.destinations):
-            # Each destination's shared row first (deliveries name it), then the fanout:
-            # every new event of a destination's sources gets its delivery at ingest.
-            with store.writer.begin() as tx:
-                destination_state.sync(tx, sources.destinations, utcnow())
-            store.fanout = DeliveryFanout(sources.destinations)
+        destination_fanout.attach(store, sources.destinations)  # deliveries at ingest
         bus = LocalBus.for_sqlite_url(settings.sqlalchemy_url)
         wakeup = Wakeup(bus)
         enrichment = EnrichmentPipeline.from_settings(settings, engine)

@@ -13,6 +13,7 @@ from hookyard.sources import load_sources
 def _sync_services() -> Any:
     from hookyard.db.engine import make_engine
     from hookyard.db.migrate import upgrade
+    from hookyard.destinations.fanout import attach
     from hookyard.inbox.store import EventStore
     from hookyard.sync.services import SyncServices
 
@@ -20,7 +21,9 @@ def _sync_services() -> Any:
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     sources = load_sources(settings, create_secrets=False)
-    return SyncServices(settings, EventStore(engine), sources.sources)
+    store = EventStore(engine)
+    attach(store, sources.destinations)  # polled events reach the destinations too
+    return SyncServices(settings, store, sources.sources)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, RowMapping, exists, insert, or_, select
@@ -103,6 +103,12 @@ class TokenBucket:
             granted = min(wanted, int(self.tokens))
             self.tokens -= granted
             return granted
+
+    def wait_seconds(self) -> float:
+        """How long until a token is there (0: one is)."""
+        with self._lock:
+            have = self.tokens + (time.monotonic() - self._at) * self.rate
+            return 0.0 if have >= 1 else (1 - have) / self.rate
 
     def give_back(self, count: int) -> None:
         if count > 0:
@@ -242,10 +248,19 @@ class DeliveryJob:
     def next_due_at(self) -> datetime | None:
         with self.engine.connect() as conn:
             known = circuit.states(conn, list(self.by_name))
-        sendable = [n for n, s in known.items() if s.sendable]
         # An open circuit's next probe (taking it moves the time on, even with nothing to send).
         now = self.clock()
         due: list[datetime | None] = [s.next_probe_at or now for s in known.values() if s.probing]
+        sendable = []
+        for name, state in known.items():
+            if not state.sendable:
+                continue
+            bucket = self.buckets.get(name)
+            wait = bucket.wait_seconds() if bucket is not None else 0.0
+            if wait > 0:  # out of tokens: not before the next one (no spinning meanwhile)
+                due.append(now + timedelta(seconds=wait))
+            else:
+                sendable.append(name)
         if sendable:
             due.append(
                 self.queue.next_due_at(where=[deliveries.c.destination.in_(sendable), IN_ORDER])
@@ -319,6 +334,16 @@ class DeliveryJob:
 
     def _send_one(self, row: RowMapping, probe: bool, body: inbox.Outgoing | None) -> Result:
         started_at = self.clock()
+        try:
+            return self._attempt(row, probe, body, started_at)
+        except Exception as exc:  # a bug of ours: this delivery tries again, the others go on
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            failed = Exchange(None, {}, b"", 0, error)
+            return Result(row, failed, Outcome.RETRY, probe, started_at, error=error)
+
+    def _attempt(
+        self, row: RowMapping, probe: bool, body: inbox.Outgoing | None, started_at: datetime
+    ) -> Result:
         destination = self.by_name[row["destination"]]
         if body is None:
             gone = Exchange(None, {}, b"", 0, "the event is no longer stored", sent=False)

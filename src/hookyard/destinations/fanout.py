@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from hookyard.destinations import circuit
 from hookyard.destinations.config import DestinationConfig, Destinations
 from hookyard.destinations.tables import DeliveryStatus
 from hookyard.inbox.model import NewEvent
+from hookyard.inbox.store import EventStore
+from hookyard.queue.leased import utcnow
 
 _COLUMNS = (
     "destination, event_id, tenant, source, event_type, entity_key, status, attempts,"
@@ -82,4 +85,15 @@ class DeliveryFanout:
         return rows
 
 
-__all__ = ["DeliveryFanout"]
+def attach(store: EventStore, destinations: Destinations) -> None:
+    """Every new event `store` accepts gets its deliveries: the destinations' rows first
+    (deliveries name them), then the fanout on the store's inserts. Nothing without
+    destinations."""
+    if not len(destinations):
+        return
+    with store.writer.begin() as tx:
+        circuit.sync(tx, destinations, utcnow())
+    store.fanout = DeliveryFanout(destinations)
+
+
+__all__ = ["DeliveryFanout", "attach"]
