@@ -27,6 +27,7 @@ from hookyard.api.auth import ERRORS, authenticate_token
 from hookyard.api.brand_registration import router as brand_registration_router
 from hookyard.api.cors import ApiCors
 from hookyard.api.customers import router as customers_router
+from hookyard.api.destinations import router as destinations_router
 from hookyard.api.events import router as events_router
 from hookyard.api.leads import router as leads_router
 from hookyard.api.live import router as live_router
@@ -139,6 +140,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     )
     api.state.store = runtime.store
     api.state.sources = runtime.sources.sources
+    api.state.destinations = runtime.sources.destinations
     api.state.wakeup = runtime.wakeup
     api.state.admin_token = admin_token(runtime.settings)
     api.state.engine = runtime.engine
@@ -159,6 +161,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
         leads_router,
         sync_router,
         alerts_router,
+        destinations_router,
         notifications_router,
     ):
         api.include_router(router, responses=ERRORS)

@@ -23,6 +23,7 @@ from hookyard.web import (
     alerts,
     conflicts,
     customers,
+    destinations,
     events,
     leads,
     messaging,
@@ -148,7 +149,17 @@ def choose_tenant(
     return response
 
 
-for area in (events, messaging, whatsapp, leads, customers, conflicts, alerts, notifications):
+for area in (
+    events,
+    destinations,
+    messaging,
+    whatsapp,
+    leads,
+    customers,
+    conflicts,
+    alerts,
+    notifications,
+):
     router.include_router(area.router)
 router.include_router(tenants.router)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from hookyard.api import destinations as destinations_api
 from hookyard.api import events as api
 from hookyard.api.auth import Scope
 from hookyard.api.params import Cursor, RowId
@@ -92,7 +93,15 @@ def dead_letters() -> Response:
 @router.get("/events/{event_id:int}")
 def show_event(request: Request, scope: UiScope, event_id: RowId) -> Response:
     event = call(api.show_event, request, scope, event_id=event_id)
-    return page(request, scope, "event.html", event=event)
+    sent = call(
+        destinations_api.event_deliveries,
+        request,
+        scope,
+        event_id=event_id,
+        limit=PAGE,
+        before_id=None,
+    )
+    return page(request, scope, "event.html", event=event, deliveries=sent.items)
 
 
 @router.post("/events/{event_id:int}/replay", dependencies=[Csrf])

@@ -29,7 +29,8 @@ _env = Environment(
 
 # Status words to badge colours: good, bad, waiting, neutral (anything else).
 _GOOD = {"done", "verified", "vetted_verified", "active", "approved", "registered", "green",
-         "resolved", "enriched", "synced", "completed", "accepted", "live", "ok"}  # fmt: skip
+         "resolved", "enriched", "synced", "completed", "accepted", "live", "ok",
+         "delivered"}  # fmt: skip
 _BAD = {"dead", "failed", "rejected", "unverified", "disabled", "paused", "red", "expired",
         "suspended", "deleted", "flagged", "error", "not_same_person", "offline",
         "refused", "closed"}  # fmt: skip
@@ -59,6 +60,10 @@ NOTICES = {
     "customer_changed": "Saved: the change is on its way to HubSpot.",
     "customer_closed": "Customer closed.",
     "retried": "Queued to be sent again.",
+    "destination_paused": "Paused: its deliveries wait until it is resumed.",
+    "destination_resumed": "Resumed: its waiting deliveries go out now.",
+    "delivery_replayed": "Replayed: it is sent again now, with the same webhook-id.",
+    "deliveries_replayed": "The matching deliveries were replayed.",
 }
 
 
