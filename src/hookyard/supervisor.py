@@ -16,22 +16,32 @@ behind handler batches. So `serve` is a small supervisor:
 
 Children live in their own session, so a terminal's Ctrl-C reaches only the supervisor (which
 signals each child once); each asks the kernel for SIGTERM should the supervisor die.
+
+Metrics: every child gets PROMETHEUS_MULTIPROC_DIR, one private directory of the run (new
+and empty at start, removed at the end), where prometheus_client keeps each process's
+counters; `/metrics` in any ingest process shows them summed over all of the run's
+processes, workers and children that exited included (hookyard.metrics).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from hookyard.logs import log
+from hookyard.metrics import MULTIPROCESS_DIR
 
 SUPERVISOR_PID = "HOOKYARD_SUPERVISOR_PID"  # set in every child's environment
 GRACE_SECONDS = 20.0  # how long children get to stop before they are killed
@@ -67,6 +77,19 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[str]:
+    """The run's directory for its processes' metric files: made new (so empty) and private
+    (0700) in the system's temporary directory, removed with what is in it at the end. (A
+    supervisor killed by SIGKILL cannot remove its `hookyard-metrics-*` directory of sparse
+    files; it is safe to delete once that run is gone.)"""
+    path = tempfile.mkdtemp(prefix="hookyard-metrics-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @dataclass
 class Child:
     """One supervised process: what it runs, and its current incarnation."""
@@ -85,6 +108,8 @@ class Child:
 class Supervisor:
     children: list[Child]
     env: Mapping[str, str]
+    # PROMETHEUS_MULTIPROC_DIR of every child (metrics_directory); None: each its own counters.
+    metrics_dir: str | None = None
     grace: float = GRACE_SECONDS
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -117,6 +142,10 @@ class Supervisor:
         env = dict(self.env)
         env[SUPERVISOR_PID] = str(os.getpid())
         env["HOOKYARD_PROCESS_NAME"] = child.name
+        if self.metrics_dir is not None:
+            # In the environment from the start: prometheus_client, imported later, reads it
+            # once (a value inherited from the supervisor's own environment is replaced).
+            env[MULTIPROCESS_DIR] = self.metrics_dir
         child.process = subprocess.Popen(
             child.argv, env=env, pass_fds=child.pass_fds, start_new_session=True
         )
@@ -136,6 +165,9 @@ class Supervisor:
                 continue
             lived = now - child.started_at
             child.process = None
+            if self.metrics_dir is not None:
+                # Its counters stay (and keep counting in the totals); its "live" gauges go.
+                mark_process_dead(process.pid, self.metrics_dir)
             child.restarts += 1
             # A child that keeps dying at once (a broken configuration, the database gone)
             # is started again less and less often, up to every _MAX_PAUSE_SECONDS.

@@ -79,7 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sockets, processes, workers, ["--host", args.host, "--port", str(port)]
     )
     try:
-        return supervisor.Supervisor(children, env).run()
+        with supervisor.metrics_directory() as metrics_dir:
+            return supervisor.Supervisor(children, env, metrics_dir=metrics_dir).run()
     finally:
         for sock in sockets:
             sock.close()
