@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
+from hookyard.config import MULTIPROCESS_DIR
 
 RECEIVED = Counter("hookyard_webhooks_received_total", "Requests received on a source", ["source"])
 ACCEPTED = Counter("hookyard_events_accepted_total", "Events stored new", ["source"])

@@ -18,9 +18,10 @@ Children live in their own session, so a terminal's Ctrl-C reaches only the supe
 signals each child once); each asks the kernel for SIGTERM should the supervisor die.
 
 Metrics: every child gets PROMETHEUS_MULTIPROC_DIR, one private directory of the run (new
-and empty at start, removed at the end), where prometheus_client keeps each process's
-counters; `/metrics` in any ingest process shows them summed over all of the run's
-processes, workers and children that exited included (hookyard.metrics).
+and empty at start, removed at the end; or the operator's, if `serve` was started with it),
+where prometheus_client keeps each process's counters; `/metrics` in any ingest process
+shows them summed over all of the run's processes, workers and children that exited
+included (hookyard.metrics).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.multiprocess import mark_process_dead
 
+from hookyard.config import MULTIPROCESS_DIR, ConfigError
 from hookyard.logs import log
-from hookyard.metrics import MULTIPROCESS_DIR
 
 SUPERVISOR_PID = "HOOKYARD_SUPERVISOR_PID"  # set in every child's environment
 GRACE_SECONDS = 20.0  # how long children get to stop before they are killed
@@ -77,12 +78,29 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def operators_metrics_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR as `serve` was started with it, if at all: a directory the
+    operator manages, shared with `hookyard worker` processes run beside `serve` on this
+    machine (docs/operations.md#limits)."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given and not os.path.isdir(given):
+        raise ConfigError(f"{MULTIPROCESS_DIR}={given} is not a directory")
+    return given or None
+
+
 @contextlib.contextmanager
-def metrics_directory() -> Iterator[str]:
+def metrics_directory(given: str | None = None) -> Iterator[str]:
     """The run's directory for its processes' metric files: made new (so empty) and private
     (0700) in the system's temporary directory, removed with what is in it at the end. (A
     supervisor killed by SIGKILL cannot remove its `hookyard-metrics-*` directory of sparse
-    files; it is safe to delete once that run is gone.)"""
+    files; it is safe to delete once that run is gone.)
+
+    `given` (operators_metrics_dir): that directory as it is, neither emptied (processes
+    `serve` did not start may be counting there) nor removed; the operator empties it before
+    any of the processes sharing it starts."""
+    if given is not None:
+        yield given
+        return
     path = tempfile.mkdtemp(prefix="hookyard-metrics-")
     try:
         yield path
@@ -144,7 +162,7 @@ class Supervisor:
         env["HOOKYARD_PROCESS_NAME"] = child.name
         if self.metrics_dir is not None:
             # In the environment from the start: prometheus_client, imported later, reads it
-            # once (a value inherited from the supervisor's own environment is replaced).
+            # once.
             env[MULTIPROCESS_DIR] = self.metrics_dir
         child.process = subprocess.Popen(
             child.argv, env=env, pass_fds=child.pass_fds, start_new_session=True
