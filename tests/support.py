@@ -172,6 +172,29 @@ def delivery(source: Source, seq: int = 0, event: str | None = None, **data: Any
     return d
 
 
+def environ_of(pid: int) -> dict[str, str]:
+    """A live process's environment (Linux /proc), as it was when it started."""
+    raw = (Path("/proc") / str(pid) / "environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {key.decode(): value.decode(errors="replace") for key, value in pairs}
+
+
+def children(supervisor: Proc) -> dict[str, int]:
+    """`serve`'s live children by role: {"ingest-0": pid, "worker-0": pid, …}."""
+    found: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != supervisor.popen.pid:
+                continue
+            name = environ_of(int(stat.parent.name)).get("HOOKYARD_PROCESS_NAME")
+        except (OSError, IndexError):
+            continue
+        if name:
+            found[name] = int(stat.parent.name)
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """The processes under `pid` (Linux /proc), children first."""
     children: dict[int, list[int]] = {}

@@ -29,25 +29,7 @@ from tests.faults_support import (
     send,
     wait_all_done,
 )
-from tests.support import Proc, start_server, wait_for
-
-
-def children(supervisor: Proc) -> dict[str, int]:
-    """The supervisor's live children by role: {"ingest-0": pid, "worker-0": pid, …}."""
-    found: dict[str, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != supervisor.popen.pid:
-                continue
-            environ = (stat.parent / "environ").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        for item in environ:
-            if item.startswith(b"HOOKYARD_PROCESS_NAME="):
-                found[item.split(b"=", 1)[1].decode()] = int(stat.parent.name)
-    return found
-
+from tests.support import children, start_server, wait_for
 
 # -- sizes and flags ------------------------------------------------------------------------
 

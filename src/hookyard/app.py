@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,23 +41,12 @@ from hookyard.deadline import Deadline
 from hookyard.ingress.app import ASGIApp, Ingress
 from hookyard.live.feed import LiveFeed
 from hookyard.logs import log
-from hookyard.metrics import QueueCollector
+from hookyard.metrics import QueueCollector, scrape_registry
 from hookyard.providers.signing import constant_time_equal
 from hookyard.runtime import Runtime
 from hookyard.sources import admin_token, session_secret
 from hookyard.sync.tcr import subscribe_all
 from hookyard.web import app as web
-
-_collector: QueueCollector | None = None
-
-
-def _register_queue_metrics(runtime: Runtime) -> None:
-    # One collector per process; a later app (tests build several) takes it over.
-    global _collector
-    if _collector is not None:
-        REGISTRY.unregister(_collector)
-    _collector = QueueCollector(runtime.store.queue_stats)
-    REGISTRY.register(_collector)
 
 
 def _first_problem(exc: RequestValidationError) -> str:
@@ -166,8 +155,10 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     ):
         api.include_router(router, responses=ERRORS)
     api.include_router(live_router)  # a WebSocket: its refusals are close codes, not ERRORS
-    _register_queue_metrics(runtime)
-    alert_metrics.register(runtime.engine)
+    # Every process's counters (under `serve`), and the gauges read from the database once.
+    registry = scrape_registry(
+        [QueueCollector(runtime.store.queue_stats), alert_metrics.collector(runtime.engine)]
+    )
 
     web.install(api)
     # Outermost last: HSTS goes on every answer, the body limit's refusals included.
@@ -245,7 +236,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> ASGIApp:
     def metrics(request: Request) -> PlainTextResponse:
         if not metrics_public:
             _may_scrape(request, metrics_token)
-        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return Ingress(
         list(runtime.sources.sources),

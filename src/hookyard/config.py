@@ -10,6 +10,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///hookyard.sqlite"
+# prometheus_client's own variable (not a setting): where each process of a `serve` run keeps
+# its counters (hookyard.metrics). Named here so that the supervisor, which counts nothing,
+# need not import the metrics (their files would be made for it too).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ConfigError(ValueError):

@@ -1,14 +1,30 @@
-"""Prometheus metrics. Counters are per process; queue gauges are read from the database."""
+"""Prometheus metrics: counters and a histogram each process adds to, and gauges read from
+the database at scrape time (QueueCollector, AlertCollector).
+
+Under `hookyard serve` the supervisor gives every child PROMETHEUS_MULTIPROC_DIR, a private
+directory of the run (hookyard.supervisor.MetricsDirectory): prometheus_client, imported
+after it is set, keeps each process's counters in a file there, and `/metrics` shows them
+summed over every process of the run, workers included (prometheus_client's multiprocess
+mode). Without it (tests, one process of its own) a process shows its own counters.
+
+A Gauge object added here must name its `multiprocess_mode` (what to show of several
+processes' values: "livesum", "max", "mostrecent"…); the gauges read from the database are
+collectors of the scraping process instead, shown once whichever process answers.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from hookyard.config import MULTIPROCESS_DIR
 
 RECEIVED = Counter("hookyard_webhooks_received_total", "Requests received on a source", ["source"])
 ACCEPTED = Counter("hookyard_events_accepted_total", "Events stored new", ["source"])
@@ -142,3 +158,27 @@ class AlertCollector(Collector):
         yield from families.values()
         yield opened
         yield unacknowledged
+
+
+_registered: list[Collector] = []  # this process's scrape-time collectors on REGISTRY
+
+
+def scrape_registry(collectors: Sequence[Collector]) -> CollectorRegistry:
+    """What `/metrics` shows: the counters, and `collectors` (the scrape-time gauges) once.
+
+    With PROMETHEUS_MULTIPROC_DIR set (the processes of `hookyard serve`): every process's
+    counters of the run, read from their files, beside this process's `collectors`. Without
+    it: the default registry (this process's counters), where `collectors` replace those an
+    earlier app of this process registered (tests build several)."""
+    path = os.environ.get(MULTIPROCESS_DIR)
+    if path:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry = REGISTRY
+        while _registered:
+            registry.unregister(_registered.pop())
+        _registered.extend(collectors)
+    for collector in collectors:
+        registry.register(collector)
+    return registry

@@ -16,21 +16,32 @@ behind handler batches. So `serve` is a small supervisor:
 
 Children live in their own session, so a terminal's Ctrl-C reaches only the supervisor (which
 signals each child once); each asks the kernel for SIGTERM should the supervisor die.
+
+Metrics: every child gets PROMETHEUS_MULTIPROC_DIR, one private directory of the run (new
+and empty at start, removed at the end; or the operator's, if `serve` was started with it),
+where prometheus_client keeps each process's counters; `/metrics` in any ingest process
+shows them summed over all of the run's processes, workers and children that exited
+included (hookyard.metrics).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client.multiprocess import mark_process_dead
+
+from hookyard.config import MULTIPROCESS_DIR, ConfigError
 from hookyard.logs import log
 
 SUPERVISOR_PID = "HOOKYARD_SUPERVISOR_PID"  # set in every child's environment
@@ -67,6 +78,36 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def operators_metrics_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR as `serve` was started with it, if at all: a directory the
+    operator manages, shared with `hookyard worker` processes run beside `serve` on this
+    machine (docs/operations.md#limits)."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given and not os.path.isdir(given):
+        raise ConfigError(f"{MULTIPROCESS_DIR}={given} is not a directory")
+    return given or None
+
+
+@contextlib.contextmanager
+def metrics_directory(given: str | None = None) -> Iterator[str]:
+    """The run's directory for its processes' metric files: made new (so empty) and private
+    (0700) in the system's temporary directory, removed with what is in it at the end. (A
+    supervisor killed by SIGKILL cannot remove its `hookyard-metrics-*` directory of sparse
+    files; it is safe to delete once that run is gone.)
+
+    `given` (operators_metrics_dir): that directory as it is, neither emptied (processes
+    `serve` did not start may be counting there) nor removed; the operator empties it before
+    any of the processes sharing it starts."""
+    if given is not None:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="hookyard-metrics-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @dataclass
 class Child:
     """One supervised process: what it runs, and its current incarnation."""
@@ -85,6 +126,8 @@ class Child:
 class Supervisor:
     children: list[Child]
     env: Mapping[str, str]
+    # PROMETHEUS_MULTIPROC_DIR of every child (metrics_directory); None: each its own counters.
+    metrics_dir: str | None = None
     grace: float = GRACE_SECONDS
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -117,6 +160,10 @@ class Supervisor:
         env = dict(self.env)
         env[SUPERVISOR_PID] = str(os.getpid())
         env["HOOKYARD_PROCESS_NAME"] = child.name
+        if self.metrics_dir is not None:
+            # In the environment from the start: prometheus_client, imported later, reads it
+            # once.
+            env[MULTIPROCESS_DIR] = self.metrics_dir
         child.process = subprocess.Popen(
             child.argv, env=env, pass_fds=child.pass_fds, start_new_session=True
         )
@@ -136,6 +183,9 @@ class Supervisor:
                 continue
             lived = now - child.started_at
             child.process = None
+            if self.metrics_dir is not None:
+                # Its counters stay (and keep counting in the totals); its "live" gauges go.
+                mark_process_dead(process.pid, self.metrics_dir)
             child.restarts += 1
             # A child that keeps dying at once (a broken configuration, the database gone)
             # is started again less and less often, up to every _MAX_PAUSE_SECONDS.

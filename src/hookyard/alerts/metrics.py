@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from functools import partial
 
-from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from hookyard.alerts.queries import snapshot
 from hookyard.metrics import AlertCollector
 
-_collector: AlertCollector | None = None
 
-
-def register(engine: Engine) -> None:
-    """One collector per process; a later app (tests build several) takes it over."""
-    global _collector
-    if _collector is not None:
-        REGISTRY.unregister(_collector)
-    _collector = AlertCollector(partial(snapshot, engine))
-    REGISTRY.register(_collector)
+def collector(engine: Engine) -> AlertCollector:
+    """The alert rules' values and the unresolved alerts of `engine`'s database, read at
+    each scrape (hookyard.metrics.scrape_registry shows it once per scrape)."""
+    return AlertCollector(partial(snapshot, engine))

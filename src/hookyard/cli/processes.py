@@ -25,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure(settings.log_level, settings.log_format, process="supervisor")
     processes, workers = _sizes(args, settings)
+    metrics_dir = supervisor.operators_metrics_dir()  # None: a private one of this run
     env = dict(os.environ)
     sources = load_sources(settings)  # demo secrets are generated here, once, for every child
     platforms = None
@@ -79,7 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sockets, processes, workers, ["--host", args.host, "--port", str(port)]
     )
     try:
-        return supervisor.Supervisor(children, env).run()
+        with supervisor.metrics_directory(metrics_dir) as run_dir:
+            return supervisor.Supervisor(children, env, metrics_dir=run_dir).run()
     finally:
         for sock in sockets:
             sock.close()
