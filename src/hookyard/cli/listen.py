@@ -221,10 +221,15 @@ def _raise_refused(closed: ConnectionClosed) -> None:
 
 
 def _stop_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM end the run cleanly. SIGINT's handler is set explicitly: a process
+    started in the background by a non-interactive shell (`hookyard listen ... &` in a
+    script) inherits SIGINT ignored, and Python then installs no handler of its own."""
+
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
