@@ -166,6 +166,32 @@ def test_members_rename_move_pause_and_resume_what_a_person_paused(
     assert call(api, "PATCH", path, admin, json={"status": "active"})["status"] == "active"
 
 
+def test_both_resume_routes_refuse_while_the_template_is_paused_or_disabled(
+    api: TestClient, runtime: Runtime, people: People, templates: dict[str, int]
+) -> None:
+    """`POST …/resume` (the older route) and `PATCH` with `status: active` are one rule
+    (domain/whatsapp/campaigns.py): no campaign runs on a template Meta paused or disabled."""
+    admin = people.headers("acme", "admin")
+    campaign = create(api, admin, "Spring", templates[PROMO])["id"]
+    path = f"/whatsapp/campaigns/{campaign}"
+    for minute, event in ((1, "PAUSED"), (3, "DISABLED")):
+        webhook(api, runtime, PROMO, "promo", event, minute)
+        assert status(api, people, campaign) == ("paused", f"TEMPLATE_{event}")
+        old = call(api, "POST", f"{path}/resume", admin, 409)["detail"]
+        new = call(api, "PATCH", path, admin, 409, json={"status": "active"})["detail"]
+        assert old == new == f"template promo is {event}: no campaign can run on it"
+        assert status(api, people, campaign) == ("paused", f"TEMPLATE_{event}")
+        webhook(api, runtime, PROMO, "promo", "REINSTATED", minute + 1)
+        assert status(api, people, campaign) == ("paused", f"TEMPLATE_{event}")  # still a person's
+        if event == "PAUSED":  # APPROVED again: the older route resumes it, the log says who
+            resumed = call(api, "POST", f"{path}/resume", admin)
+            assert (resumed["status"], resumed["paused_reason"]) == ("active", None)
+            assert resumed["log"][0]["action"] == "resumed"
+    assert call(api, "PATCH", path, admin, json={"status": "active"})["status"] == "active"
+    detail = call(api, "POST", f"{path}/resume", admin, 409)["detail"]
+    assert detail == f"campaign {campaign} is active, not paused"
+
+
 def test_only_an_admin_deletes_a_campaign(
     api: TestClient, people: People, templates: dict[str, int]
 ) -> None:

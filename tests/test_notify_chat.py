@@ -1,10 +1,13 @@
 """The chat webhook channel against a real local HTTP server (testing/fakes/chat.py): set by a
 tenant's admins over the API, every notification of the tenant POSTed once, signed with the
 tenant's secret (Standard Webhooks), retried through the sender's leased queue (a 503, a 429
-with Retry-After), never carrying another tenant's news, the URL never in a log."""
+with Retry-After), never carrying another tenant's news, the URL never in a log; sent without
+any SMTP server configured, and never held back by one that does not answer."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hookyard.config import Settings
-from hookyard.notify.job import EmailJob
-from hookyard.notify.tables import deliveries
+from hookyard.notify.job import EMAIL_OFF, EmailJob
+from hookyard.notify.tables import deliveries, notifications
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.chat import ChatReceiver, create_app
 from hookyard.testing.fakes.server import ThreadedServer
@@ -244,3 +247,94 @@ def test_only_the_tenants_own_news_and_only_while_on(
     drain(mailer)
     [skipped] = chat_rows(runtime)
     assert skipped["status"] == "skipped" and hooked.received == []
+
+
+# -- chat on its own: no SMTP, or an SMTP server that fails ----------------------------------
+
+
+def test_without_smtp_a_tenants_chat_webhook_still_gets_its_messages(
+    settings: Settings,
+    runtime: Runtime,
+    hooked: ChatReceiver,
+    smtp: SmtpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    off = Runtime.build(settings.model_copy(update={"smtp_host": None}))
+    try:
+        [job] = [j for j in off.jobs if isinstance(j, EmailJob)]
+        assert job.smtp is None
+        assert job.run_pass("test") == 0 and job.next_due_at() is None  # nothing to send
+        brand_verified(runtime)  # acme: its chat webhook is on
+        brand_verified(runtime, "globex", "BGLOBEX")  # globex: no webhook, e-mail only
+        off.make_worker().drain()  # the worker of a deployment without SMTP
+        [posted] = hooked.received
+        assert posted.path == SECRET_PATH and posted.status == 200
+        assert posted.verified is True  # signed with acme's secret
+        assert posted.json["text"] == "[hookyard] Acme: Brand Brand BACME01 is VERIFIED"
+        [sent] = chat_rows(runtime)
+        assert (sent["status"], sent["attempts"]) == ("sent", 1)
+        # acme's people's e-mails are recorded as not sent (e-mail is off), never sent later.
+        emails = rows(runtime.engine, deliveries, deliveries.c.channel == "email")
+        assert len(emails) == 2
+        assert {(e["status"], e["last_error"], e["attempts"]) for e in emails} == {
+            ("skipped", EMAIL_OFF, 0)
+        }
+        # globex's news waits for e-mail, as before: sent once SMTP is set, unless too old.
+        by_tenant = {r["tenant"]: r["status"] for r in rows(runtime.engine, notifications)}
+        assert by_tenant == {"acme": "queued", "globex": "pending"}
+        assert job.next_due_at() is None  # globex's does not keep the worker awake
+        off.make_worker().drain()
+        assert len(hooked.received) == 1 and smtp.received == []
+    finally:
+        off.close()
+    assert "xoxSecretPathToken" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def dropping_smtp(hooked: ChatReceiver) -> Iterator[tuple[int, list[int]]]:
+    """An SMTP server that takes each connection and hangs up before its greeting; at each
+    connection it notes how many chat POSTs the receiver had got by then."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            seen.append(len(hooked.received))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], seen
+    listener.close()
+    thread.join(timeout=5)
+
+
+def test_a_chat_message_neither_waits_for_nor_fails_with_smtp(
+    settings: Settings,
+    runtime: Runtime,
+    hooked: ChatReceiver,
+    clock: MovableClock,
+    dropping_smtp: tuple[int, list[int]],
+) -> None:
+    port, seen = dropping_smtp
+    broken = settings.model_copy(update={"smtp_port": port, "smtp_timeout_seconds": 2.0})
+    job = EmailJob.from_settings(broken, runtime.engine)
+    job.clock = clock
+    try:
+        brand_verified(runtime)
+        job.run_pass("test")
+    finally:
+        job.close()
+    [posted] = hooked.received
+    assert posted.verified is True and chat_rows(runtime)[0]["status"] == "sent"
+    # The SMTP server was first called once the chat POST had arrived; its failure is the
+    # e-mails' alone: they wait for a retry.
+    assert seen[0] == 1
+    emails = rows(runtime.engine, deliveries, deliveries.c.channel == "email")
+    assert len(emails) == 2
+    assert {(e["status"], e["attempts"]) for e in emails} == {("pending", 1)}
+    assert all("SMTPConnectError" in str(e["last_error"]) for e in emails)

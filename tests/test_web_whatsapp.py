@@ -261,8 +261,13 @@ def test_another_tenants_template_or_campaign_cannot_be_changed(
 # -- resuming --------------------------------------------------------------------------------
 
 
+def reinstate_promo(runtime: Runtime) -> None:
+    """Meta reinstated acme's promo (APPROVED again): its paused campaign may be resumed."""
+    meta(runtime.engine, "acme", "111", "5002", T0 + 2 * HOUR, event="REINSTATED")
+
+
 def test_an_admin_resumes_a_paused_campaign(
-    api: TestClient, people: People, world: Templates
+    api: TestClient, runtime: Runtime, people: People, world: Templates
 ) -> None:
     path = f"/ui/whatsapp/campaigns/{world.spring_sale}/resume"
     for role in ("viewer", "member"):
@@ -270,7 +275,14 @@ def test_an_admin_resumes_a_paused_campaign(
         assert refused.status_code == 403 and "admin" in " ".join(errors(refused.text))
     assert rest(api, people, f"/whatsapp/campaigns/{world.spring_sale}")["status"] == "paused"
 
+    # Not while its template is PAUSED: the API's 409, as a page, with the reason.
     login(api, "admin@acme.example.com")
+    blocked = post(api, path)
+    assert blocked.status_code == 409
+    assert "template promo is PAUSED" in " ".join(errors(blocked.text))
+    assert rest(api, people, f"/whatsapp/campaigns/{world.spring_sale}")["status"] == "paused"
+
+    reinstate_promo(runtime)
     done = post(api, f"{path}?next=/ui/whatsapp")
     assert done.status_code == 303
     assert done.headers["location"] == "/ui/whatsapp?notice=resumed"
@@ -289,7 +301,9 @@ def test_an_admin_resumes_a_paused_campaign(
     assert again.status_code == 409 and "not paused" in " ".join(errors(again.text))
 
 
-def test_a_campaign_page_shows_what_happened_to_it(api: TestClient, world: Templates) -> None:
+def test_a_campaign_page_shows_what_happened_to_it(
+    api: TestClient, runtime: Runtime, world: Templates
+) -> None:
     path = f"/ui/whatsapp/campaigns/{world.spring_sale}"
     html = page_of(login(api, "viewer@acme.example.com"), path)
     campaign = section(html, "campaign")
@@ -303,12 +317,13 @@ def test_a_campaign_page_shows_what_happened_to_it(api: TestClient, world: Templ
 
     html = page_of(login(api, "admin@acme.example.com"), path)
     assert buttons(section(html, "campaign")) == ["Resume", "Delete"]
+    reinstate_promo(runtime)  # resumable once its template is APPROVED again
     done = post(api, f"{path}/resume?next={path}")
     assert done.headers["location"] == f"{path}?notice=resumed"
     campaign = section(page_of(api, done.headers["location"]), "campaign")
     assert "Status active" in text(campaign) and buttons(campaign) == ["Pause", "Delete"]
     actions = [entry.split()[2] for entry in rows(campaign, "data-log-id").values()]
-    assert actions == ["resumed", "paused"]  # newest first, after the time
+    assert actions == ["resumed", "template_reinstated", "paused"]  # newest first, after the time
 
 
 # -- a template -----------------------------------------------------------------------------

@@ -220,11 +220,16 @@ def test_paused_pauses_campaigns_and_reinstated_does_not_resume_them(runtime: Ru
     ]
     assert len(alerts_now(runtime)) == 0  # PAUSED pauses; it is not one of the alert kinds
 
-    # Resuming is a person's decision, and it is recorded too.
+    # Resuming is a person's decision (an admin's, for a pause of the template's), and it is
+    # recorded too.
     with runtime.engine.begin() as tx:
-        assert whatsapp_campaigns.resume_campaign(tx, first, "maria@acme.test")
+        with pytest.raises(whatsapp_campaigns.AdminOnly):
+            whatsapp_campaigns.resume_campaign(tx, first, "maria@acme.test")
+        assert whatsapp_campaigns.resume_campaign(
+            tx, first, "maria@acme.test", may_resume_for_template=True
+        )
         assert not whatsapp_campaigns.resume_campaign(
-            tx, first, "maria@acme.test"
+            tx, first, "maria@acme.test", may_resume_for_template=True
         )  # not paused now
         assert not whatsapp_campaigns.resume_campaign(tx, second, "eve", tenant="globex")
     resumed = {c["id"]: c for c in rows(runtime, campaigns)}[first]

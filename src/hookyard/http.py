@@ -102,6 +102,9 @@ class Exchange:
     latency_ms: int
     error: str | None = None
     sent: bool = True  # False: no connection was opened; the request never left
+    # The error's kind alone (`ConnectError`), for a caller that must not show its text
+    # (it may hold the URL, a credential of some receivers).
+    error_type: str | None = None
 
 
 class ApiClient:
@@ -251,6 +254,7 @@ class ApiClient:
                 _elapsed_ms(started),
                 f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__,
                 sent=not isinstance(exc, _NOT_SENT),
+                error_type=type(exc).__name__,
             )
 
     def _pause(

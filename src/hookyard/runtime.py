@@ -90,8 +90,7 @@ class Runtime:
             jobs.append(OutboxJob(sender))
         if (registrar := sync.registrar()) is not None:
             jobs.append(RegistrationJob(registrar))
-        if (mailer := EmailJob.from_settings(settings, engine)) is not None:
-            jobs.append(mailer)
+        jobs.append(EmailJob.from_settings(settings, engine))  # e-mail, chat or neither
         if deliverer := DeliveryJob.from_settings(settings, engine, sources.destinations):
             jobs.append(deliverer)
         return cls(

@@ -592,15 +592,25 @@ def resume_template_campaigns(
 def resume_campaign(
     scope: AdminScope, engine: Engine_, campaign_id: CampaignId
 ) -> WhatsAppCampaignDetail:
-    """Resume a campaign paused because its template was paused or disabled: a person's
-    decision (the template may be usable again, or not)."""
+    """Resume a paused campaign (admins): the same rules as `PATCH` with `status: active`,
+    so 409 while its template is PAUSED or DISABLED (resume once Meta reinstated it), and 409
+    when it is not paused."""
     with writer(engine).begin() as tx:
         campaign = queries.find_campaign(tx, scope.tenant, campaign_id)
         if campaign is None:
             raise HTTPException(404, f"no campaign {campaign_id}")
-        resumed = whatsapp.resume_campaign(
-            tx, campaign_id, scope.principal.subject, tenant=scope.tenant
-        )
+        try:
+            resumed = whatsapp.resume_campaign(
+                tx,
+                campaign_id,
+                scope.principal.subject,
+                tenant=scope.tenant,
+                may_resume_for_template=scope.principal.at_least("admin"),
+            )
+        except AdminOnly as exc:
+            raise HTTPException(403, str(exc)) from None
+        except CampaignRefused as exc:
+            raise HTTPException(409, str(exc)) from None
         if not resumed:
             raise HTTPException(409, f"campaign {campaign_id} is {campaign['status']}, not paused")
     return _campaign(engine, scope.tenant, campaign_id)

@@ -13,10 +13,8 @@ a log; `hookyard events list` has them). Ctrl-C ends it with exit status 0 and a
 from __future__ import annotations
 
 import argparse
-import base64
 import binascii
 import json
-import secrets
 import signal
 import sys
 import time
@@ -32,7 +30,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from hookyard.http import ApiClient, ApiError
-from hookyard.providers.signing import standard_webhooks_key, standard_webhooks_signature
+from hookyard.providers.signing import (
+    standard_webhooks_headers,
+    standard_webhooks_key,
+    standard_webhooks_secret,
+)
 from hookyard.queue.backoff import Backoff
 
 LIVE_PATH = "/api/v1/live"
@@ -64,8 +66,8 @@ class Filters:
 
 
 def new_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` and 24 random bytes in base64."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    """A Standard Webhooks secret to sign the forwards with (`whsec_…`)."""
+    return standard_webhooks_secret()
 
 
 def _good_secret(secret: str) -> bool:
@@ -89,13 +91,8 @@ def signed_headers(
     secret: str, event_id: int, source: str, event_type: str, body: bytes, now: float
 ) -> dict[str, str]:
     """Standard Webhooks headers for one forward, as destinations send them."""
-    msg_id = f"evt_{event_id}"
-    timestamp = str(int(now))
     return {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": standard_webhooks_signature(secret, msg_id, timestamp, body),
+        **standard_webhooks_headers(secret, f"evt_{event_id}", body, now),
         "x-hookyard-source": source,
         "x-hookyard-event-type": event_type,
     }
@@ -155,21 +152,14 @@ class Forwarder:
             return
         body = json.dumps(event.get("payload"), separators=(",", ":")).encode()
         headers = signed_headers(self.secret, event_id, source, event_type, body, time.time())
-        started = time.perf_counter()
-        try:
-            response = self.local.request(
-                "POST",
-                self.forward_to,
-                content=body,
-                headers=headers,
-                ok_statuses=frozenset(range(100, 600)),
-            )
-        except ApiError as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            self.row(source, event_type, "ERR", elapsed, str(exc))
+        # One attempt, whatever the answer (ApiClient.exchange, as destinations send): the
+        # local status shows in the table, and a service that is down is not tried again.
+        answer = self.local.exchange("POST", self.forward_to, content=body, headers=headers)
+        if answer.status is None:
+            note = f"{self.forward_to}: {answer.error}"
+            self.row(source, event_type, "ERR", answer.latency_ms, note)
             return
-        elapsed = (time.perf_counter() - started) * 1000
-        self.row(source, event_type, str(response.status_code), elapsed, f"event {event_id}")
+        self.row(source, event_type, str(answer.status), answer.latency_ms, f"event {event_id}")
 
     def row(
         self, source: str, event_type: str, status: str, ms: float | None, note: str = ""

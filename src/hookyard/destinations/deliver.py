@@ -46,7 +46,7 @@ from hookyard.destinations.tables import (
 from hookyard.http import ApiClient, Exchange, passing
 from hookyard.inbox import queries as inbox
 from hookyard.logs import log
-from hookyard.providers.signing import standard_webhooks_signature
+from hookyard.providers.signing import standard_webhooks_headers
 from hookyard.queue.backoff import Backoff, retry_after_seconds
 from hookyard.queue.leased import Clock, LeasedQueue, Spec, utcnow
 
@@ -488,14 +488,13 @@ def signed_headers(
     """The Standard Webhooks headers (https://www.standardwebhooks.com): `webhook-id` is the
     delivery's, the same on every attempt; the timestamp is the wall clock's at sending (the
     receiver checks it against its own clock)."""
-    msg_id = webhook_id(int(delivery["id"]))
-    timestamp = str(int(time.time()))
     return {
-        "content-type": body.content_type,
-        "webhook-id": msg_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": standard_webhooks_signature(
-            destination.secret, msg_id, timestamp, body.body
+        **standard_webhooks_headers(
+            destination.secret,
+            webhook_id(int(delivery["id"])),
+            body.body,
+            time.time(),
+            body.content_type,
         ),
         "x-hookyard-source": str(delivery["source"]),
         "x-hookyard-event-type": str(delivery["event_type"]),

@@ -12,9 +12,7 @@ and answers show its host only. All SQL on `notification_chat_webhooks` is here.
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, Exists, Select, delete, exists, select, update
 
 from hookyard.db.engine import writer
 from hookyard.db.rows import insert_missing
@@ -30,7 +28,7 @@ from hookyard.http import ApiClient, passing
 from hookyard.notify.render import Item
 from hookyard.notify.smtp import Outcome
 from hookyard.notify.tables import chat_webhooks
-from hookyard.providers.signing import standard_webhooks_signature
+from hookyard.providers.signing import standard_webhooks_headers, standard_webhooks_secret
 from hookyard.queue.backoff import retry_after_seconds
 
 PROVIDER = "chat webhook"
@@ -73,10 +71,6 @@ def check_url(url: str) -> str | None:
     return None
 
 
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
 # -- the tenant's setting -----------------------------------------------------------------------
 
 
@@ -101,6 +95,16 @@ def enabled_tenants(conn: Connection, tenants: set[str]) -> set[str]:
     return {str(t) for t in conn.execute(query).scalars()}
 
 
+def enabled_tenant_ids() -> Select[tuple[str]]:
+    """The tenants whose chat webhook is on, as a subquery (`tenant IN (…)`)."""
+    return select(chat_webhooks.c.tenant).where(chat_webhooks.c.enabled.is_(True))
+
+
+def any_enabled() -> Exists:
+    """Whether any tenant has its chat webhook on (an EXISTS, to select)."""
+    return exists(enabled_tenant_ids())
+
+
 def configure(
     engine: Engine, tenant: str, url: str, *, enabled: bool = True, rotate: bool = False
 ) -> ChatWebhook:
@@ -114,7 +118,7 @@ def configure(
             {
                 "tenant": tenant,
                 "url": url,
-                "secret": new_secret(),
+                "secret": standard_webhooks_secret(),
                 "enabled": enabled,
                 "created_at": now,
                 "updated_at": now,
@@ -123,7 +127,7 @@ def configure(
         )
         values: dict[str, Any] = {"url": url, "enabled": enabled, "updated_at": now}
         if rotate:
-            values["secret"] = new_secret()
+            values["secret"] = standard_webhooks_secret()
         tx.execute(update(chat_webhooks).where(chat_webhooks.c.tenant == tenant).values(values))
         found = find(tx, tenant)
     assert found is not None
@@ -179,37 +183,25 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def signed_headers(secret: str, msg_id: str, body: bytes, now: datetime) -> dict[str, str]:
-    timestamp = str(int(now.timestamp()))
-    return {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": standard_webhooks_signature(secret, msg_id, timestamp, body),
-    }
-
-
 def post(
     client: ApiClient, hook: ChatWebhook, msg_id: str, message: Mapping[str, Any], now: datetime
 ) -> Outcome:
-    """POST one signed message; its outcome as the sender records it: sent, or an error
-    that is transient (no answer, 408, 425, 429, 5xx: retried after the backoff or the
-    receiver's Retry-After) or not (another refusal)."""
+    """POST one signed message, once (`ApiClient.exchange`: the signature covers these exact
+    bytes, and the sender's leased queue does the retrying); its outcome as the sender
+    records it: sent, or an error that is transient (no answer, 408, 425, 429, 5xx: retried
+    after the backoff or the receiver's Retry-After) or not (another refusal)."""
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = signed_headers(hook.secret, msg_id, body, now)
-    try:
-        # The client's own httpx session (timeouts, user agent), not `client.request`: the
-        # signature covers these exact bytes, and `request` would serialise the JSON again.
-        response = client.http.post(hook.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        # The exception text may hold the URL: only its kind and the host are kept.
-        return Outcome(f"{PROVIDER} {hook.host}: {type(exc).__name__}", transient=True)
-    status = response.status_code
+    headers = standard_webhooks_headers(hook.secret, msg_id, body, now.timestamp())
+    answer = client.exchange("POST", hook.url, content=body, headers=headers, max_body=512)
+    status = answer.status
+    if status is None:
+        # The exception's text may hold the URL: only its kind and the host are kept.
+        return Outcome(f"{PROVIDER} {hook.host}: {answer.error_type}", transient=True)
     if 200 <= status < 300:
         return Outcome()
-    error = f"{PROVIDER} {hook.host}: {status} {response.reason_phrase}"
-    wait = retry_after_seconds(response.headers.get("retry-after")) if passing(status) else None
-    return Outcome(error, transient=passing(status), retry_after=wait)
+    error = f"{PROVIDER} {hook.host}: {status} {httpx.codes.get_reason_phrase(status)}"
+    wait = retry_after_seconds(answer.headers.get("retry-after")) if passing(status) else None
+    return Outcome(error.rstrip(), transient=passing(status), retry_after=wait)
 
 
 def client(timeout: float) -> ApiClient:

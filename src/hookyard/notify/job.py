@@ -1,4 +1,8 @@
-"""The e-mail sender: a worker background job (`hookyard.worker.runner.BackgroundJob`).
+"""The notification sender: a worker background job (`hookyard.worker.runner.BackgroundJob`)
+for both channels, e-mail and the tenants' chat webhooks. It runs whenever either can send:
+e-mail while HOOKYARD_SMTP_HOST is set, chat while a tenant has its chat webhook on. Without
+SMTP a pass first asks the database whether any chat webhook is on (or a chat message still
+waits); with neither, it does nothing else.
 
 Each pass, outside any event's transaction:
 
@@ -14,10 +18,18 @@ Each pass, outside any event's transaction:
    (a permanent refusal, or `HOOKYARD_NOTIFY_MAX_ATTEMPTS` used).
 3. **chat**: each notification of a tenant whose chat webhook is on also gets one `chat`
    delivery at fan-out (chat.py); it is claimed, POSTed (signed) and recorded like an
-   immediate e-mail, with the same retries (and the receiver's Retry-After).
+   immediate e-mail, with the same retries (and the receiver's Retry-After). Chat goes
+   before e-mail in a pass, and each channel on its own: a chat message never waits behind
+   an SMTP server's timeout nor fails with it, and an error in one channel's step does not
+   keep the other from sending (the pass reports it after both ran).
 4. **digests**: a person's digest rows wait for their next digest time (the daily
    `HOOKYARD_NOTIFY_DIGEST_HOUR`, UTC); when due, all of them are claimed together and go out
    as one e-mail, retried like the others.
+
+While e-mail is off (HOOKYARD_SMTP_HOST unset), only the notifications of tenants whose chat
+webhook is on are fanned out: their chat message goes, and their people's e-mails are
+recorded `skipped` (e-mail is off), never sent later in a flood once SMTP is set. The other
+notifications wait `pending`, as before: sent once e-mail is on, unless too old by then.
 
 A delivery whose person was disabled, or moved to another tenant, since it was queued is
 `skipped`: an e-mail never shows one tenant's data to another tenant's person. A sent
@@ -36,7 +48,17 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 from prometheus_client import Counter
-from sqlalchemy import Connection, Engine, RowMapping, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    RowMapping,
+    bindparam,
+    exists,
+    insert,
+    select,
+    update,
+)
 
 from hookyard.accounts.tables import tenants, users
 from hookyard.config import Settings
@@ -85,6 +107,7 @@ class NotificationStatus:
 
 
 SKIPPED = Outcome("the recipient was disabled or left the tenant", transient=False)
+EMAIL_OFF = "e-mail is off (HOOKYARD_SMTP_HOST is not set)"
 CHAT_OFF = Outcome("the tenant's chat webhook was removed or turned off", transient=False)
 SKIPS = (SKIPPED, CHAT_OFF)
 
@@ -129,8 +152,10 @@ DELIVERIES = Spec(
 
 @dataclass
 class EmailJob:
+    """The notifications' sender, both channels (the name is older than the chat channel)."""
+
     engine: Engine
-    smtp: SmtpSettings
+    smtp: SmtpSettings | None  # None: e-mail is off, chat messages still go
     audience: Audience
     retry: Backoff = field(default_factory=lambda: Backoff(6, 60.0, 3600.0))
     lease_seconds: float = 120.0
@@ -150,20 +175,25 @@ class EmailJob:
         self._writer = self.queue.writer
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: Engine) -> EmailJob | None:
-        """The sender, or None while HOOKYARD_SMTP_HOST is unset (notifications are still
-        recorded, and sent once it is set unless they are too old by then)."""
+    def from_settings(cls, settings: Settings, engine: Engine) -> EmailJob:
+        """The sender. While HOOKYARD_SMTP_HOST is unset it sends chat messages only (and
+        does nothing while no tenant has a chat webhook on); other notifications are still
+        recorded, and e-mailed once it is set unless they are too old by then."""
         smtp = SmtpSettings.from_settings(settings)
         if smtp is None:
-            log.info("email_notifications_off", reason="HOOKYARD_SMTP_HOST is not set")
-            return None
-        if smtp.username and not smtp.encrypted and smtp.host not in ("127.0.0.1", "localhost"):
-            log.warning(
-                "smtp_password_in_clear",
-                host=smtp.host,
-                fix="set HOOKYARD_SMTP_STARTTLS=true or HOOKYARD_SMTP_TLS=true",
+            log.info(
+                "email_notifications_off",
+                reason="HOOKYARD_SMTP_HOST is not set",
+                chat="tenants' chat webhooks are still sent",
             )
-        log.info("email_notifications_on", smtp=repr(smtp))
+        else:
+            if smtp.username and not smtp.encrypted and smtp.host not in ("127.0.0.1", "localhost"):
+                log.warning(
+                    "smtp_password_in_clear",
+                    host=smtp.host,
+                    fix="set HOOKYARD_SMTP_STARTTLS=true or HOOKYARD_SMTP_TLS=true",
+                )
+            log.info("email_notifications_on", smtp=repr(smtp))
         return cls(
             engine,
             smtp,
@@ -181,20 +211,53 @@ class EmailJob:
     # -- the background job --------------------------------------------------------------
 
     def run_pass(self, worker: str) -> int:
-        """Fan out new notifications, send due e-mails and digests; how many were handled."""
+        """Fan out new notifications, send due chat messages, e-mails and digests; how many
+        were handled. Chat first, and each channel on its own (see the module's doc)."""
+        smtp = self.smtp
+        if smtp is None and not self._chat_waiting():
+            return 0  # neither channel can send: one cheap read, no write transaction
         handled = self.fan_out()
-        handled += self._send(self._claim(worker, Mode.IMMEDIATE))
-        handled += self._send(self._claim(worker, Mode.DIGEST))
-        handled += self._send_chat(self._claim(worker, Mode.IMMEDIATE, Channel.CHAT))
+        failure: Exception | None = None
+        steps: list[Callable[[], int]] = [
+            lambda: self._send_chat(self._claim(worker, Mode.IMMEDIATE, Channel.CHAT))
+        ]
+        if smtp is not None:
+            steps.append(lambda: self._send(smtp, self._claim(worker, Mode.IMMEDIATE)))
+            steps.append(lambda: self._send(smtp, self._claim(worker, Mode.DIGEST)))
+        for step in steps:
+            try:
+                handled += step()
+            except Exception as exc:  # the database, or a bug: the other channel still goes
+                log.warning("notification_step_failed", error=str(exc)[:300])
+                failure = failure or exc
+        if failure is not None:
+            raise failure  # the runner logs the job's failure and tries again next pass
         return handled
 
     def next_due_at(self) -> datetime | None:
         with self.engine.connect() as conn:
-            if conn.execute(
-                select(n.id).where(n.status == NotificationStatus.PENDING).limit(1)
-            ).first():
+            if conn.execute(select(n.id).where(*self._pending()).limit(1)).first():
                 return self.clock()
+        if self.smtp is None:
+            return self.queue.next_due_at(where=[d.channel == Channel.CHAT])
         return self.queue.next_due_at()
+
+    def _pending(self) -> list[ColumnElement[bool]]:
+        """The notifications to fan out now: every pending one while e-mail is on; otherwise
+        only those of tenants whose chat webhook is on (the others wait for e-mail)."""
+        pending = [n.status == NotificationStatus.PENDING]
+        if self.smtp is None:
+            pending.append(n.tenant.in_(chat.enabled_tenant_ids()))
+        return pending
+
+    def _chat_waiting(self) -> bool:
+        """Whether a chat webhook is on, or a chat message is still to send or being sent
+        (one turned off meanwhile: skipped at sending)."""
+        unsent = select(d.id).where(
+            d.channel == Channel.CHAT, d.status.in_([Status.PENDING, Status.SENDING])
+        )
+        with self.engine.connect() as conn:
+            return bool(conn.execute(select(chat.any_enabled() | exists(unsent))).scalar())
 
     def close(self) -> None:
         # An SMTP connection lives only as long as one pass's batch; the chat client longer.
@@ -209,7 +272,7 @@ class EmailJob:
                 tx.execute(
                     skip_locked(
                         select(notifications)
-                        .where(n.status == NotificationStatus.PENDING)
+                        .where(*self._pending())
                         .order_by(n.id)
                         .limit(self.batch_size)
                     )
@@ -232,6 +295,7 @@ class EmailJob:
             log.warning("notification_expired", notification_id=row["id"], kind=row["kind"])
             return
         found = {r.email: r for r in recipients(tx, row, self.audience)}  # one per address
+        email_off = self.smtp is None
         if found:
             tx.execute(
                 insert(deliveries),
@@ -242,7 +306,8 @@ class EmailJob:
                         "user_id": r.user_id,
                         "email": r.email,
                         "mode": r.mode.value,
-                        "status": Status.PENDING,
+                        "status": Status.SKIPPED if email_off else Status.PENDING,
+                        "last_error": EMAIL_OFF if email_off else None,
                         "attempts": 0,
                         "next_attempt_at": (
                             now if r.mode is Mode.IMMEDIATE else self.audience.next_digest(now)
@@ -272,6 +337,7 @@ class EmailJob:
             kind=row["kind"],
             recipients=len(found),
             chat=to_chat,
+            email="off" if email_off else "on",
         )
 
     # -- 2 and 3. claim, render, send, record ---------------------------------------------
@@ -315,13 +381,13 @@ class EmailJob:
         ]
         return owner, sorted(claimed, key=lambda c: c.id)
 
-    def _send(self, lease: tuple[str, list[Claimed]]) -> int:
+    def _send(self, smtp: SmtpSettings, lease: tuple[str, list[Claimed]]) -> int:
         owner, claimed = lease
         if not claimed:
             return 0
-        letters = self._compose(claimed)
+        letters = self._compose(claimed, smtp.sender)
         ready = [(letter, m) for letter in letters if (m := letter.message) is not None]
-        outcomes = send_all(self.smtp, [m for _, m in ready])
+        outcomes = send_all(smtp, [m for _, m in ready])
         for (letter, _), outcome in zip(ready, outcomes, strict=True):
             letter.outcome = outcome
         self._record(owner, letters)
@@ -371,7 +437,7 @@ class EmailJob:
         self._record(owner, letters)
         return len(claimed)
 
-    def _compose(self, claimed: Sequence[Claimed]) -> list[Letter]:
+    def _compose(self, claimed: Sequence[Claimed], sender: str) -> list[Letter]:
         with self.engine.connect() as conn:
             notes = {
                 r["id"]: r
@@ -399,10 +465,13 @@ class EmailJob:
         letters += [Letter(rows) for rows in grouped.values()]
         for letter in letters:
             if letter.outcome is None:
-                self._render(letter, notes, names.get(letter.rows[0].tenant, letter.rows[0].tenant))
+                tenant = letter.rows[0].tenant
+                self._render(letter, notes, names.get(tenant, tenant), sender)
         return letters
 
-    def _render(self, letter: Letter, notes: Mapping[int, RowMapping], tenant_name: str) -> None:
+    def _render(
+        self, letter: Letter, notes: Mapping[int, RowMapping], tenant_name: str, sender: str
+    ) -> None:
         first = letter.rows[0]
         items = [_item(notes[c.notification_id]) for c in letter.rows]
         try:
@@ -413,7 +482,7 @@ class EmailJob:
             else:
                 rendered = render.render_one(items[0], tenant_name)
                 kind = items[0].kind.value
-            letter.message = render.message(rendered, self.smtp.sender, first.email, kind)
+            letter.message = render.message(rendered, sender, first.email, kind)
         except Exception as exc:  # a template or data error: retrying cannot fix it
             letter.outcome = Outcome(f"rendering failed: {classify(exc).error}", transient=False)
 

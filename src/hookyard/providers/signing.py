@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 from urllib.parse import unquote
 
 # HubSpot's v3 recipe decodes these URL-encoded characters in the URI before signing.
@@ -44,6 +45,31 @@ def standard_webhooks_key(secret: str) -> bytes:
 def standard_webhooks_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac_sha256(standard_webhooks_key(secret), signed)).decode()
+
+
+def standard_webhooks_secret() -> str:
+    """A new Standard Webhooks secret: `whsec_` and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def standard_webhooks_headers(
+    secret: str,
+    msg_id: str,
+    body: bytes,
+    timestamp: float,
+    content_type: str = "application/json",
+) -> dict[str, str]:
+    """The headers of one message hookyard sends signed (a destination's delivery, a chat
+    notification, a `hookyard listen` forward): `webhook-id` (the same on every attempt of a
+    message, so the receiver can drop a repeat), `webhook-timestamp` (`timestamp`, seconds
+    since the epoch, at sending) and `webhook-signature` over exactly `body`."""
+    stamp = str(int(timestamp))
+    return {
+        "content-type": content_type,
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": standard_webhooks_signature(secret, msg_id, stamp, body),
+    }
 
 
 def hubspot_uri(uri: str) -> str:

@@ -244,26 +244,29 @@ def delete_campaign(
 
 
 def resume_campaign(
-    tx: Connection, campaign_id: int, by: str, *, tenant: str | None = None
+    tx: Connection,
+    campaign_id: int,
+    by: str,
+    *,
+    tenant: str | None = None,
+    may_resume_for_template: bool = False,
 ) -> bool:
     """A person resumes a paused campaign (never done automatically); False if it was not
-    paused (or, with `tenant`, belongs to another tenant)."""
-    scope = campaigns.c.id == campaign_id
-    if tenant is not None:
-        scope = scope & (campaigns.c.tenant == tenant)
-    now = datetime.now(UTC)
-    done = tx.execute(
-        update(campaigns).where(scope, campaigns.c.status == CampaignStatus.PAUSED)
-        .values(_active(now))
-    )  # fmt: skip
-    if not done.rowcount:
+    paused (or, with `tenant`, belongs to another tenant). The same rules as a change to
+    `active` (`change_campaign`, which does it): AdminOnly for a campaign its template
+    paused without `may_resume_for_template`, CampaignRefused while its template is PAUSED
+    or DISABLED."""
+    campaign = _campaign(tx, tenant, campaign_id)
+    if campaign is None or campaign["status"] != CampaignStatus.PAUSED:
         return False
-    _log(tx, campaign_id, CampaignAction.RESUMED, by, None, now)
-    row = tx.execute(
-        select(campaigns.c.tenant, campaigns.c.template_id).where(campaigns.c.id == campaign_id)
-    ).one()
-    _publish(tx, campaign_id, row.tenant, CampaignStatus.ACTIVE.value, template_id=row.template_id)
-    return True
+    return change_campaign(
+        tx,
+        campaign_id,
+        by,
+        tenant=tenant,
+        status=CampaignStatus.ACTIVE,
+        may_resume_for_template=may_resume_for_template,
+    )
 
 
 def resume_paused_for(
