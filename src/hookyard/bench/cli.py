@@ -258,6 +258,8 @@ class _Rounds:
                 print(f"  delivery error: {error}", flush=True)
             if d.not_delivered:
                 self.failures.append(f"{name}: deliveries not delivered: {d.not_delivered}")
+        if p.worker_cpu is not None:
+            print(f"  worker CPU {p.worker_cpu:.0f}% of one core while draining", flush=True)
         if p.database_waits:
             print(
                 "  PostgreSQL backends, busy samples: "

@@ -161,7 +161,7 @@ def print_destination_table(results: Sequence[LoadResult]) -> None:
 def print_process_table(results: Sequence[ProcessResult]) -> None:
     header = (
         f"{'scenario':38} {'events':>8} {'workers':>7} {'drain s':>8} {'events/s':>9} "
-        f"{'ignored':>7} {'supersed.':>9} {'failed':>6} {'dead':>5}"
+        f"{'ignored':>7} {'supersed.':>9} {'failed':>6} {'dead':>5} {'CPU':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -173,7 +173,7 @@ def print_process_table(results: Sequence[ProcessResult]) -> None:
         print(
             f"{name:38} {r.events:>8,} {r.workers:>7} {r.drain_s:>8.2f} "
             f"{r.events_per_s:>9,.0f} {n.get('ignored', 0):>7,} {n.get('superseded', 0):>9,} "
-            f"{n.get('failed', 0):>6,} {n.get('dead', 0):>5,}"
+            f"{n.get('failed', 0):>6,} {n.get('dead', 0):>5,} {_pct(r.worker_cpu):>5}"
         )
         if len(r.runs) > 1:
             print(f"{'':38} rounds: {', '.join(f'{v:,.0f}' for v in r.runs)} events/s")
@@ -192,7 +192,7 @@ def print_delivery_table(results: Sequence[ProcessResult]) -> None:
     endpoint's req/s measured in the same run."""
     header = (
         f"{'scenario':38} {'deliveries':>10} {'drain s':>8} {'per worker/s':>12} "
-        f"{'bare req/s':>10} {'vs bare':>7} {'events/s':>9}"
+        f"{'bare req/s':>10} {'vs bare':>7} {'events/s':>9} {'CPU':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -204,7 +204,7 @@ def print_delivery_table(results: Sequence[ProcessResult]) -> None:
         events = f"{r.events_per_s:,.0f}" if r.events else "-"
         print(
             f"{name:38} {d.deliveries:>10,} {d.drain_s:>8.2f} {d.per_worker_s:>12,.0f} "
-            f"{_count(d.bare_per_s):>10} {ratio:>7} {events:>9}"
+            f"{_count(d.bare_per_s):>10} {ratio:>7} {events:>9} {_pct(r.worker_cpu):>5}"
         )
         if len(r.runs) > 1:
             print(f"{'':38} rounds: {', '.join(f'{v:,.0f}' for v in r.runs)} deliveries/s")

@@ -130,6 +130,8 @@ class ProcessResult:
     database_waits: dict[str, float] = field(default_factory=dict)
     load_before: float | None = None
     runs: list[float] = field(default_factory=list)  # `rate` of every round
+    # CPU of the worker processes while they drained (summed), in % of one core.
+    worker_cpu: float | None = None
     delivered: Delivered | None = None  # the deliveries scenarios
 
     @property

@@ -54,6 +54,7 @@ from hookyard.bench.processes import (
     clean_env,
     free_port,
     hookyard_argv,
+    read_process,
     spawn,
     uvicorn_argv,
 )
@@ -610,6 +611,9 @@ class Drained:
     seconds: float
     per_s: float
     database_waits: dict[str, float]
+    # CPU of the worker processes (summed) from the first finished row of any table until
+    # every table was drained, in % of one core: near 100% per process, CPU-bound.
+    worker_cpu: float | None = None
 
 
 @dataclass
@@ -630,12 +634,17 @@ class _Progress:
             self.end = now
         return left
 
-    def drained(self, waits: dict[str, float]) -> Drained:
+    def drained(self, waits: dict[str, float], worker_cpu: float | None) -> Drained:
         assert self.first is not None and self.end is not None
         started, remaining = self.first
         seconds = max(self.end - started, POLL_SECONDS)
         # All done before the first poll saw any progress: then every row counts.
-        return Drained(seconds, (remaining or self.total) / seconds, waits)
+        return Drained(seconds, (remaining or self.total) / seconds, waits, worker_cpu)
+
+
+def _cpu_seconds(procs: Sequence[subprocess.Popen[bytes]]) -> float | None:
+    found = [read_process(p.pid) for p in procs]
+    return None if None in found else sum(f.cpu_seconds for f in found if f is not None)
 
 
 def drain_with_workers(
@@ -655,6 +664,7 @@ def drain_with_workers(
     progress = [_Progress(Queue(url, tracked), total) for tracked, total in work]
     waits = WaitSampler(ctx.databases, url)
     procs: list[subprocess.Popen[bytes]] = []
+    cpu: list[tuple[float, float | None]] = []  # (time.perf_counter(), CPU s): start, end
     try:
         with contextlib.ExitStack() as profiles:
             for i in range(workers):
@@ -667,7 +677,10 @@ def drain_with_workers(
                 left = {p.queue.tracked.table: p.poll() for p in progress if p.end is None}
                 if any(p.first is not None for p in progress):
                     waits.sample()
+                    if not cpu:
+                        cpu.append((time.perf_counter(), _cpu_seconds(procs)))
                 if not any(left.values()):
+                    cpu.append((time.perf_counter(), _cpu_seconds(procs)))
                     break
                 if time.perf_counter() > deadline:
                     still = ", ".join(f"{n:,} {table}" for table, n in left.items() if n)
@@ -693,7 +706,12 @@ def drain_with_workers(
         if path is not None and path.exists():
             print_profile(path, summarise_profile(path))
     shares = waits.shares()
-    return [p.drained(shares) for p in progress]
+    worker_cpu = None
+    if len(cpu) == 2:
+        (started, used), (ended, total) = cpu
+        if used is not None and total is not None:
+            worker_cpu = 100 * (total - used) / max(ended - started, POLL_SECONDS)
+    return [p.drained(shares, worker_cpu) for p in progress]
 
 
 def _stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -754,6 +772,7 @@ def bench_processing(ctx: Context, backend: str, provider: str) -> ProcessResult
         errors=errors,
         database_waits=drained.database_waits,
         load_before=load,
+        worker_cpu=drained.worker_cpu,
     )
 
 
@@ -787,6 +806,7 @@ def bench_scaleout(ctx: Context, backend: str, workers: int) -> ProcessResult:
         errors=errors,
         database_waits=drained.database_waits,
         load_before=load,
+        worker_cpu=drained.worker_cpu,
     )
 
 
@@ -837,6 +857,7 @@ def bench_deliveries(ctx: Context, backend: str, handlers: bool = True) -> Proce
         errors=errors,
         database_waits=deliveries.database_waits,
         load_before=load,
+        worker_cpu=deliveries.worker_cpu,
         delivered=Delivered(
             made,
             deliveries.seconds,
