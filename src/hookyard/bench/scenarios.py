@@ -628,7 +628,7 @@ class _Progress:
     def poll(self) -> int:
         left = self.queue.in_flight()
         now = time.perf_counter()
-        if self.first is None and left < self.total:
+        if self.first is None and (left < self.total or not left):
             self.first = (now, left)
         if left == 0:
             self.end = now
