@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -17,19 +18,34 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hookyard.bench.databases import prepare
+from hookyard.bench.databases import DEFAULT_PG_URL, Databases, prepare
 from hookyard.bench.profiling import summarise_profile
 from hookyard.bench.replay import raw_request, read_requests, requests_needed, write_requests
-from hookyard.bench.report import check_goals
-from hookyard.bench.results import LoadResult, Processing, ProcessResult
-from hookyard.bench.sources import BenchSecrets, build_sources, provider_entries, write_sources
+from hookyard.bench.report import check_goals, print_delivery_table, print_destination_table
+from hookyard.bench.results import (
+    Delivered,
+    DeliveriesUnderLoad,
+    LoadResult,
+    Processing,
+    ProcessResult,
+)
+from hookyard.bench.scenarios import Context, Options, bench_deliveries
+from hookyard.bench.sources import (
+    DESTINATION_NAME,
+    BenchSecrets,
+    build_sources,
+    destination_entry,
+    provider_entries,
+    write_sources,
+)
 from hookyard.bench.workload import EQUAL_MIX, Mix, Planned, Workload, new_events, webhook_request
-from hookyard.bench.wrk import WrkStats, parse_wrk
+from hookyard.bench.wrk import WrkLoad, WrkStats, parse_wrk
 from hookyard.config import Settings
 from hookyard.contacts import validate_email, validate_phone
 from hookyard.domain.crm.tables import customers
 from hookyard.inbox.model import Status
 from hookyard.runtime import Runtime
+from hookyard.sources import load_sources_file
 from hookyard.testing.simulate import Delivery
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
@@ -216,6 +232,109 @@ def test_the_workload_is_processed_by_the_real_handlers(
     assert statuses[Status.DONE] > 0.7 * len(stored)
     # HubSpot's name changes reached the linked customers (ours were older).
     assert names - {name for _, name, _ in companies}
+
+
+# -- the deliveries scenarios -----------------------------------------------------------------
+
+
+def test_the_sources_file_carries_the_destination_as_the_server_reads_it(
+    keys: BenchSecrets, tmp_path: Path
+) -> None:
+    entries = provider_entries(keys)
+    url = "http://127.0.0.1:18001/deliveries"
+    path = write_sources(tmp_path / "s.toml", entries, [destination_entry(keys, url, entries)])
+    loaded = load_sources_file(path, env={})
+    (destination,) = loaded.destinations
+    assert destination.name == DESTINATION_NAME and destination.url == url
+    assert destination.secret == keys.destination_secret
+    assert destination.secret.startswith("whsec_")
+    assert (
+        set(destination.sources) == {s.name for s in loaded.sources} == {e["name"] for e in entries}
+    )
+    assert (destination.ordered, destination.rate_per_second, destination.event_types) == (
+        False,
+        None,
+        (),
+    )
+
+
+def test_the_deliveries_scenario_sends_every_event_once_to_the_bare_endpoint(
+    keys: BenchSecrets, tmp_path: Path
+) -> None:
+    """A tiny run of the scenario as `hookyard bench` runs it: the bare endpoint and one
+    `hookyard worker` as processes, the events preloaded with their deliveries."""
+    backend = os.environ.get("HOOKYARD_TEST_DATABASE", "sqlite")
+    databases = Databases(tmp_path, os.environ.get("HOOKYARD_TEST_PG_URL", DEFAULT_PG_URL))
+    options = Options(
+        duration=1,
+        warmup=0,
+        body_bytes=200,
+        mix=EQUAL_MIX,
+        events=200,
+        drain_threads=1,
+        drain_timeout=60.0,
+        max_requests=1000,
+    )
+    ctx = Context(options, WrkLoad("wrk", 1, 1), BENCH_DIR, tmp_path, databases, keys, None)
+    ctx.rates["bare"] = 10_000.0
+    try:
+        result = bench_deliveries(ctx, backend)
+    finally:
+        databases.drop_all()
+    delivered = result.delivered
+    assert delivered is not None
+    assert result.events >= 200 and delivered.deliveries == result.events  # one per event
+    assert delivered.statuses == {"delivered": delivered.deliveries}, delivered.errors
+    assert set(result.statuses) <= {"done", "ignored", "superseded"}, result.errors
+    assert delivered.per_worker_s > 0 and result.events_per_s > 0
+    assert delivered.ratio_vs_bare == delivered.per_worker_s / 10_000.0
+    assert result.rate == delivered.per_worker_s
+    assert result.worker_cpu is not None and result.worker_cpu > 0
+
+
+def test_the_deliveries_goal_and_tables_report_against_bare_and_plain_serve(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def deliveries(scenario: str, backend: str, per_s: float, diagnosis: bool) -> ProcessResult:
+        result = ProcessResult(scenario, backend, "mixed", 0, 1, 1, 0, 0, 0, diagnosis=diagnosis)
+        statuses = {"delivered": 9_990, "dead": 10}
+        result.delivered = Delivered(10_000, 5.0, per_s, per_s, 20_000.0, statuses)
+        return result
+
+    slow = deliveries("deliveries-postgresql", "postgresql", 1_500.0, False)
+    alone = deliveries("deliveries-only-postgresql", "postgresql", 2_500.0, True)
+    lite = deliveries("deliveries-sqlite", "sqlite", 1_000.0, False)
+    goals = {g.name: g for g in check_goals([], [slow, alone, lite])}
+    assert list(goals) == ["deliveries-postgresql: deliveries/s by one worker"]  # PostgreSQL's
+    goal = goals["deliveries-postgresql: deliveries/s by one worker"]
+    assert (goal.met, goal.gap) == (False, "75% of the target, 500 short")
+
+    print_delivery_table([slow, alone])
+    table = capsys.readouterr().out
+    assert "deliveries-only-postgresql (diag.)" in table
+    row = next(line for line in table.splitlines() if line.startswith("deliveries-postgresql"))
+    # deliveries, drain s, per worker/s, bare req/s, the ratio, events/s (none handled here),
+    # the worker's CPU (not measured here)
+    assert row.split()[1:] == ["10,000", "5.00", "1,500", "20,000", "7.5%", "-", "-"]
+    assert "not delivered: {'dead': 10}" in table
+
+    def serve(scenario: str, p99: float, deliveries: DeliveriesUnderLoad | None) -> LoadResult:
+        stats = WrkStats(requests_per_s=2_000, duration_s=10, p99_ms=p99)
+        result = LoadResult(scenario, "postgresql", 32, stats)
+        result.processing = Processing(20_000, 20_000, 0, 1.0, 0, deliveries=deliveries)
+        return result
+
+    under_load = DeliveriesUnderLoad(20_000, 15_000, 5_000, 4.0, {"delivered": 20_000})
+    print_destination_table(
+        [
+            serve("serve-postgresql", 20.0, None),
+            serve("serve-destinations-postgresql", 30.0, under_load),
+        ]
+    )
+    table = capsys.readouterr().out
+    assert "serve-destinations-postgresql" in table and "1.50x" in table  # p99 vs plain serve
+    assert "serve-postgresql in the same run: 2,000 req/s, p99 20.00 ms" in table
+    assert "1,429" in table  # sustained: 20,000 deliveries / (10 s + 4 s)
 
 
 # -- the requests file, and wrk ------------------------------------------------------------

@@ -31,6 +31,8 @@ SCENARIOS = (
     "naive",
     "processing",
     "scaleout",
+    "deliveries",
+    "serve-destinations",
 )
 POSTGRES_ONLY = ("serve-2w", "scaleout")
 DEFAULT_MIX = "c2s=1,meta=1,hubspot=1,tcr=1"
@@ -41,8 +43,10 @@ DESCRIPTION = (
     "beside a bare ASGI endpoint and a naive FastAPI + ORM handler, with wrk: acknowledged "
     "requests/s, p50/p99 ack latency, events processed under load, the backlog and the time "
     "to drain it, the sustained end-to-end rate. Then each provider's processing rate by one "
-    "`hookyard worker`, and the scale-out to two workers on PostgreSQL. Ingest-only and no-op "
-    "figures are labelled diagnosis. Needs wrk and the bench/ directory."
+    "`hookyard worker`, and the scale-out to two workers on PostgreSQL. Then deliveries/s of "
+    "one worker to a destination (the bare endpoint), and the ack latency of `hookyard serve` "
+    "while deliveries run. Ingest-only, no-op and deliveries-only figures are labelled "
+    "diagnosis. Needs wrk and the bench/ directory."
 )
 
 _Result = TypeVar("_Result", LoadResult, ProcessResult)
@@ -217,6 +221,11 @@ class _Rounds:
                 )
             if p.drain_s is None and not result.diagnosis:
                 self.failures.append(f"{name}: the backlog was not drained")
+            if (d := p.deliveries) is not None:
+                if d.drain_s is None:
+                    self.failures.append(f"{name}: the deliveries were not drained")
+                if d.not_delivered:
+                    self.failures.append(f"{name}: deliveries not delivered: {d.not_delivered}")
 
     def run_processing(
         self, name: str, round_number: int, step: Callable[[], ProcessResult]
@@ -226,12 +235,31 @@ class _Rounds:
         if p is None:
             return
         not_done = {s: n for s, n in p.statuses.items() if s != "done"}
-        print(
-            f"  {p.events_per_s:,.0f} events/s ({p.events:,} events, {p.workers} worker(s); "
-            f"drain {p.drain_s:.2f}s, preload {p.preload_s:.2f}s)"
-            + (f"; not done: {not_done}" if not_done else ""),
-            flush=True,
-        )
+        if p.events:
+            print(
+                f"  {p.events_per_s:,.0f} events/s ({p.events:,} events, {p.workers} worker(s); "
+                f"drain {p.drain_s:.2f}s, preload {p.preload_s:.2f}s)"
+                + (f"; not done: {not_done}" if not_done else ""),
+                flush=True,
+            )
+        if (d := p.delivered) is not None:
+            bare = (
+                f"bare {d.bare_per_s:,.0f} req/s in this run"
+                if d.bare_per_s
+                else "bare not measured in this run"
+            )
+            print(
+                f"  {d.per_worker_s:,.0f} deliveries/s per worker ({d.deliveries:,} deliveries, "
+                f"drain {d.drain_s:.2f}s; {bare})"
+                + (f"; not delivered: {d.not_delivered}" if d.not_delivered else ""),
+                flush=True,
+            )
+            for error in d.errors:
+                print(f"  delivery error: {error}", flush=True)
+            if d.not_delivered:
+                self.failures.append(f"{name}: deliveries not delivered: {d.not_delivered}")
+        if p.worker_cpu is not None:
+            print(f"  worker CPU {p.worker_cpu:.0f}% of one core while draining", flush=True)
         if p.database_waits:
             print(
                 "  PostgreSQL backends, busy samples: "
@@ -307,7 +335,7 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
     if "bare" in chosen:
         load_plan.append(("bare", partial(sc.bench_bare, ctx)))
     for backend in backends:
-        for variant in ("serve", "serve-noworker", "serve-2w"):
+        for variant in sc.SERVE_VARIANTS:
             if variant in chosen and not (variant in POSTGRES_ONLY and backend != "postgresql"):
                 load_plan.append(
                     (f"{variant}-{backend}", partial(sc.bench_serve, ctx, backend, variant))
@@ -324,6 +352,14 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
                     (
                         f"processing-{provider}-{backend}",
                         partial(sc.bench_processing, ctx, backend, provider),
+                    )
+                )
+        if "deliveries" in chosen:
+            for handlers, variant in ((True, "deliveries"), (False, "deliveries-only")):
+                process_plan.append(
+                    (
+                        f"{variant}-{backend}",
+                        partial(sc.bench_deliveries, ctx, backend, handlers),
                     )
                 )
         if "scaleout" in chosen and backend == "postgresql":
@@ -353,8 +389,8 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
         results.append(median)
     processed: list[ProcessResult] = []
     for process_runs in rounds.processing.values():
-        chosen_run = _median(process_runs, lambda p: p.events_per_s)
-        chosen_run.runs = [p.events_per_s for p in process_runs]
+        chosen_run = _median(process_runs, lambda p: p.rate)
+        chosen_run.runs = [p.rate for p in process_runs]
         processed.append(chosen_run)
     bare = next((r for r in results if r.scenario == "bare"), None)
     for r in results:
@@ -377,13 +413,29 @@ def _run_in(args: argparse.Namespace, wrk: str, bench_dir: Path, workdir: Path) 
             "request may carry several); sustained = the run's events / (load + drain)"
         )
         report.print_serve_table(results)
-    if processed:
+    if any(r.processing is not None and r.processing.deliveries for r in results):
+        print()
+        print(
+            "Acknowledgement while deliveries run: serve with one destination (every event to "
+            "the bare endpoint) beside plain serve; deliveries created, delivered under load, "
+            "backlog and drain (deliveries, not events)"
+        )
+        report.print_destination_table(results)
+    if any(p.delivered is None for p in processed):
         print()
         print(
             f"Processing: preloaded events drained by `hookyard worker` process(es), "
             f"{options.drain_threads} thread(s) each{median_note}"
         )
         report.print_process_table(processed)
+    if any(p.delivered is not None for p in processed):
+        print()
+        print(
+            "Deliveries: preloaded events with a delivery each to the bare endpoint, one "
+            "`hookyard worker` handling the events and sending them (deliveries-only: sending "
+            f"alone); per worker/s from the first ended delivery until none waited{median_note}"
+        )
+        report.print_delivery_table(processed)
     if goals:
         print()
         report.print_goals(goals)

@@ -212,15 +212,42 @@ def prepare(
         engine.dispose()
 
 
-# Statuses of an event nothing will pick up again.
-_FINISHED = ("done", "ignored", "superseded", "dead")
-_IN_FLIGHT = ("pending", "processing")
+@dataclass(frozen=True)
+class Tracked:
+    """A queue table the bench watches, by its statuses."""
+
+    table: str
+    finished: tuple[str, ...]  # nothing will pick these up again
+    in_flight: tuple[str, ...]  # what the workers still have to do
+    failed: tuple[str, ...]  # waiting for a retry, not counted in flight
+    with_errors: tuple[str, ...]  # whose `last_error` is worth showing
+
+
+EVENTS = Tracked(
+    "events",
+    finished=("done", "ignored", "superseded", "dead"),
+    in_flight=("pending", "processing"),
+    failed=("failed",),
+    with_errors=("failed", "dead"),
+)
+# Destinations' deliveries: waiting until delivered or dead, a retry included.
+DELIVERIES = Tracked(
+    "destination_deliveries",
+    finished=("delivered", "dead"),
+    in_flight=("pending", "sending", "failed"),
+    failed=(),
+    with_errors=("failed", "dead"),
+)
+
+
+def _in(statuses: Sequence[str]) -> str:
+    return "(" + ", ".join(f"'{s}'" for s in statuses) + ")"  # the bench's own constants
 
 
 @dataclass(frozen=True)
 class QueueCount:
-    total: int  # every event stored
-    finished: int  # done, ignored, superseded, dead
+    total: int  # every row stored
+    finished: int  # done, ignored, superseded, dead (deliveries: delivered, dead)
     in_flight: int  # pending or processing: what the workers still have to do
     failed: int  # waiting for a retry after a handler error
 
@@ -230,40 +257,48 @@ class QueueCount:
 
 
 class Queue:
-    """Counts of the inbox, read the way an operator would (plain SELECTs, no writer lock)."""
+    """Counts of the inbox (or another queue table: `tracked`), read the way an operator
+    would (plain SELECTs, no writer lock)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tracked: Tracked = EVENTS) -> None:
         self.engine: Engine = create_engine(url, pool_size=1, max_overflow=0)
+        self.tracked = tracked
 
     def by_status(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(text("SELECT status, count(*) FROM events GROUP BY status"))
+            rows = conn.execute(
+                text(f"SELECT status, count(*) FROM {self.tracked.table} GROUP BY status")
+            )
             return {str(status): int(n) for status, n in rows}
 
     def count(self) -> QueueCount:
         """Every status (reads the whole table: at the ends of a run, not while it runs)."""
         by_status = self.by_status()
+        t = self.tracked
         return QueueCount(
             total=sum(by_status.values()),
-            finished=sum(by_status.get(s, 0) for s in _FINISHED),
-            in_flight=sum(by_status.get(s, 0) for s in _IN_FLIGHT),
-            failed=by_status.get("failed", 0),
+            finished=sum(by_status.get(s, 0) for s in t.finished),
+            in_flight=sum(by_status.get(s, 0) for s in t.in_flight),
+            failed=sum(by_status.get(s, 0) for s in t.failed),
         )
 
     def in_flight(self) -> int:
-        """Events pending or processing: an index range as long as the backlog, cheap to poll."""
+        """Rows still to do (events pending or processing): an index range as long as the
+        backlog, cheap to poll."""
+        t = self.tracked
         with self.engine.connect() as conn:
             found = conn.execute(
-                text("SELECT count(*) FROM events WHERE status IN ('pending', 'processing')")
+                text(f"SELECT count(*) FROM {t.table} WHERE status IN {_in(t.in_flight)}")
             ).scalar_one()
         return int(found)
 
     def errors(self, limit: int = 3) -> list[str]:
-        """The commonest first lines of `last_error` of failed and dead events."""
+        """The commonest first lines of `last_error` of failed and dead rows."""
+        t = self.tracked
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT last_error FROM events WHERE status IN ('failed', 'dead') "
+                    f"SELECT last_error FROM {t.table} WHERE status IN {_in(t.with_errors)} "
                     "AND last_error IS NOT NULL LIMIT 500"
                 )
             )
@@ -271,9 +306,10 @@ class Queue:
         return [f"{n} x {line}" for line, n in Counter(lines).most_common(limit)]
 
     def wait_drained(self, timeout: float, interval: float = 0.05) -> tuple[float | None, int]:
-        """Poll until nothing is pending or processing: (`time.perf_counter()` when that was
-        seen, or None after `timeout` seconds; events still in flight). Failed events wait
-        for their retry and are reported, not waited for."""
+        """Poll until nothing is in flight (events: pending or processing):
+        (`time.perf_counter()` when that was seen, or None after `timeout` seconds; rows
+        still in flight). Failed events wait for their retry and are reported, not waited
+        for (a failed delivery is waited for)."""
         deadline = time.perf_counter() + timeout
         while True:
             left = self.in_flight()

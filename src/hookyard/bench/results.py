@@ -9,6 +9,37 @@ from hookyard.bench.wrk import WrkStats
 
 
 @dataclass
+class DeliveriesUnderLoad:
+    """What the workers delivered to the destination during and after a load
+    (`serve-destinations`)."""
+
+    created: int  # deliveries created during the measured run (one per event accepted)
+    delivered_under_load: int  # deliveries that ended (delivered or dead) during it
+    backlog_at_end: int  # deliveries pending, sending or failed when the load ended
+    drain_s: float | None  # from the end of the load until none was waiting (None: not)
+    statuses: dict[str, int] = field(default_factory=dict)  # after the drain
+    errors: list[str] = field(default_factory=list)  # commonest errors of failed/dead ones
+
+    def per_s(self, duration_s: float) -> dict[str, float | None]:
+        """Deliveries created and ended per second of load, and the sustained rate: the
+        run's deliveries over the load and the drain together."""
+        if duration_s <= 0:
+            return {"created": None, "delivered": None, "sustained": None}
+        sustained = None
+        if self.drain_s is not None:
+            sustained = self.created / (duration_s + self.drain_s)
+        return {
+            "created": self.created / duration_s,
+            "delivered": self.delivered_under_load / duration_s,
+            "sustained": sustained,
+        }
+
+    @property
+    def not_delivered(self) -> dict[str, int]:
+        return {s: n for s, n in self.statuses.items() if s != "delivered"}
+
+
+@dataclass
 class Processing:
     """What the workers did during and after a load (the `serve` scenarios with workers)."""
 
@@ -20,6 +51,7 @@ class Processing:
     statuses: dict[str, int] = field(default_factory=dict)  # after the drain
     errors: list[str] = field(default_factory=list)  # commonest errors of failed/dead events
     warmup_drain_s: float | None = None  # the warm-up's backlog, drained before the run
+    deliveries: DeliveriesUnderLoad | None = None  # with a destination configured
 
     def per_s(self, duration_s: float) -> dict[str, float | None]:
         """Events acknowledged and processed per second of load, and the sustained rate:
@@ -56,8 +88,31 @@ class LoadResult:
 
 
 @dataclass
+class Delivered:
+    """Preloaded deliveries sent by `hookyard worker` process(es) to the bare endpoint (the
+    `deliveries` scenarios): timed from the first ended delivery until none was waiting."""
+
+    deliveries: int
+    drain_s: float
+    per_s: float  # all the worker processes together
+    per_worker_s: float
+    bare_per_s: float | None  # the bare endpoint's req/s in the same run (None: not measured)
+    statuses: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # commonest errors of failed/dead ones
+
+    @property
+    def ratio_vs_bare(self) -> float | None:
+        return self.per_worker_s / self.bare_per_s if self.bare_per_s else None
+
+    @property
+    def not_delivered(self) -> dict[str, int]:
+        return {s: n for s, n in self.statuses.items() if s != "delivered"}
+
+
+@dataclass
 class ProcessResult:
-    """Preloaded events drained by `hookyard worker` processes."""
+    """Preloaded events drained by `hookyard worker` processes (and, in the `deliveries`
+    scenarios, their deliveries sent)."""
 
     scenario: str  # processing-c2s-sqlite, scaleout-2-postgresql, ...
     backend: str
@@ -74,7 +129,16 @@ class ProcessResult:
     # PostgreSQL: what its busy backends were doing during the drain, in % of the samples.
     database_waits: dict[str, float] = field(default_factory=dict)
     load_before: float | None = None
-    runs: list[float] = field(default_factory=list)  # events/s of every round
+    runs: list[float] = field(default_factory=list)  # `rate` of every round
+    # CPU of the worker processes while they drained (summed), in % of one core.
+    worker_cpu: float | None = None
+    delivered: Delivered | None = None  # the deliveries scenarios
+
+    @property
+    def rate(self) -> float:
+        """The headline figure: deliveries/s per worker in the deliveries scenarios, else
+        events/s."""
+        return self.delivered.per_worker_s if self.delivered is not None else self.events_per_s
 
 
 @dataclass

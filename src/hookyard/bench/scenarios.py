@@ -11,12 +11,18 @@ one wrk run:
   `hookyard serve` (default, `--no-worker`, `--workers 2`) with the four providers' demo
   sources, customers linked to the HubSpot companies, and the realistic workload
   (`bench/replay.lua`); then how the workers kept up.
+- `serve-destinations-BACKEND`: the default `hookyard serve` with one `[[destination]]` taking
+  every event to `bench/bare_app.py`: the ack latency while deliveries run, and how the
+  workers kept up with both.
 - `ingest-BACKEND` (diagnosis): `hookyard serve --no-worker` with one generic token source,
   sent generic deliveries: the ingest path alone, comparable with earlier runs.
 
 Processing scenarios preload events and time `hookyard worker` processes draining them:
 `processing-PROVIDER-BACKEND` (one worker, one provider's events; `generic` is the no-op
-handler, a diagnosis) and `scaleout-N-postgresql` (the mixed workload, 1 then 2 workers).
+handler, a diagnosis), `scaleout-N-postgresql` (the mixed workload, 1 then 2 workers), and
+`deliveries-BACKEND` (the mixed workload with a delivery per event to `bench/bare_app.py`:
+one worker handles the events and sends the deliveries; `deliveries-only-BACKEND`, a
+diagnosis, only sends them).
 """
 
 from __future__ import annotations
@@ -32,23 +38,42 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hookyard.bench.cpu import CpuMeter, CpuUse
-from hookyard.bench.databases import Databases, Queue, WaitSampler, count_rows, prepare
+from hookyard.bench.databases import (
+    DELIVERIES,
+    EVENTS,
+    Databases,
+    Queue,
+    QueueCount,
+    Tracked,
+    WaitSampler,
+    count_rows,
+    prepare,
+)
 from hookyard.bench.processes import (
     Server,
     clean_env,
     free_port,
     hookyard_argv,
+    read_process,
     spawn,
     uvicorn_argv,
 )
 from hookyard.bench.profiling import print_profile, profiled, summarise_profile
 from hookyard.bench.replay import raw_request, requests_needed, write_requests
-from hookyard.bench.results import LoadResult, Processing, ProcessResult
+from hookyard.bench.results import (
+    Delivered,
+    DeliveriesUnderLoad,
+    LoadResult,
+    Processing,
+    ProcessResult,
+)
 from hookyard.bench.sources import (
     GENERIC_NAME,
     GENERIC_PATH,
     BenchSecrets,
+    build_bench_destinations,
     build_sources,
+    destination_entry,
     generic_entries,
     provider_entries,
     write_sources,
@@ -56,11 +81,21 @@ from hookyard.bench.sources import (
 from hookyard.bench.workload import Mix, Planned, Workload
 from hookyard.bench.wrk import BenchError, WrkLoad, WrkStats, run_wrk
 
-# The serve variants: extra arguments, and the command as a person would type it.
-SERVE_VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "serve": ((), "hookyard serve"),
-    "serve-noworker": (("--no-worker",), "hookyard serve --no-worker"),
-    "serve-2w": (("--workers", "2"), "hookyard serve --workers 2"),
+
+@dataclass(frozen=True)
+class ServeVariant:
+    flags: tuple[str, ...]  # extra arguments of `hookyard serve`
+    command: str  # as a person would type it
+    destination: bool = False  # one [[destination]]: every event to bench/bare_app.py
+
+
+SERVE_VARIANTS: dict[str, ServeVariant] = {
+    "serve": ServeVariant((), "hookyard serve"),
+    "serve-noworker": ServeVariant(("--no-worker",), "hookyard serve --no-worker"),
+    "serve-2w": ServeVariant(("--workers", "2"), "hookyard serve --workers 2"),
+    "serve-destinations": ServeVariant(
+        (), "hookyard serve, one [[destination]]: bench/bare_app.py", destination=True
+    ),
 }
 PROCESSING_PROVIDERS = ("c2s", "meta", "hubspot", "tcr", "generic")
 
@@ -256,14 +291,25 @@ def _done_with(ctx: Context, *made: RequestsFile | None) -> None:
 # -- load scenarios -------------------------------------------------------------------------
 
 
+def bare_endpoint(ctx: Context, name: str, port: int | None = None) -> Server:
+    """`bench/bare_app.py` under uvicorn, one process: the `bare` baseline, and the
+    destination of the deliveries scenarios."""
+    port = port or free_port()
+    argv = uvicorn_argv("bare_app:app", port, ctx.bench_dir)
+    return Server(name, argv, port, clean_env(), ctx.bench_dir, ctx.log(name))
+
+
+def _destination_url(endpoint: Server) -> str:
+    return f"http://127.0.0.1:{endpoint.port}/deliveries"
+
+
 def bench_bare(ctx: Context) -> LoadResult:
     port = free_port()
-    argv = uvicorn_argv("bare_app:app", port, ctx.bench_dir)
     load = os.getloadavg()[0]
     made = make_requests(ctx, "bare", ctx.workload(port), BARE_REQUESTS)
     acknowledged = 0
     try:
-        with Server("bare", argv, port, clean_env(), ctx.bench_dir, ctx.log("bare")) as server:
+        with bare_endpoint(ctx, "bare", port) as server:
             if ctx.options.warmup > 0:
                 warm = _replay(ctx, server, made, ctx.options.warmup, "cycle")
                 acknowledged += warm.requests - warm.non_2xx
@@ -332,12 +378,15 @@ def bench_ingest(ctx: Context, backend: str) -> LoadResult:
 class _LoadEnd:
     at: float = 0.0  # time.perf_counter() when wrk returned
     backlog: int = 0  # events pending or processing then
+    deliveries_backlog: int = 0  # deliveries waiting then (pending, sending, failed)
 
 
 def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
     """The default `hookyard serve` (or a variant) under the realistic workload, then how
-    its workers kept up: processed under load, the backlog, the time to drain it."""
-    flags, command = SERVE_VARIANTS[variant]
+    its workers kept up: processed under load, the backlog, the time to drain it (and with a
+    destination, the same of its deliveries)."""
+    chosen = SERVE_VARIANTS[variant]
+    flags, command = chosen.flags, chosen.command
     scenario = f"{variant}-{backend}"
     workers = "--no-worker" not in flags
     opts = ctx.options
@@ -348,16 +397,23 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
     hint = ctx.rates.get(scenario) or ctx.rates.get("bare") or DEFAULT_RATE
     warm_made: RequestsFile | None = None
     made: RequestsFile | None = None
-    with ctx.databases.fresh(backend, variant) as url:
+    dqueue: Queue | None = None
+    with ctx.databases.fresh(backend, variant) as url, contextlib.ExitStack() as endpoints:
         workload = ctx.workload(port)
         companies = [(c.company_id, c.name, c.ban) for c in workload.companies]
         prepare(url, None, companies, workload.customers_changed_at)
         entries = provider_entries(ctx.keys, hubspot_max_age=ctx.hubspot_max_age)
-        sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries)
+        destinations = []
+        if chosen.destination:
+            endpoint = endpoints.enter_context(bare_endpoint(ctx, f"{scenario}-destination"))
+            destinations.append(destination_entry(ctx.keys, _destination_url(endpoint), entries))
+        sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries, destinations)
         if opts.warmup > 0:
             count = requests_needed(min(hint, WARMUP_RATE_CAP), opts.warmup, cap=opts.max_requests)
             warm_made = make_requests(ctx, f"{scenario}-warmup", workload, count)
         queue = Queue(url)
+        if destinations:
+            dqueue = Queue(url, DELIVERIES)
         try:
             with Server(scenario, argv, port, ctx.server_env(url, sources), ctx.workdir,
                         ctx.log(scenario)) as server:  # fmt: skip
@@ -383,6 +439,13 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
                             )
                         else:
                             warm_drain = drained_at - warm_start
+                        if dqueue is not None:
+                            _, left = dqueue.wait_drained(opts.drain_timeout, POLL_SECONDS)
+                            if left:
+                                notes.append(
+                                    f"the warm-up's deliveries were not drained within "
+                                    f"{opts.drain_timeout:.0f}s ({left:,} left)"
+                                )
                 # A short warm-up may run slower than the measured run (a cold start, the
                 # workers catching up): never size below half the bare endpoint's rate.
                 floor_rate = max(ctx.rates.get(scenario, 0.0), ctx.rates.get("bare", 0.0) / 2)
@@ -394,6 +457,7 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
                 )
                 made = make_requests(ctx, scenario, workload, count)
                 before = queue.count()
+                dbefore = dqueue.count() if dqueue is not None else None
                 end = _LoadEnd()
 
                 def load_run() -> WrkStats:
@@ -401,6 +465,8 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
                     stats = _replay(ctx, server, made, opts.duration, "once")
                     end.at = time.perf_counter()
                     end.backlog = queue.in_flight()
+                    if dqueue is not None:
+                        end.deliveries_backlog = dqueue.in_flight()
                     return stats
 
                 stats, cpu = _measured(ctx, server, scenario, url, load_run)
@@ -417,8 +483,13 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
                 after = queue.count()
                 statuses = queue.by_status()
                 errors = queue.errors() if statuses.get("failed") or statuses.get("dead") else []
+                deliveries = None
+                if dqueue is not None and dbefore is not None:
+                    deliveries = _deliveries_after_load(ctx, dqueue, dbefore, end, notes)
         finally:
             queue.close()
+            if dqueue is not None:
+                dqueue.close()
             _done_with(ctx, warm_made, made)
     assert made is not None
     if stats.exhausted:
@@ -437,6 +508,7 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
         statuses=statuses,
         errors=errors,
         warmup_drain_s=warm_drain,
+        deliveries=deliveries,
     )
     if not stats.exhausted:
         ctx.rates[scenario] = stats.requests_per_s
@@ -457,6 +529,28 @@ def bench_serve(ctx: Context, backend: str, variant: str) -> LoadResult:
     )
 
 
+def _deliveries_after_load(
+    ctx: Context, dqueue: Queue, before: QueueCount, end: _LoadEnd, notes: list[str]
+) -> DeliveriesUnderLoad:
+    """The deliveries' drain after the load (the events' was waited for first), and what
+    became of them."""
+    timeout = ctx.options.drain_timeout
+    drained_at, left = dqueue.wait_drained(timeout, POLL_SECONDS)
+    if drained_at is None:
+        notes.append(f"deliveries not drained within {timeout:.0f}s of the events ({left:,} left)")
+    after = dqueue.count()
+    statuses = dqueue.by_status()
+    return DeliveriesUnderLoad(
+        created=after.total - before.total,
+        # Every delivery is created by ingest, which stopped with the load.
+        delivered_under_load=max(0, after.total - end.deliveries_backlog - before.finished),
+        backlog_at_end=end.deliveries_backlog,
+        drain_s=None if drained_at is None else drained_at - end.at,
+        statuses=statuses,
+        errors=dqueue.errors() if statuses.get("failed") or statuses.get("dead") else [],
+    )
+
+
 # -- processing scenarios -------------------------------------------------------------------
 
 
@@ -469,11 +563,17 @@ def _planned_events(workload: Workload, events: int) -> list[Planned]:
     return planned
 
 
-def _preload(url: str, entries: list[dict[str, object]], planned: Sequence[Planned]) -> float:
+def _preload(
+    url: str,
+    entries: list[dict[str, object]],
+    planned: Sequence[Planned],
+    destinations: Sequence[dict[str, object]] = (),
+) -> float:
     """Store the events of `planned` as ingress would (verified and parsed by the real
-    adapters), in batches; the seconds it took."""
+    adapters, with their `destinations`' deliveries), in batches; the seconds it took."""
     from hookyard.bench.workload import new_events
     from hookyard.db.engine import make_engine
+    from hookyard.destinations import fanout
     from hookyard.inbox.store import EventStore
 
     sources = build_sources(entries)
@@ -481,6 +581,7 @@ def _preload(url: str, entries: list[dict[str, object]], planned: Sequence[Plann
     started = time.perf_counter()
     try:
         store = EventStore(engine)
+        fanout.attach(store, build_bench_destinations(entries, destinations))
         received_at = datetime.now(UTC)
         batch = []
         for p in planned:
@@ -508,21 +609,62 @@ def _generic_planned(ctx: Context, events: int) -> list[Planned]:
 @dataclass
 class Drained:
     seconds: float
-    events_per_s: float
+    per_s: float
     database_waits: dict[str, float]
+    # CPU of the worker processes (summed) from the first finished row of any table until
+    # every table was drained, in % of one core: near 100% per process, CPU-bound.
+    worker_cpu: float | None = None
+
+
+@dataclass
+class _Progress:
+    """One queue table being drained: when its first row ended, when the last did."""
+
+    queue: Queue
+    total: int
+    first: tuple[float, int] | None = None  # (time.perf_counter(), rows left then)
+    end: float | None = None
+
+    def poll(self) -> int:
+        left = self.queue.in_flight()
+        now = time.perf_counter()
+        if self.first is None and (left < self.total or not left):
+            self.first = (now, left)
+        if left == 0:
+            self.end = now
+        return left
+
+    def drained(self, waits: dict[str, float], worker_cpu: float | None) -> Drained:
+        assert self.first is not None and self.end is not None
+        started, remaining = self.first
+        seconds = max(self.end - started, POLL_SECONDS)
+        # All done before the first poll saw any progress: then every row counts.
+        return Drained(seconds, (remaining or self.total) / seconds, waits, worker_cpu)
+
+
+def _cpu_seconds(procs: Sequence[subprocess.Popen[bytes]]) -> float | None:
+    found = [read_process(p.pid) for p in procs]
+    return None if None in found else sum(f.cpu_seconds for f in found if f is not None)
 
 
 def drain_with_workers(
-    ctx: Context, scenario: str, url: str, sources: Path, events: int, workers: int
-) -> Drained:
-    """Start `workers` `hookyard worker` processes on the preloaded inbox and time them from
-    the first finished batch until nothing is pending (so the processes' start-up is not
-    counted); on PostgreSQL, sample what its backends wait on meanwhile."""
+    ctx: Context,
+    scenario: str,
+    url: str,
+    sources: Path,
+    workers: int,
+    work: Sequence[tuple[Tracked, int]],
+) -> list[Drained]:
+    """Start `workers` `hookyard worker` processes on the preloaded work (`(queue table, rows
+    preloaded)`: events, deliveries) and time each table from its first finished row until
+    nothing of it is in flight (so the processes' start-up is not counted); on PostgreSQL,
+    sample what its backends wait on meanwhile. One `Drained` per table, in order."""
     argv = hookyard_argv("worker", "--threads", str(ctx.options.drain_threads))
     env = ctx.server_env(url, sources)
-    queue = Queue(url)
+    progress = [_Progress(Queue(url, tracked), total) for tracked, total in work]
     waits = WaitSampler(ctx.databases, url)
     procs: list[subprocess.Popen[bytes]] = []
+    cpu: list[tuple[float, float | None]] = []  # (time.perf_counter(), CPU s): start, end
     try:
         with contextlib.ExitStack() as profiles:
             for i in range(workers):
@@ -530,20 +672,20 @@ def drain_with_workers(
                 procs.append(spawn(argv, env, ctx.workdir, log))
                 path = ctx.profile_path(f"{scenario}-worker{i}")
                 profiles.enter_context(profiled(procs[-1].pid, None, path))
-            first: tuple[float, int] | None = None
             deadline = time.perf_counter() + ctx.options.drain_timeout
             while True:
-                left = queue.in_flight()
-                now = time.perf_counter()
-                if first is None and left < events:
-                    first = (now, left)
-                if first is not None:
+                left = {p.queue.tracked.table: p.poll() for p in progress if p.end is None}
+                if any(p.first is not None for p in progress):
                     waits.sample()
-                if left == 0:
+                    if not cpu:
+                        cpu.append((time.perf_counter(), _cpu_seconds(procs)))
+                if not any(left.values()):
+                    cpu.append((time.perf_counter(), _cpu_seconds(procs)))
                     break
-                if now > deadline:
+                if time.perf_counter() > deadline:
+                    still = ", ".join(f"{n:,} {table}" for table, n in left.items() if n)
                     raise BenchError(
-                        f"{scenario}: {left:,} of {events:,} events still pending after "
+                        f"{scenario}: {still} still in flight after "
                         f"{ctx.options.drain_timeout:.0f}s"
                     )
                 for i, proc in enumerate(procs):
@@ -556,18 +698,20 @@ def drain_with_workers(
             _stop_all(procs)  # py-spy, if any, writes its profile as they exit
     finally:
         _stop_all(procs)
-        queue.close()
+        for p in progress:
+            p.queue.close()
         waits.close()
     for i in range(workers):
         path = ctx.profile_path(f"{scenario}-worker{i}")
         if path is not None and path.exists():
             print_profile(path, summarise_profile(path))
-    assert first is not None
-    started, remaining = first
-    seconds = max(now - started, POLL_SECONDS)
-    # All done before the first poll saw any progress: then every event counts.
-    rate = (remaining or events) / seconds
-    return Drained(seconds, rate, waits.shares())
+    shares = waits.shares()
+    worker_cpu = None
+    if len(cpu) == 2:
+        (started, used), (ended, total) = cpu
+        if used is not None and total is not None:
+            worker_cpu = 100 * (total - used) / max(ended - started, POLL_SECONDS)
+    return [p.drained(shares, worker_cpu) for p in progress]
 
 
 def _stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -582,11 +726,11 @@ def _stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             proc.wait(10)
 
 
-def _check_statuses(scenario: str, url: str) -> tuple[dict[str, int], list[str]]:
-    queue = Queue(url)
+def _check_statuses(url: str, tracked: Tracked = EVENTS) -> tuple[dict[str, int], list[str]]:
+    queue = Queue(url, tracked)
     try:
         statuses = queue.by_status()
-        errors = queue.errors() if statuses.get("failed") or statuses.get("dead") else []
+        errors = queue.errors() if any(statuses.get(s) for s in tracked.with_errors) else []
     finally:
         queue.close()
     return statuses, errors
@@ -611,8 +755,8 @@ def bench_processing(ctx: Context, backend: str, provider: str) -> ProcessResult
         sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries)
         preload_s = _preload(url, entries, planned)
         stored = sum(p.events for p in planned)
-        drained = drain_with_workers(ctx, scenario, url, sources, stored, 1)
-        statuses, errors = _check_statuses(scenario, url)
+        (drained,) = drain_with_workers(ctx, scenario, url, sources, 1, [(EVENTS, stored)])
+        statuses, errors = _check_statuses(url)
     return ProcessResult(
         scenario,
         backend,
@@ -622,12 +766,13 @@ def bench_processing(ctx: Context, backend: str, provider: str) -> ProcessResult
         ctx.options.drain_threads,
         preload_s,
         drained.seconds,
-        drained.events_per_s,
+        drained.per_s,
         diagnosis=provider == "generic",
         statuses=statuses,
         errors=errors,
         database_waits=drained.database_waits,
         load_before=load,
+        worker_cpu=drained.worker_cpu,
     )
 
 
@@ -644,8 +789,9 @@ def bench_scaleout(ctx: Context, backend: str, workers: int) -> ProcessResult:
         sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries)
         preload_s = _preload(url, entries, planned)
         stored = sum(p.events for p in planned)
-        drained = drain_with_workers(ctx, scenario, url, sources, stored, workers)
-        statuses, errors = _check_statuses(scenario, url)
+        work = [(EVENTS, stored)]
+        (drained,) = drain_with_workers(ctx, scenario, url, sources, workers, work)
+        statuses, errors = _check_statuses(url)
     return ProcessResult(
         scenario,
         backend,
@@ -655,9 +801,82 @@ def bench_scaleout(ctx: Context, backend: str, workers: int) -> ProcessResult:
         ctx.options.drain_threads,
         preload_s,
         drained.seconds,
-        drained.events_per_s,
+        drained.per_s,
         statuses=statuses,
         errors=errors,
         database_waits=drained.database_waits,
         load_before=load,
+        worker_cpu=drained.worker_cpu,
     )
+
+
+def bench_deliveries(ctx: Context, backend: str, handlers: bool = True) -> ProcessResult:
+    """The mixed workload's events, preloaded with a delivery each to `bench/bare_app.py`
+    (written by the fanout as ingest writes them), drained by ONE `hookyard worker`: it
+    handles the events with the real handlers and sends the deliveries. Deliveries/s is
+    timed from the first ended delivery until none is waiting. `handlers` False (diagnosis):
+    the events are marked done after the preload, so the worker only sends."""
+    variant = "deliveries" if handlers else "deliveries-only"
+    scenario = f"{variant}-{backend}"
+    load = os.getloadavg()[0]
+    with (
+        ctx.databases.fresh(backend, variant) as url,
+        bare_endpoint(ctx, f"{scenario}-destination") as endpoint,
+    ):
+        entries = provider_entries(ctx.keys)
+        destinations = [destination_entry(ctx.keys, _destination_url(endpoint), entries)]
+        workload = ctx.workload(free_port())
+        planned = _planned_events(workload, ctx.options.events)
+        companies = [(c.company_id, c.name, c.ban) for c in workload.companies]
+        prepare(url, None, companies, workload.customers_changed_at)
+        sources = write_sources(ctx.workdir / f"{scenario}-sources.toml", entries, destinations)
+        preload_s = _preload(url, entries, planned, destinations)
+        stored = sum(p.events for p in planned)
+        made = count_rows(url, "destination_deliveries") or 0
+        work = [(EVENTS, stored), (DELIVERIES, made)]
+        if not handlers:
+            _mark_events_done(url)
+            work = work[1:]
+        drained = drain_with_workers(ctx, scenario, url, sources, 1, work)
+        statuses, errors = _check_statuses(url)
+        sent, send_errors = _check_statuses(url, DELIVERIES)
+    events = drained[0] if handlers else Drained(0.0, 0.0, {})
+    deliveries = drained[-1]
+    return ProcessResult(
+        scenario,
+        backend,
+        "mixed",
+        stored if handlers else 0,
+        1,
+        ctx.options.drain_threads,
+        preload_s,
+        events.seconds,
+        events.per_s,
+        diagnosis=not handlers,
+        statuses=statuses,
+        errors=errors,
+        database_waits=deliveries.database_waits,
+        load_before=load,
+        worker_cpu=deliveries.worker_cpu,
+        delivered=Delivered(
+            made,
+            deliveries.seconds,
+            deliveries.per_s,
+            deliveries.per_s,  # one worker process
+            ctx.rates.get("bare"),
+            sent,
+            send_errors,
+        ),
+    )
+
+
+def _mark_events_done(url: str) -> None:
+    """The deliveries-only diagnosis: nothing left for the handlers."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE events SET status = 'done' WHERE status = 'pending'"))
+    finally:
+        engine.dispose()
