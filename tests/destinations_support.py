@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from hookyard.db.engine import writer
 from hookyard.destinations.tables import attempts, deliveries, destinations
 from tests.support import SECRETS, TENANT_SOURCES
 
@@ -61,7 +62,7 @@ def ensure_destinations(engine: Engine, **states: dict[str, Any]) -> None:
     """Every destination of DESTINATION_SOURCES has its row; `states` sets columns of some
     (`ensure_destinations(engine, audit={"circuit": "open"})`)."""
     now = datetime.now(UTC)
-    with engine.begin() as tx:
+    with writer(engine).begin() as tx:  # beside running workers: the write lock first
         for name, (tenant, url) in URLS.items():
             values: dict[str, Any] = {
                 "tenant": tenant,
@@ -116,7 +117,7 @@ def add_delivery(
         "finished_at": created + timedelta(seconds=1) if status in ("delivered", "dead") else None,
         **values,
     }
-    with engine.begin() as tx:
+    with writer(engine).begin() as tx:  # beside running workers: the write lock first
         found = tx.execute(
             select(deliveries.c.id).where(
                 deliveries.c.destination == destination, deliveries.c.event_id == event_id

@@ -239,6 +239,33 @@ def test_a_destination_shows_its_configuration_state_and_health(
     assert health["last_attempt_at"] is not None
 
 
+def test_a_destination_no_longer_configured_holds_its_waiting_deliveries(
+    api: TestClient, runtime: Runtime, people: People, made: Made
+) -> None:
+    now = datetime.now(UTC)
+    with runtime.store.writer.begin() as tx:  # configured once, then left the sources file
+        tx.execute(
+            destinations.insert().values(
+                name="old-crm", tenant="acme", url="http://127.0.0.1:9/old", state="active",
+                circuit="closed", consecutive_failures=0, state_changed_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    [event] = add(runtime, "acme")
+    waiting = add_delivery(runtime.engine, "old-crm", event, "acme", status="failed")
+    done = add_delivery(runtime.engine, "old-crm", made.acme_event, "acme", status="delivered")
+    viewer = people.headers("acme", "viewer")
+    old = ok(api.get("/api/v1/destinations/old-crm", headers=viewer))
+    assert (old["configured"], old["sources"], old["health"]["waiting"]) == (False, [], 1)
+    shown = ok(api.get(f"/api/v1/deliveries/{waiting}", headers=viewer))
+    assert (shown["status"], shown["held"]) == ("failed", "destination not configured")
+    listed = ok(api.get("/api/v1/deliveries?destination=old-crm", headers=viewer))["items"]
+    assert {d["id"]: d["held"] for d in listed} == {
+        waiting: "destination not configured",
+        done: None,
+    }
+    assert ok(api.get(f"/api/v1/deliveries/{made.acme_dead}", headers=viewer))["held"] is None
+
+
 def test_a_shared_destinations_health_counts_the_tenants_attempts_only(
     api: TestClient, people: People, made: Made
 ) -> None:

@@ -16,11 +16,12 @@ import httpx
 import pytest
 import standardwebhooks
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from hookyard.alerts.rules import BY_KIND, AlertKind, RuleContext
 from hookyard.app import create_app
 from hookyard.config import Settings
+from hookyard.db.schema import events
 from hookyard.destinations import manage
 from hookyard.destinations.circuit import Breaker
 from hookyard.destinations.config import DestinationError, build_destinations
@@ -28,6 +29,7 @@ from hookyard.destinations.deliver import DeliveryJob, TokenBucket
 from hookyard.destinations.fanout import DeliveryFanout
 from hookyard.destinations.tables import attempts, deliveries, destinations, webhook_id
 from hookyard.inbox.model import NewEvent
+from hookyard.inbox.reads import EventFilter
 from hookyard.runtime import Runtime
 from hookyard.sources import load_sources_file
 from hookyard.testing.fakes.receiver import Answer, Receiver
@@ -545,3 +547,60 @@ def test_destination_rows_follow_the_configuration(make: Any, receiver: Any) -> 
     add(setup.runtime, "acme", source="acme-hooks")
     add(setup.runtime, "globex", source="acme-hooks")  # not acme's: a tenant's destination skips it
     assert [d["tenant"] for d in rows(setup.engine, deliveries)] == ["acme"]
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def finished_long_ago(runtime: Runtime, ids: list[int]) -> None:
+    """The events handled, 40 days ago (beyond the 30 days the purges below keep)."""
+    at = datetime.now(UTC) - timedelta(days=40)
+    with runtime.store.writer.begin() as tx:
+        tx.execute(update(events).where(events.c.id.in_(ids)).values(status="done", received_at=at))
+
+
+def test_retention_keeps_an_event_a_delivery_waits_for_and_purges_the_others_with_theirs(
+    make: Any, receiver: Any
+) -> None:
+    r, url = receiver
+    setup = make(destination_toml(url))
+    _, dead, waiting = ids = accept(setup.runtime, "demo", 3)
+    assert setup.passes() == 3
+    of = {e: the_delivery(setup, event_id=e)["id"] for e in ids}
+    with setup.engine.begin() as tx:
+        tx.execute(update(deliveries).where(deliveries.c.id == of[dead]).values(status="dead"))
+    assert manage.replay(setup.engine, [of[waiting]]) == 1  # waiting again (e.g. a circuit)
+    finished_long_ago(setup.runtime, ids)
+    cutoff = datetime.now(UTC) - timedelta(days=30)
+
+    assert setup.runtime.store.purge_finished(cutoff) == 2
+    assert [e["id"] for e in setup.runtime.store.list_events(EventFilter())] == [waiting]
+    assert [d["event_id"] for d in rows(setup.engine, deliveries)] == [waiting]
+    assert {a["delivery_id"] for a in rows(setup.engine, attempts)} == {of[waiting]}
+    # It is sent from the event still stored, then goes with it.
+    assert setup.passes() == 1
+    assert the_delivery(setup, event_id=waiting)["status"] == "delivered"
+    assert len(r.received) == 4
+    assert setup.runtime.store.purge_finished(cutoff) == 1
+    assert rows(setup.engine, deliveries) == [] and rows(setup.engine, attempts) == []
+
+
+def test_a_removed_destinations_deliveries_stay_held_and_keep_their_events(
+    make: Any, receiver: Any, settings: Settings
+) -> None:
+    _, url = receiver
+    setup = make(destination_toml(url))
+    [held] = accept(setup.runtime, "demo")
+    finished_long_ago(setup.runtime, [held])
+    # Restarted without the destination (settings: the sources file without it).
+    without = Runtime.build(settings)
+    try:
+        assert not len(without.sources.destinations)
+        cutoff = datetime.now(UTC) - timedelta(days=30)
+        assert without.store.purge_finished(cutoff) == 0
+        purged = hookyard(process_env(settings), "events", "purge", "--older-than-days", "30")
+        assert purged.returncode == 0 and "purged 0 finished events" in purged.stdout
+        assert without.store.get(held) is not None
+        assert the_delivery(setup, event_id=held)["status"] == "pending"
+    finally:
+        without.close()

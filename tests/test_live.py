@@ -9,7 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +29,10 @@ from hookyard.app import create_app
 from hookyard.config import Settings
 from hookyard.db.engine import libpq_dsn
 from hookyard.db.schema import events
+from hookyard.destinations import manage
+from hookyard.destinations.circuit import Breaker
+from hookyard.destinations.deliver import DeliveryJob
+from hookyard.destinations.tables import deliveries
 from hookyard.domain.tendlc import service as tendlc
 from hookyard.domain.whatsapp import campaigns as whatsapp_campaigns
 from hookyard.inbox.model import NewEvent
@@ -40,10 +44,11 @@ from hookyard.live.publish import ACCEPTED_CHANNEL, accepted_change, attach_loca
 from hookyard.providers.base import StoredEvent, WebhookRequest
 from hookyard.queue.backoff import Backoff
 from hookyard.runtime import Runtime
+from hookyard.testing.fakes.receiver import Receiver
 from hookyard.testing.fakes.server import serving
 from tests.conftest import BACKEND, SECRETS, process_env
 from tests.people import PASSWORD, People
-from tests.support import Proc, start_server
+from tests.support import MovableClock, Proc, row, start_server
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -338,6 +343,108 @@ def test_templates_leads_and_customers_are_pushed(
         acme.until(lambda c: c["kind"] == "crm_customer" and c["id"] == customer_id)
         [customer] = acme.of("crm_customer", customer_id)
         assert customer["data"] == {"ban": created.json()["ban"], "change": "created"}
+
+
+def delivery_status(item: int, status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda c: c["kind"] == "delivery" and c["id"] == item and c["status"] == status
+
+
+DESTINATIONS = """
+[[destination]]
+name = "acme-crm"
+url = "{ok}/hooks"
+secret = "{secret}"
+sources = ["tcr-acme"]
+tenant = "acme"
+
+[[destination]]
+name = "audit"
+url = "{failing}/hooks"
+secret = "{secret}"
+sources = ["tcr-acme", "tcr-globex"]
+"""
+
+
+@pytest.fixture
+def delivering(
+    settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Runtime, str, DeliveryJob, MovableClock]]:
+    """The gateway with two destinations (acme's, answering 200; a shared one, answering
+    503 once), and a delivery job on a movable clock whose circuits open at one failure."""
+    ok, failing = Receiver(), Receiver([503])
+    with serving(ok.app) as ok_base, serving(failing.app) as failing_base:
+        path = tmp_path / "destinations.toml"
+        extra = DESTINATIONS.format(ok=ok_base, failing=failing_base, secret=SECRETS["generic"])
+        path.write_text(SOURCES + extra)
+        rt = Runtime.build(settings.model_copy(update={"sources": path}))
+        clock = MovableClock(datetime.now(UTC) + timedelta(seconds=5))
+        job = DeliveryJob(rt.engine, rt.sources.destinations, breaker=Breaker(1), clock=clock)
+        try:
+            with serving(create_app(rt, run_workers=False)) as base:
+                yield rt, base, job, clock
+        finally:
+            job.close()
+            rt.close()
+
+
+def test_deliveries_and_destinations_are_pushed_to_their_tenant(
+    people: People, delivering: tuple[Runtime, str, DeliveryJob, MovableClock]
+) -> None:
+    """A pass's delivered and failed deliveries, the shared destination's circuit opening
+    (no tenant's: unscoped clients only), a pause and replays."""
+    rt, base, job, clock = delivering
+    acme = Live(base, people.headers("acme", "viewer"))
+    globex = Live(base, people.headers("globex", "viewer"))
+    root = Live(base, people.superadmin())
+    with clients(acme, globex, root):
+        event_id = post(base, "/webhooks/tcr/brands", brand_update("BDLV001"))
+        mine = row(rt.engine, deliveries, deliveries.c.destination == "acme-crm")
+        shared = row(rt.engine, deliveries, deliveries.c.destination == "audit")
+        assert job.run_pass("w1") == 2
+        for client in (acme, root):
+            client.until(delivery_status(mine["id"], "delivered"))
+            client.until(delivery_status(shared["id"], "failed"))
+            [sent] = client.of("delivery", mine["id"])
+            assert sent["tenant"] == "acme"
+            assert sent["data"] == {
+                "destination": "acme-crm",
+                "event_id": event_id,
+                "attempts": 1,
+                "last_status_code": 200,
+            }
+            [failed] = client.of("delivery", shared["id"])
+            assert (failed["tenant"], failed["data"]["last_status_code"]) == ("acme", 503)
+        root.until(lambda c: c["kind"] == "destination" and c["id"] == "audit")
+        [opened] = root.of("destination", "audit")
+        assert (opened["tenant"], opened["status"]) == (None, "active")
+        assert opened["data"] == {"circuit": "open", "change": "opened"}
+
+        assert manage.pause(rt.engine, "acme-crm", tenant="acme")
+        assert manage.replay(rt.engine, [mine["id"]]) == 1
+        acme.until(delivery_status(mine["id"], "pending"))
+        [paused] = acme.of("destination", "acme-crm")
+        assert (paused["tenant"], paused["status"]) == ("acme", "paused")
+        assert paused["data"] == {"circuit": "closed", "change": "paused"}
+        # The open circuit's probe (its time come) succeeds and closes it.
+        clock.advance(31)
+        assert job.run_pass("w1") == 1
+        acme.until(delivery_status(shared["id"], "delivered"))
+        root.until(lambda c: c["kind"] == "destination" and c["data"]["change"] == "closed")
+        probe, closed = root.of("destination", "audit")[1:]
+        assert (probe["data"], closed["data"]) == (
+            {"circuit": "open", "change": "probe"},
+            {"circuit": "closed", "change": "closed"},
+        )
+        assert acme.of("destination", "audit") == []  # shared: no tenant's
+
+        # globex hears its own delivery's replay first: nothing of acme's came before.
+        globex_event = post(base, "/webhooks/tcr/campaigns", approval("CDLV001", "BDLV002"))
+        theirs = row(rt.engine, deliveries, deliveries.c.event_id == globex_event)
+        assert manage.replay(rt.engine, [theirs["id"]], tenant="globex") == 1
+        globex.until(delivery_status(theirs["id"], "pending"))
+        assert {c["tenant"] for c in globex.changes} == {"globex"}
+        root.until(delivery_status(theirs["id"], "pending"))
+        assert {c["tenant"] for c in acme.changes} == {"acme"}
 
 
 def test_refused_connections_are_closed_with_a_code(

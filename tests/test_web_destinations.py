@@ -17,6 +17,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from playwright.sync_api import Page, expect
 
+from hookyard.destinations import manage
+from hookyard.destinations.deliver import DeliveryJob
 from hookyard.destinations.tables import deliveries, destinations
 from hookyard.runtime import Runtime
 from tests.browser_support import live, log_in
@@ -274,3 +276,24 @@ def test_an_admin_walks_from_the_menu_to_a_delivery_and_replays_it(
     expect(page.locator("p.notice")).to_contain_text("sent again now")
     # the workers may be sending it already (nothing listens there): its replay is what stays
     expect(page.locator("main dl.facts")).to_contain_text("replayed 1 time")
+
+
+def test_a_delivery_page_follows_a_replay_and_its_attempt_live(
+    page: Page, gateway: str, runtime: Runtime, made: dict[str, int]
+) -> None:
+    log_in(page, gateway, "viewer@acme.example.com")
+    page.goto(f"{gateway}/ui/deliveries/{made['dead']}")
+    live(page)
+    facts = page.locator("main dl.facts")
+    expect(facts).not_to_contain_text("replayed")
+    assert manage.replay(runtime.engine, [made["dead"]]) == 1  # an admin, elsewhere
+    expect(facts).to_contain_text("replayed 1 time")
+    # Sent again (nothing listens on port 9): its new attempt and status appear by themselves,
+    # whichever worker sends it, the gateway's or this one.
+    job = DeliveryJob(runtime.engine, runtime.sources.destinations)
+    try:
+        job.run_pass("test")
+    finally:
+        job.close()
+    expect(page.locator("tr[data-attempt]")).to_have_count(3)
+    expect(facts.locator(".badge").first).to_have_text("failed")

@@ -106,6 +106,11 @@ class Delivery(BaseModel):
     last_error: str | None = Field(description="masked for viewers, as events' errors are")
     created_at: datetime
     finished_at: datetime | None = Field(description="when delivered or dead")
+    held: str | None = Field(
+        None,
+        description="why a waiting delivery is not sent: `destination not configured` (it"
+        " left the sources file; the delivery waits until it is configured again); else null",
+    )
 
 
 class Attempt(BaseModel):
@@ -187,13 +192,20 @@ def _masked_excerpt(text: str | None) -> str | None:
     return json.dumps(mask_personal(parsed), ensure_ascii=False)
 
 
-def _delivery(row: dict[str, Any], scope: Scope) -> Delivery:
-    if scope.principal.sees_personal_data:
-        return Delivery.model_validate(row)
-    return Delivery.model_validate({**row, "last_error": mask_error(row["last_error"])})
+NOT_CONFIGURED = "destination not configured"
 
 
-def _detail(row: dict[str, Any], scope: Scope) -> DeliveryDetail:
+def _delivery(request: Request, row: dict[str, Any], scope: Scope) -> Delivery:
+    configured: Destinations = request.app.state.destinations
+    shown = dict(row)
+    if row["status"] in queries.WAITING and row["destination"] not in configured.by_name():
+        shown["held"] = NOT_CONFIGURED
+    if not scope.principal.sees_personal_data:
+        shown["last_error"] = mask_error(row["last_error"])
+    return Delivery.model_validate(shown)
+
+
+def _detail(request: Request, row: dict[str, Any], scope: Scope) -> DeliveryDetail:
     shown = scope.principal.sees_personal_data
     tried = [
         a
@@ -207,7 +219,7 @@ def _detail(row: dict[str, Any], scope: Scope) -> DeliveryDetail:
     ]
     return DeliveryDetail.model_validate(
         {
-            **_delivery(row, scope).model_dump(),
+            **_delivery(request, row, scope).model_dump(),
             "attempt_log": tried,
             "masked": not shown,
         }
@@ -259,7 +271,8 @@ def destination_deliveries(
 ) -> DeliveryPage:
     """The destination's deliveries of the scope, newest first."""
     _visible(request, engine, scope, name)
-    return _page(engine, scope, DeliveryFilter(scope.tenant, name, status), limit, before_id)
+    flt = DeliveryFilter(scope.tenant, name, status)
+    return _page(request, engine, scope, flt, limit, before_id)
 
 
 def _changeable(request: Request, engine: Engine, scope: Scope, name: str) -> DestinationInfo:
@@ -299,11 +312,16 @@ def resume_destination(
 
 
 def _page(
-    engine: Engine, scope: Scope, flt: DeliveryFilter, limit: int, before_id: int | None
+    request: Request,
+    engine: Engine,
+    scope: Scope,
+    flt: DeliveryFilter,
+    limit: int,
+    before_id: int | None,
 ) -> DeliveryPage:
     with engine.connect() as conn:
         rows = queries.list_deliveries(conn, flt, limit=limit, before_id=before_id)
-    items = [_delivery(r, scope) for r in rows]
+    items = [_delivery(request, r, scope) for r in rows]
     return DeliveryPage(items=items, next_cursor=next_cursor(items, limit))
 
 
@@ -323,22 +341,25 @@ def list_deliveries(
     if destination is not None:
         _visible(request, engine, scope, destination)
     flt = DeliveryFilter(scope.tenant, destination, status, event_id)
-    return _page(engine, scope, flt, limit, before_id)
+    return _page(request, engine, scope, flt, limit, before_id)
 
 
 @router.get("/deliveries/{delivery_id:int}", response_model=DeliveryDetail)
-def show_delivery(scope: ViewerScope, engine: Reader, delivery_id: DeliveryId) -> DeliveryDetail:
+def show_delivery(
+    request: Request, scope: ViewerScope, engine: Reader, delivery_id: DeliveryId
+) -> DeliveryDetail:
     """One delivery of the scope with every attempt: status code, the first 2 KB of the
     answer, latency and error; viewers and up (answers and errors masked for viewers)."""
     with engine.connect() as conn:
         row = queries.find_delivery(conn, delivery_id, tenant=scope.tenant)
     if row is None:
         raise HTTPException(404, f"no delivery {delivery_id}")
-    return _detail(row, scope)
+    return _detail(request, row, scope)
 
 
 @router.get("/events/{event_id:int}/deliveries", response_model=DeliveryPage)
 def event_deliveries(
+    request: Request,
     store: Store,
     scope: ViewerScope,
     engine: Reader,
@@ -350,7 +371,7 @@ def event_deliveries(
     if store.get(event_id, tenant=scope.tenant) is None:
         raise HTTPException(404, f"no event {event_id}")
     flt = DeliveryFilter(scope.tenant, event_id=event_id)
-    return _page(engine, scope, flt, limit, before_id)
+    return _page(request, engine, scope, flt, limit, before_id)
 
 
 # `:int` keeps `/deliveries/replay` apart from a delivery's id (as in api/events.py).

@@ -13,9 +13,12 @@ from hookyard.cli.common import load_settings, print_json
 
 def _store() -> Any:
     from hookyard.db.engine import make_engine
+    from hookyard.destinations.retention import keep_deliveries
     from hookyard.inbox.store import EventStore
 
-    return EventStore(make_engine(load_settings().sqlalchemy_url))
+    store = EventStore(make_engine(load_settings().sqlalchemy_url))
+    keep_deliveries(store)  # purge: not an event a delivery still waits for
+    return store
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -7,6 +7,9 @@ circuit opens and the destination's deliveries wait; once per
 first) sends one delivery as a probe; its success closes the circuit, its failure keeps it
 open until the next probe. A refusal (another 4xx) says nothing about the destination's
 health and is not counted; a 410 disables the destination instead.
+
+Each transition (opened, closed, a probe taken, disabled) publishes a `destination` change
+in its transaction (changes.py).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from hookyard.db.rows import insert_missing, locked
+from hookyard.destinations.changes import destination_change
 from hookyard.destinations.config import DestinationConfig
 from hookyard.destinations.tables import Circuit, State, destinations
+from hookyard.live.publish import publish
 from hookyard.logs import log
 
 
@@ -107,9 +112,17 @@ def take_probe(tx: Connection, name: str, now: datetime, breaker: Breaker) -> bo
             (destinations.c.next_probe_at.is_(None)) | (destinations.c.next_probe_at <= now),
         )
         .values(next_probe_at=now + timedelta(seconds=breaker.probe_seconds), updated_at=now)
-        .returning(destinations.c.name)
+        .returning(destinations.c.tenant)
     ).first()
-    return moved is not None
+    if moved is None:
+        return False
+    publish(
+        tx,
+        destination_change(
+            name, moved.tenant, State.ACTIVE.value, Circuit.OPEN.value, "probe", now
+        ),
+    )
+    return True
 
 
 def record(
@@ -143,12 +156,14 @@ def record(
     tx.execute(update(destinations).where(destinations.c.name == name).values(values))
     if transition is not None:
         log.warning(f"destination_circuit_{transition}", destination=name, failures=failures)
+        circuit = values["circuit"]
+        publish(tx, destination_change(name, row["tenant"], row["state"], circuit, transition, now))
     return transition
 
 
 def disable(tx: Connection, name: str, reason: str, now: datetime) -> None:
     """The receiver answered 410 Gone: no more deliveries until a person resumes it."""
-    tx.execute(
+    disabled = tx.execute(
         update(destinations)
         .where(destinations.c.name == name, destinations.c.state != State.DISABLED.value)
         .values(
@@ -157,8 +172,15 @@ def disable(tx: Connection, name: str, reason: str, now: datetime) -> None:
             state_changed_at=now,
             updated_at=now,
         )
-    )
+        .returning(destinations.c.tenant, destinations.c.circuit)
+    ).first()
+    if disabled is None:
+        return
     log.warning("destination_disabled", destination=name, reason=reason[:200])
+    change = destination_change(
+        name, disabled.tenant, State.DISABLED.value, disabled.circuit, "disabled", now
+    )
+    publish(tx, change)
 
 
 def open_circuits(conn: Connection) -> Mapping[str, Any]:

@@ -16,6 +16,8 @@ it), POST them concurrently, then record every attempt and its outcome in one tr
   an entity key are not ordered.
 - `rate_per_second`: a token bucket per destination in each worker process (two processes
   may send twice the rate).
+- Live: each pass publishes its deliveries' new statuses (`delivery` changes, changes.py)
+  in the transaction that records them, as one batch; leases taken back publish theirs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy import ColumnElement, Engine, RowMapping, exists, insert, or_, s
 
 from hookyard.config import Settings
 from hookyard.destinations import circuit
+from hookyard.destinations.changes import DELIVERY_COLUMNS, delivery_change
 from hookyard.destinations.circuit import Breaker
 from hookyard.destinations.config import DestinationConfig, Destinations
 from hookyard.destinations.tables import (
@@ -45,6 +48,8 @@ from hookyard.destinations.tables import (
 )
 from hookyard.http import ApiClient, Exchange, passing
 from hookyard.inbox import queries as inbox
+from hookyard.live.change import Change
+from hookyard.live.publish import publish
 from hookyard.logs import log
 from hookyard.providers.signing import standard_webhooks_headers
 from hookyard.queue.backoff import Backoff, retry_after_seconds
@@ -66,10 +71,19 @@ DELIVERIES = Spec(
 _CLAIMED = (
     deliveries.c.destination,
     deliveries.c.event_id,
+    deliveries.c.tenant,
     deliveries.c.source,
     deliveries.c.event_type,
     deliveries.c.attempts,
 )
+
+# A recorded attempt's outcome -> its delivery's status after it.
+_STATUS_AFTER = {
+    Outcome.DELIVERED: DeliveryStatus.DELIVERED.value,
+    Outcome.RETRY: DeliveryStatus.FAILED.value,
+    Outcome.DEAD: DeliveryStatus.DEAD.value,
+    Outcome.DISABLED: DeliveryStatus.PENDING.value,
+}
 
 _earlier = deliveries.alias("earlier")
 # Ordered destinations (their deliveries carry the entity key): not while an earlier delivery
@@ -278,12 +292,17 @@ class DeliveryJob:
                 return 0
             self._next_recovery = now + max(1.0, self.lease_seconds / 4)
         taken = 0
-        for name, queue in self.queues.items():
-            taken += len(queue.recover(where=[deliveries.c.destination == name]))
-        if self.by_name:  # a destination no longer configured: the default budget
-            taken += len(
-                self.queue.recover(where=[deliveries.c.destination.not_in(list(self.by_name))])
-            )
+        with self.queue.writer.begin() as tx:
+            back: list[Any] = []
+            for name, queue in self.queues.items():
+                mine = deliveries.c.destination == name
+                back += queue.recover(DELIVERY_COLUMNS, tx, where=[mine])
+            if self.by_name:  # a destination no longer configured: the default budget
+                unknown = deliveries.c.destination.not_in(list(self.by_name))
+                back += self.queue.recover(DELIVERY_COLUMNS, tx, where=[unknown])
+            at = self.clock()
+            publish(tx, *(delivery_change(row._mapping, at) for row in back))
+            taken = len(back)
         if taken:
             log.warning("delivery_leases_recovered", deliveries=taken)
         return taken
@@ -370,6 +389,7 @@ class DeliveryJob:
         kept as `lost` and nothing else of it is written."""
         now = self.clock()
         rows: list[dict[str, Any]] = []
+        changes: list[Change] = []
         health: dict[str, list[bool]] = {}
         with self.queue.writer.begin() as tx:
             # The successes: one statement per status code (nearly always one: 200).
@@ -447,8 +467,16 @@ class DeliveryJob:
                     }
                 )
                 _log(result, outcome)
+                if outcome is not Outcome.LOST:
+                    after = {
+                        **delivery,
+                        "status": _STATUS_AFTER[outcome],
+                        "last_status_code": status,
+                    }
+                    changes.append(delivery_change(after, now))
             if rows:
                 tx.execute(insert(attempts), rows)
+            publish(tx, *changes)  # one batch for the pass, delivered if this commits
             for name, outcomes in sorted(health.items()):
                 circuit.record(tx, name, outcomes, now, self.breaker)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from hookyard.destinations import circuit
 from hookyard.destinations.config import DestinationConfig, Destinations
+from hookyard.destinations.retention import keep_deliveries
 from hookyard.destinations.tables import DeliveryStatus
 from hookyard.inbox.model import NewEvent
 from hookyard.inbox.store import EventStore
@@ -90,8 +91,9 @@ class DeliveryFanout:
 
 def attach(store: EventStore, destinations: Destinations) -> None:
     """Every new event `store` accepts gets its deliveries: the destinations' rows first
-    (deliveries name them), then the fanout on the store's inserts. Nothing without
-    destinations."""
+    (deliveries name them), then the fanout on the store's inserts. Its retention minds the
+    deliveries in any case (retention.py); nothing else without destinations."""
+    keep_deliveries(store)
     if not len(destinations):
         return
     with store.writer.begin() as tx:

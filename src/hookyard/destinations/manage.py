@@ -1,6 +1,7 @@
 """What an operator does to destinations and deliveries (the API and dashboard call these):
 pause, resume, replay. With `tenant`, only that tenant's rows are touched (a caller's scope;
-a shared destination has no tenant and is out of any tenant's reach here)."""
+a shared destination has no tenant and is out of any tenant's reach here). Each publishes
+its live changes (`destination`, `delivery`: changes.py) in its transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, text, update
 
 from hookyard.db.engine import writer
+from hookyard.destinations.changes import DELIVERY_COLUMNS, delivery_change, destination_change
 from hookyard.destinations.tables import (
     Circuit,
     DeliveryStatus,
@@ -18,6 +20,7 @@ from hookyard.destinations.tables import (
     destinations,
 )
 from hookyard.inbox.store import NOTIFY_CHANNEL
+from hookyard.live.publish import publish
 from hookyard.queue.leased import Clock, utcnow
 
 
@@ -38,8 +41,14 @@ def pause(engine: Engine, name: str, *, tenant: str | None = None, clock: Clock 
             update(destinations)
             .where(destinations.c.name == name, destinations.c.state == State.ACTIVE.value, *scope)
             .values(state=State.PAUSED.value, state_changed_at=now, updated_at=now)
-        ).rowcount
-    return bool(changed)
+            .returning(destinations.c.tenant, destinations.c.circuit)
+        ).first()
+        if changed is not None:
+            state = State.PAUSED.value
+            publish(
+                tx, destination_change(name, changed.tenant, state, changed.circuit, "paused", now)
+            )
+    return changed is not None
 
 
 def resume(engine: Engine, name: str, *, tenant: str | None = None, clock: Clock = utcnow) -> bool:
@@ -61,9 +70,13 @@ def resume(engine: Engine, name: str, *, tenant: str | None = None, clock: Clock
                 state_changed_at=now,
                 updated_at=now,
             )
-        ).rowcount
+            .returning(destinations.c.tenant)
+        ).first()
+        if changed is not None:
+            active, closed = State.ACTIVE.value, Circuit.CLOSED.value
+            publish(tx, destination_change(name, changed.tenant, active, closed, "resumed", now))
         _wake(tx)
-    return bool(changed)
+    return changed is not None
 
 
 def replay(
@@ -96,9 +109,11 @@ def replay(
                 replay_count=deliveries.c.replay_count + 1,
                 finished_at=None,
             )
-        ).rowcount
+            .returning(*DELIVERY_COLUMNS)
+        ).all()
+        publish(tx, *(delivery_change(row._mapping, now) for row in replayed))
         _wake(tx)
-    return int(replayed)
+    return len(replayed)
 
 
 __all__ = ["pause", "replay", "resume"]

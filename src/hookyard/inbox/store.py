@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
     RowMapping,
+    Select,
     and_,
     bindparam,
     delete,
@@ -126,6 +127,24 @@ EVENTS = Spec(
 )
 
 
+class Dependents(Protocol):
+    """Rows another package keeps per event, without a foreign key (the destinations'
+    deliveries: hookyard.destinations.retention). Retention keeps an event while they still
+    need it, and deletes theirs with the events it purges, in its transaction."""
+
+    def keeps(self, event_id: ColumnElement[Any]) -> ColumnElement[bool]:
+        """True while the event `event_id` (a column of `events`) must stay."""
+        ...
+
+    def names(self, event_id: ColumnElement[Any]) -> ColumnElement[bool]:
+        """True while any of their rows names the event."""
+        ...
+
+    def purge(self, tx: Connection, event_ids: Select[Any]) -> None:
+        """Delete their rows of the events `event_ids` selects."""
+        ...
+
+
 class EventStore(EventReads, EventInserts):
     def __init__(
         self,
@@ -154,6 +173,8 @@ class EventStore(EventReads, EventInserts):
             _LIVE_COLUMNS,
         )
         self._recover = self.queue.recover_statement(_LIVE_COLUMNS)
+        # Others' rows retention keeps events for and purges with them (`Dependents`).
+        self.dependents: list[Dependents] = []
 
     @property
     def backoff(self) -> Backoff:
@@ -281,7 +302,9 @@ class EventStore(EventReads, EventInserts):
     ) -> int:
         """Retention: delete finished events received before `older_than`, and the requests
         left with no event. The events of `audit_providers` are an audit trail: kept unless
-        `audit_older_than` is given, and then deleted once received before it."""
+        `audit_older_than` is given, and then deleted once received before it. An event a
+        dependent still `keeps` (a delivery not yet delivered or dead) stays; the dependents'
+        rows of the others go with them."""
         age = events.c.received_at < older_than
         if audit := sorted(set(audit_providers)):
             age = and_(events.c.provider.not_in(audit), age)
@@ -291,10 +314,18 @@ class EventStore(EventReads, EventInserts):
                 )
                 age = or_(age, audited)
                 older_than = max(older_than, audit_older_than)
+        due = and_(
+            events.c.status.in_([s.value for s in FINISHED]),
+            age,
+            *(~d.keeps(events.c.id) for d in self.dependents),
+        )
         with self.writer.begin() as tx:
-            purged = tx.execute(
-                delete(events).where(events.c.status.in_([s.value for s in FINISHED]), age)
-            ).rowcount
+            for dependent in self.dependents:
+                dependent.purge(tx, select(events.c.id).where(due))
+            # An event named again meanwhile (PostgreSQL: a row that became finished since
+            # the statement above) waits for the next purge rather than leave rows behind.
+            named = (~d.names(events.c.id) for d in self.dependents)
+            purged = tx.execute(delete(events).where(due, *named)).rowcount
             # A request goes once no event names it (an audit event keeps its request).
             tx.execute(
                 delete(requests).where(

@@ -33,6 +33,8 @@ class ChangeKind(StrEnum):
     WHATSAPP_CAMPAIGN = "whatsapp_campaign"  # paused on its template, resumed by a person
     LEAD = "lead"  # open/closed, and its enrichment status
     CRM_CUSTOMER = "crm_customer"  # a field applied from HubSpot, a conflict, a deletion
+    DELIVERY = "delivery"  # a destination delivery's status (an attempt, a replay)
+    DESTINATION = "destination"  # its state and circuit (opened, closed, probe, paused…)
 
 
 # Kinds a client receives only when it names them: "every kind" leaves them out.
