@@ -32,6 +32,7 @@ from hookyard.sources import SourceSet, load_sources_file
 from tests.customers_support import Books, books_of
 from tests.handlers import test_metadata
 from tests.people import People, make_people
+from tests.smtp_support import SmtpServer
 from tests.support import ROOT, SECRETS, SOURCES_TOML
 from tests.sync_support import World, running_world
 
@@ -285,3 +286,13 @@ def page(chromium: Any, gateway: str, request: pytest.FixtureRequest) -> Iterato
     tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{BACKEND}.png"), full_page=True)
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free local port; `tests.smtp_support.with_smtp`
+    points the settings at it."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

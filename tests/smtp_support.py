@@ -14,7 +14,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from hookyard.config import Settings
 from tests.support import free_port
+
+SENDER = "hookyard <alerts@hookyard.example.com>"
 
 
 @dataclass
@@ -92,3 +95,15 @@ class SmtpServer:
 
     def recipients(self) -> list[str]:
         return sorted(a for r in self.received for a in r.rcpt)
+
+
+def with_smtp(settings: Settings, server: SmtpServer, **extra: Any) -> Settings:
+    """`settings` sending e-mail through `server` (plain SMTP, no STARTTLS), plus `extra`."""
+    update: dict[str, Any] = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": server.port,
+        "smtp_starttls": False,
+        "smtp_from": SENDER,
+        "smtp_timeout_seconds": 5.0,
+    }
+    return settings.model_copy(update={**update, **extra})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,11 +45,10 @@ from hookyard.testing.fakes.server import ThreadedServer, serving
 from hookyard.testing.simulate import meta_delivery, meta_envelope
 from tests.conftest import SECRETS
 from tests.people import People
-from tests.smtp_support import SmtpServer
+from tests.smtp_support import SENDER, SmtpServer, with_smtp
 from tests.support import free_port
 
 PAYLOADS = Path(__file__).parent / "payloads"
-SENDER = "hookyard <alerts@hookyard.example.com>"
 ACME_TOLD = ["admin@acme.example.com", "member@acme.example.com"]  # the role defaults
 GLOBEX_TOLD = ["admin@globex.example.com", "member@globex.example.com"]
 
@@ -95,14 +93,6 @@ token = "{SECRETS["c2s"]}"
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def sources_file(tmp_path: Path) -> Path:
     path = tmp_path / "sources.toml"
     path.write_text(SOURCES)
@@ -111,17 +101,8 @@ def sources_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(settings: Settings, smtp: SmtpServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp.port,
-            "smtp_starttls": False,
-            "smtp_from": SENDER,
-            "smtp_timeout_seconds": 5.0,
-            "notify_max_attempts": 3,
-            "notify_backoff_seconds": 30.0,  # a failed send is never retried within a drain
-        }
-    )
+    # notify_backoff_seconds: a failed send is never retried within a drain
+    return with_smtp(settings, smtp, notify_max_attempts=3, notify_backoff_seconds=30.0)
 
 
 # -- driving state changes through the real handlers ------------------------------------------

@@ -22,34 +22,16 @@ from hookyard.testing.fakes.chat import ChatReceiver, create_app
 from hookyard.testing.fakes.server import ThreadedServer
 from tests.domain_support import T0, tcr
 from tests.people import People
-from tests.smtp_support import SmtpServer
+from tests.smtp_support import SmtpServer, with_smtp
 from tests.support import MovableClock, row, rows
 
-SENDER = "hookyard <alerts@hookyard.example.com>"
 CHAT = "/api/v1/notification-channels/chat"
 SECRET_PATH = "/services/T0ACME/B0HOOK/xoxSecretPathToken"
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, smtp: SmtpServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp.port,
-            "smtp_starttls": False,
-            "smtp_from": SENDER,
-            "smtp_timeout_seconds": 5.0,
-            "notify_backoff_seconds": 60.0,
-        }
-    )
+    return with_smtp(settings, smtp, notify_backoff_seconds=60.0)
 
 
 @pytest.fixture

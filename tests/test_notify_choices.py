@@ -4,7 +4,6 @@ daily digest lists the news once the digest hour comes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,11 +18,10 @@ from hookyard.notify.tables import deliveries
 from hookyard.runtime import Runtime
 from tests.domain_support import T0, tcr
 from tests.people import People
-from tests.smtp_support import SmtpServer
+from tests.smtp_support import SmtpServer, with_smtp
 from tests.support import MovableClock, rows
 from tests.web_support import login, page_of, post, text
 
-SENDER = "hookyard <alerts@hookyard.example.com>"
 MINE = "/api/v1/me/notification-preferences"
 
 
@@ -32,24 +30,8 @@ def theirs(user_id: int) -> str:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, smtp: SmtpServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp.port,
-            "smtp_starttls": False,
-            "smtp_from": SENDER,
-            "smtp_timeout_seconds": 5.0,
-        }
-    )
+    return with_smtp(settings, smtp)
 
 
 @pytest.fixture

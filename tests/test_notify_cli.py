@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,8 @@ from hookyard.notify import render
 from hookyard.notify.kinds import Kind
 from hookyard.notify.samples import sample
 from tests.conftest import process_env
-from tests.smtp_support import SmtpServer
+from tests.smtp_support import SENDER, SmtpServer
 from tests.support import free_port, hookyard
-
-SENDER = "hookyard <alerts@hookyard.example.com>"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def smtp_env(settings: Settings, port: int) -> dict[str, str]:

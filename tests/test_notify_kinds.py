@@ -4,7 +4,6 @@ rule; e-mails read back from a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,33 +19,16 @@ from hookyard.notify.tables import notifications
 from hookyard.runtime import Runtime
 from tests.domain_support import T0, tcr
 from tests.people import People
-from tests.smtp_support import SmtpServer
+from tests.smtp_support import SmtpServer, with_smtp
 from tests.support import MovableClock, rows
 
-SENDER = "hookyard <alerts@hookyard.example.com>"
 ACME_TOLD = ["admin@acme.example.com", "member@acme.example.com"]
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, smtp: SmtpServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp.port,
-            "smtp_starttls": False,
-            "smtp_from": SENDER,
-            "smtp_timeout_seconds": 5.0,
-            "notify_backoff_seconds": 60.0,
-            "alert_email_failure_min_deliveries": 2,
-        }
+    return with_smtp(
+        settings, smtp, notify_backoff_seconds=60.0, alert_email_failure_min_deliveries=2
     )
 
 
