@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import (
@@ -400,19 +401,7 @@ class EmailJob:
         if not claimed:
             return 0
         with self.engine.connect() as conn:
-            notes = {
-                r["id"]: r
-                for r in conn.execute(
-                    select(notifications).where(n.id.in_({c.notification_id for c in claimed}))
-                ).mappings()
-            }
-            names = dict(
-                conn.execute(
-                    select(tenants.c.id, tenants.c.name).where(
-                        tenants.c.id.in_({c.tenant for c in claimed})
-                    )
-                ).all()
-            )
+            notes, names = _notes_and_names(conn, claimed)
             hooks = {t: chat.find(conn, t) for t in {c.tenant for c in claimed}}
         letters = []
         for c in claimed:
@@ -439,19 +428,7 @@ class EmailJob:
 
     def _compose(self, claimed: Sequence[Claimed], sender: str) -> list[Letter]:
         with self.engine.connect() as conn:
-            notes = {
-                r["id"]: r
-                for r in conn.execute(
-                    select(notifications).where(n.id.in_({c.notification_id for c in claimed}))
-                ).mappings()
-            }
-            names = dict(
-                conn.execute(
-                    select(tenants.c.id, tenants.c.name).where(
-                        tenants.c.id.in_({c.tenant for c in claimed})
-                    )
-                ).all()
-            )
+            notes, names = _notes_and_names(conn, claimed)
             allowed = _allowed(conn, claimed)
         letters: list[Letter] = []
         grouped: dict[tuple[int | None, str], list[Claimed]] = defaultdict(list)
@@ -569,6 +546,26 @@ def _allowed(conn: Connection, claimed: Sequence[Claimed]) -> set[int]:
         )
     }
     return {c.id for c in claimed if c.user_id in active and active[c.user_id] == c.tenant}
+
+
+def _notes_and_names(
+    conn: Connection, claimed: Sequence[Claimed]
+) -> tuple[dict[int, Any], dict[str, str]]:
+    """The claimed deliveries' notifications by id, and their tenants' names by id."""
+    notes = {
+        r["id"]: r
+        for r in conn.execute(
+            select(notifications).where(n.id.in_({c.notification_id for c in claimed}))
+        ).mappings()
+    }
+    names = dict(
+        conn.execute(
+            select(tenants.c.id, tenants.c.name).where(
+                tenants.c.id.in_({c.tenant for c in claimed})
+            )
+        ).all()
+    )
+    return notes, names
 
 
 def _item(note: RowMapping) -> render.Item:
