@@ -18,9 +18,12 @@ from hookyard.domain.tendlc.enums import STANDARD_USE_CASES, UseCase
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.server import serving
 from tests.domain_support import (
+    HOUR,
     PERSON,
     STEPS,
+    T0,
     leads_state,
+    meta,
     template_id,
     tendlc_state,
     whatsapp_state,
@@ -267,7 +270,7 @@ def test_a_viewer_cannot_acknowledge_a_member_can_and_again_changes_nothing(
 
 
 def test_only_an_admin_resumes_a_paused_campaign(
-    api: TestClient, people: People, world: World
+    api: TestClient, runtime: Runtime, people: People, world: World
 ) -> None:
     path = f"{V1}/whatsapp/campaigns/{world.acme_campaign}/resume"
     for role in ("viewer", "member"):
@@ -279,11 +282,16 @@ def test_only_an_admin_resumes_a_paused_campaign(
     assert [entry["action"] for entry in paused["log"]] == ["paused"]
 
     admin = people.headers("acme", "admin")
+    blocked = api.post(path, headers=admin)  # not while its template (promo) is PAUSED
+    assert blocked.status_code == 409 and "is PAUSED" in blocked.json()["detail"]
+
+    meta(runtime.engine, "acme", "111", "5002", T0 + 2 * HOUR, event="REINSTATED")
     resumed = api.post(path, headers=admin)
     assert resumed.status_code == 200, resumed.text
     body = resumed.json()
     assert body["status"] == "active" and body["paused_reason"] is None
-    assert [e["action"] for e in body["log"]] == ["resumed", "paused"]
+    assert [e["action"] for e in body["log"]][:1] == ["resumed"]
+    assert "paused" in [e["action"] for e in body["log"]]
     assert body["log"][0]["actor"] == get(api, "/me", admin)["subject"]
 
     again = api.post(path, headers=admin)
