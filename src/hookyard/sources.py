@@ -7,7 +7,6 @@ file so that `hookyard simulate` can sign with them.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import secrets
@@ -24,6 +23,7 @@ from hookyard.destinations.config import Destinations, build_destinations
 from hookyard.private_file import UnsafeFile, read_private, write_private
 from hookyard.providers.base import Source
 from hookyard.providers.registry import ADAPTERS
+from hookyard.providers.signing import standard_webhooks_secret
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -126,7 +126,7 @@ DEMO_SECRETS: tuple[tuple[str, str, str], ...] = (
 
 def _generate(kind: str) -> str:
     if kind == "whsec":
-        return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        return standard_webhooks_secret()
     return "demo-" + secrets.token_urlsafe(24)
 
 
