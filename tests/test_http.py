@@ -6,13 +6,18 @@ service answers, try by try; the client's sleeps are recorded instead of slept.
 
 from __future__ import annotations
 
+import socketserver
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 
-from hookyard.http import ApiClient, ApiError
+from hookyard.http import ApiClient, ApiError, Exchange
+from tests.support import free_port
 
 BASE = 0.5  # backoff_base: the first pause is within [BASE/2, BASE]
 
@@ -170,3 +175,159 @@ def test_requests_keep_to_the_rate(call: Callable) -> None:
     # Spaced 0.1 s apart: the second waits about 0.1 s, the third 0.2, the fourth 0.3 (the
     # recorded sleeps do not pass time).
     assert len(slept) == 3 and 0.5 < sum(slept) <= 0.6
+
+
+# -- exchange: one POST on a kept-alive connection (http.client), against a real server -------
+
+
+class Receiver(socketserver.ThreadingTCPServer):
+    """A local HTTP/1.1 server written at the byte level, to answer as real servers do
+    (keep-alive, `Connection: close`, chunked, long, slow, closing an idle connection)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ReceiverHandler)
+        self.connections = 0
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ReceiverHandler(socketserver.StreamRequestHandler):
+    server: Receiver
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        served = 0
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            path = line.split()[1].decode()
+            headers: dict[str, str] = {}
+            while (header := self.rfile.readline()) not in (b"\r\n", b""):
+                name, _, value = header.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = self.rfile.read(int(headers.get("content-length", "0")))
+            self.server.requests.append((path, headers, body))
+            served += 1
+            if path == "/drop" or (path == "/idle-close" and served == 2):
+                return  # closes without answering a byte
+            if path == "/slow":
+                time.sleep(1)
+            try:
+                self.wfile.write(ANSWERS.get(path, ANSWERS["/ok"]))
+            except OSError:
+                return
+            if path == "/close":
+                return
+
+
+ANSWERS = {
+    "/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Twice: a\r\nX-Twice: b\r\n\r\nok",
+    "/close": b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+    "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+    "/large": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,
+}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def post(client: ApiClient, url: str, **options: Any) -> Exchange:
+    return client.exchange("POST", url, content=b'{"a":1}', headers={"x-id": "m1"}, **options)
+
+
+def test_an_exchange_keeps_its_connection_alive(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answers = [post(client, f"{receiver.url}/ok?n={n}") for n in range(3)]
+    assert [(a.status, a.body, a.error) for a in answers] == [(200, b"ok", None)] * 3
+    assert answers[0].headers["x-twice"] == "a, b"
+    assert receiver.connections == 1
+    path, headers, body = receiver.requests[0]
+    assert (path, body, headers["x-id"]) == ("/ok?n=0", b'{"a":1}', "m1")
+    assert headers["user-agent"].startswith("hookyard/")
+
+
+def test_a_server_that_closes_after_each_answer_gets_a_new_connection(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answers = [post(client, f"{receiver.url}/close") for _ in range(3)]
+    assert [(a.status, a.body) for a in answers] == [(503, b"busy")] * 3
+    assert receiver.connections == len(receiver.requests) == 3
+
+
+def test_a_chunked_answer_is_read_and_its_connection_kept(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answers = [post(client, f"{receiver.url}/chunked") for _ in range(2)]
+    assert [(a.status, a.body) for a in answers] == [(200, b"hello")] * 2
+    assert receiver.connections == 1
+
+
+def test_a_large_answer_is_cut_and_its_connection_not_kept(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        large = post(client, f"{receiver.url}/large")
+        small = post(client, f"{receiver.url}/large", max_body=10)
+        after = post(client, f"{receiver.url}/ok")
+    assert (large.status, large.body) == (200, b"x" * 2048)
+    assert small.body == b"x" * 10
+    assert after.body == b"ok"
+    assert receiver.connections == 3
+
+
+def test_a_connection_the_server_closed_while_idle_is_resent_once(receiver: Receiver) -> None:
+    """The second request on the kept connection is read, then the connection closes
+    unanswered (a server's idle timeout at that moment): it goes again on a new one."""
+    with ApiClient(max_attempts=1) as client:
+        first = post(client, f"{receiver.url}/idle-close")
+        second = post(client, f"{receiver.url}/idle-close")
+    assert (first.status, second.status, second.error) == (200, 200, None)
+    assert receiver.connections == 2
+    assert len(receiver.requests) == 3  # at least once: the receiver dedupes on its id
+
+
+def test_a_new_connection_closed_unanswered_is_not_resent(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answer = post(client, f"{receiver.url}/drop")
+    assert (answer.status, answer.error_type, answer.sent) == (None, "RemoteProtocolError", True)
+    assert len(receiver.requests) == 1
+
+
+def test_a_slow_answer_times_out(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answer = post(client, f"{receiver.url}/slow", timeout=0.2)
+        assert (answer.status, answer.error_type, answer.sent) == (None, "ReadTimeout", True)
+        assert answer.error is not None and answer.error.startswith("ReadTimeout")
+        assert post(client, f"{receiver.url}/ok").status == 200  # the late answer is not read
+
+
+def test_a_refused_connection_was_not_sent() -> None:
+    with ApiClient(max_attempts=1) as client:
+        answer = post(client, f"http://127.0.0.1:{free_port()}/hook")
+    assert (answer.status, answer.error_type, answer.sent) == (None, "ConnectError", False)
+    assert answer.error is not None and answer.error.startswith("ConnectError: ")
+
+
+def test_a_url_that_cannot_be_sent_to(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        assert post(client, "ftp://example.com/x").error_type == "UnsupportedProtocol"
+        assert post(client, "http:///x").error_type == "InvalidURL"
+    assert not receiver.requests
+
+
+def test_credentials_in_the_url_are_basic_authorization(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        host = receiver.url.removeprefix("http://")
+        assert post(client, f"http://user:p%40ss@{host}/ok").status == 200
+    assert receiver.requests[0][1]["authorization"] == "Basic dXNlcjpwQHNz"

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Engine, RowMapping, exists, insert, or_, select
 
@@ -345,11 +345,26 @@ class DeliveryJob:
     def send(self, claimed: Sequence[tuple[RowMapping, bool]]) -> list[Result]:
         with self.engine.connect() as conn:
             bodies = inbox.outgoing(conn, {row["event_id"] for row, _ in claimed})
-        futures = [
-            self._pool.submit(self._send_one, row, probe, bodies.get(row["event_id"]))
-            for row, probe in claimed
-        ]
-        return [f.result() for f in futures]
+        # One task per pool thread (not per delivery), each taking the next delivery until
+        # none is left: a slow receiver holds up one thread, not a share of the batch; and
+        # each thread sends on its own kept-alive connections (ApiClient.exchange).
+        results: list[Result | None] = [None] * len(claimed)
+        turns = iter(range(len(claimed)))
+        turn = threading.Lock()
+
+        def sender() -> None:
+            while True:
+                with turn:
+                    i = next(turns, None)
+                if i is None:
+                    return
+                row, probe = claimed[i]
+                results[i] = self._send_one(row, probe, bodies.get(row["event_id"]))
+
+        senders = [self._pool.submit(sender) for _ in range(min(self.concurrency, len(claimed)))]
+        for done in senders:
+            done.result()  # a sender never fails (_send_one keeps its errors): each has its result
+        return cast(list[Result], results)
 
     def _send_one(self, row: RowMapping, probe: bool, body: inbox.Outgoing | None) -> Result:
         started_at = self.clock()
