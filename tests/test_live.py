@@ -316,6 +316,11 @@ def test_templates_leads_and_customers_are_pushed(
         created, campaign = acme.of("whatsapp_campaign", campaign_id)
         assert (created["tenant"], created["status"]) == ("acme", "active")
         assert (campaign["tenant"], campaign["status"]) == ("acme", "paused")
+        status["entry"][0]["time"] += 60  # Meta reinstates it: its campaigns may resume
+        status["entry"][0]["changes"][0]["value"]["event"] = "REINSTATED"
+        [reinstated] = store(runtime, "meta", status)
+        drain(runtime)
+        acme.until(event_status(reinstated, "done"))
         resumed = httpx.post(
             f"{gateway}/api/v1/whatsapp/campaigns/{campaign_id}/resume",
             headers=people.headers("acme", "admin"),
