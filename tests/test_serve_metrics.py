@@ -217,11 +217,17 @@ def test_workers_started_apart_count_into_the_operators_directory(
         server.stop()
 
 
-def test_serve_refuses_a_metrics_directory_that_is_not_there(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize(
+    "command",
+    [("serve", "--port", "0", "--processes", "1", "--workers", "0"), ("worker", "--once")],
+    ids=["serve", "worker"],
+)
+def test_a_metrics_directory_that_is_not_there_is_refused(
+    settings: Settings, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
     missing = tmp_path / "nowhere"
     env = process_env(settings, **{MULTIPROCESS_DIR: str(missing)})
-    result = hookyard(env, "serve", "--port", "0", "--processes", "1", "--workers", "0")
+    result = hookyard(env, *command)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{MULTIPROCESS_DIR}={missing} is not a directory" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -110,9 +110,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from hookyard.app import create_app
     from hookyard.logs import configure
     from hookyard.runtime import Runtime
-    from hookyard.supervisor import child_of_supervisor
+    from hookyard.supervisor import child_of_supervisor, operators_metrics_dir
 
     child_of_supervisor()
+    operators_metrics_dir()  # a PROMETHEUS_MULTIPROC_DIR that is no directory: say so, exit 2
     settings = load_settings()
     configure(settings.log_level, settings.log_format, process=settings.process_name)
     runtime = Runtime.build(settings, load_sources(settings, create_secrets=False))
@@ -143,9 +144,13 @@ def _ensure_demo_tenant(engine: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from hookyard.supervisor import child_of_supervisor, operators_metrics_dir
+
+    # Before the metrics are imported (they open their files there): a PROMETHEUS_MULTIPROC_DIR
+    # that is no directory is a configuration error (exit 2), not a traceback.
+    operators_metrics_dir()
     from hookyard.logs import configure
     from hookyard.runtime import Runtime
-    from hookyard.supervisor import child_of_supervisor
 
     child_of_supervisor()
     settings = load_settings()
