@@ -421,3 +421,45 @@ def test_a_fresh_quick_start_refuses_tcr_without_its_token_and_cuts_a_stalled_bo
         raise
     finally:
         server.stop()
+
+
+# -- an unexpected error while storing ---------------------------------------------------------
+
+
+def test_an_unexpected_storage_error_is_a_counted_503_never_a_2xx(runtime: Runtime) -> None:
+    """Given a committer that fails in a way nobody planned for: 503 with a JSON reason (the
+    event may not be stored, so the provider must retry), and counted on /metrics as a
+    rejection with reason `internal_error`."""
+    from hookyard.metrics import REJECTED
+
+    source = build_source({"name": "tcr-broken", "provider": "tcr", "path": "/webhooks/tcr/b",
+                           "allow_unauthenticated": True})  # fmt: skip
+    payload = json.dumps(simulate.tcr_payload("BRAND_ADD", brand_id="BX1")).encode()
+
+    class Broken:
+        async def accept(self, new: list[NewEvent]) -> list[int | None]:
+            raise RuntimeError("a bug")
+
+    async def answer() -> list[dict[str, Any]]:
+        ingress = Ingress([source], runtime.committer(), _unused)
+        ingress.committer = Broken()  # type: ignore[assignment]
+        answers: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            answers.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/webhooks/tcr/b",
+                 "client": ("10.0.0.5", 4000), "query_string": b"",
+                 "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+        await ingress(scope, receive, send)
+        return answers
+
+    counted = REJECTED.labels("tcr-broken", "internal_error")
+    before = counted._value.get()
+    start, body = asyncio.run(answer())
+    assert start["status"] == 503
+    assert json.loads(body["body"]) == {"error": "internal error; retry later"}
+    assert counted._value.get() == before + 1

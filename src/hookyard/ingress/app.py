@@ -185,6 +185,7 @@ class Ingress:
             return
         except Exception:  # never a 500: the event may not be stored, so ask for a retry
             log.exception("ingress_crashed", source=source.name)
+            REJECTED.labels(source.name, "internal_error").inc()
             await _respond(send, *_json(503, {"error": "internal error; retry later"}))
             return
         new_ids = [i for i in ids if i is not None]
