@@ -30,7 +30,7 @@ from hookyard.destinations.fanout import DeliveryFanout
 from hookyard.destinations.tables import attempts, deliveries, destinations, webhook_id
 from hookyard.inbox.model import NewEvent
 from hookyard.inbox.reads import EventFilter
-from hookyard.runtime import Runtime
+from hookyard.runtime import OWN_LOOPS, Runtime
 from hookyard.sources import load_sources_file
 from hookyard.testing.fakes.receiver import Answer, Receiver
 from hookyard.testing.fakes.server import serving
@@ -425,6 +425,34 @@ def test_concurrent_claimers_never_lease_two_deliveries_of_one_entity(
     assert sorted(taken) == [d["id"] for d in leased]
     assert sorted(d["entity_key"] for d in leased) == ["lead:1", "lead:2"]
     assert min(d["id"] for d in leased if d["entity_key"] == "lead:1") == 1  # the first
+
+
+# -- the started worker threads -----------------------------------------------------------------
+
+
+def test_started_workers_send_in_loops_of_their_own_woken_by_new_deliveries(
+    make: Any, receiver: Any
+) -> None:
+    r, url = receiver
+    setup = make(destination_toml(url))
+    runtime = setup.runtime
+    runtime.start_workers(1)
+    loops = [w for w in runtime.workers if not w.handles_events]
+    # PostgreSQL: beside the event loop (SQLite: the one writer, sent from the event loop).
+    assert len(loops) == (OWN_LOOPS if BACKEND == "postgresql" else 0)
+    accept(runtime, "demo")
+    runtime.wakeup.signal()  # as ingest's commit does
+    wait_for(lambda: len(r.received) == 1, timeout=10)
+    wait_for(lambda: rows(setup.engine, events)[0]["status"] == "done", timeout=10)
+    accept(runtime, "demo", 2)  # while every loop is idle
+    runtime.wakeup.signal()
+    made = rows(setup.engine, deliveries)
+    assert len(made) > 1
+    wait_for(lambda: len(r.received) == len(made), timeout=10)  # woken: the idle sleep is 15 s
+    sent = lambda: {d["status"] for d in rows(setup.engine, deliveries)} == {"delivered"}  # noqa: E731
+    wait_for(sent, timeout=10)
+    runtime.stop_workers()
+    assert not any(t.name.startswith("hookyard-jobs") for t in threading.enumerate())
 
 
 # -- a killed worker ----------------------------------------------------------------------------

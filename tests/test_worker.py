@@ -13,6 +13,7 @@ from hookyard.inbox.model import NewEvent
 from hookyard.inbox.reads import EventFilter
 from hookyard.inbox.store import LeaseLost
 from hookyard.runtime import Runtime
+from hookyard.worker.wakeup import Wakeup
 from tests.conftest import BACKEND
 from tests.handlers import effects
 from tests.support import MovableClock, accept
@@ -212,3 +213,13 @@ def test_a_handler_past_its_timeout_is_stopped_and_retried_alone(runtime: Runtim
     assert row is not None and row["status"] == "failed"
     assert "ran longer than 0.5 s" in row["last_error"]
     assert all(runtime.store.get(i)["status"] == "done" for i in fine)  # type: ignore[index]
+
+
+def test_a_forked_wakeup_is_woken_by_every_signal_and_cleared_by_its_own_waits() -> None:
+    events = Wakeup()
+    deliveries = events.fork()
+    events.signal_local()  # what a commit's NOTIFY (or another process's signal) arrives as
+    assert events.wait(0) and not events.wait(0)  # one loop's wait clears its own flag only
+    assert deliveries.wait(0) and not deliveries.wait(0)
+    deliveries.signal()
+    assert events.wait(0) and deliveries.wait(0)

@@ -34,6 +34,10 @@ from hookyard.sync.tcr_registration import RegistrationJob
 from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import Wakeup
 
+# Loops per process of the jobs that have their own (`Runtime.own_loop`): two, so one pass's
+# database round trips overlap the other's sends (bench `deliveries`, docs/performance.md).
+OWN_LOOPS = 2
+
 
 @dataclass
 class Runtime:
@@ -44,6 +48,11 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     workers: list[Worker] = field(default_factory=list)
     jobs: list[BackgroundJob] = field(default_factory=list)  # every worker runs them
+    # Of `jobs`, those the started threads run in loops of their own (OWN_LOOPS per process)
+    # beside the event loops, so their passes overlap the event batches and each other's
+    # round trips: the deliveries' sending, on PostgreSQL (on SQLite they share the one
+    # writer with the events and gained nothing measured: they stay in the event loops).
+    own_loop: list[BackgroundJob] = field(default_factory=list)
     sync: SyncServices | None = None  # provider API clients, reconcilers, scheduled jobs
     _scheduler: SchedulerThread | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -91,8 +100,11 @@ class Runtime:
         if (registrar := sync.registrar()) is not None:
             jobs.append(RegistrationJob(registrar))
         jobs.append(EmailJob.from_settings(settings, engine))  # e-mail, chat or neither
+        own_loop: list[BackgroundJob] = []
         if deliverer := DeliveryJob.from_settings(settings, engine, sources.destinations):
             jobs.append(deliverer)
+            if engine.dialect.name == "postgresql":
+                own_loop.append(deliverer)
         return cls(
             settings,
             sources,
@@ -100,6 +112,7 @@ class Runtime:
             store,
             wakeup,
             jobs=jobs,
+            own_loop=own_loop,
             sync=sync,
             bus=bus,
             listener=Listener.for_engine(engine),
@@ -116,12 +129,14 @@ class Runtime:
             on_commit=on_commit or self.wakeup.signal,
         )
 
-    def make_worker(self) -> Worker:
+    def make_worker(
+        self, jobs: list[BackgroundJob] | None = None, *, handles_events: bool = True
+    ) -> Worker:
+        """A worker of the events and `jobs` (default: every job, as `drain` needs)."""
         s = self.settings
         return Worker(
             store=self.store,
             sources=self.sources.by_name(),
-            wakeup=self.wakeup,
             batch_size=s.claim_batch_size,
             gather_seconds=s.claim_gather_seconds,
             lease_seconds=s.lease_seconds,
@@ -131,7 +146,9 @@ class Runtime:
             audit_providers=s.audit_providers,
             audit_retention_days=s.audit_retention_days,
             rejected_log_size=s.rejected_log_size,
-            jobs=self.jobs,
+            jobs=self.jobs if jobs is None else jobs,
+            handles_events=handles_events,
+            wakeup=self.wakeup if handles_events else self.wakeup.fork(),
         )
 
     def start_workers(self, count: int | None = None) -> None:
@@ -141,11 +158,17 @@ class Runtime:
             if not self._wakeups.listening.wait(READY_SECONDS):
                 log.warning("listen_not_ready", seconds=READY_SECONDS)
         self.wakeup.listen()  # SQLite: ingest processes' commits wake these workers
-        for i in range(count or self.settings.worker_threads):
-            worker = self.make_worker()
-            thread = threading.Thread(
-                target=worker.run, args=(self._stop,), name=f"hookyard-worker-{i}", daemon=True
+        shared = [job for job in self.jobs if job not in self.own_loop]
+        loops = [
+            (f"hookyard-worker-{i}", self.make_worker(shared))
+            for i in range(count or self.settings.worker_threads)
+        ]
+        for i in range(OWN_LOOPS if self.own_loop else 0):
+            loops.append(
+                (f"hookyard-jobs-{i}", self.make_worker(self.own_loop, handles_events=False))
             )
+        for name, worker in loops:
+            thread = threading.Thread(target=worker.run, args=(self._stop,), name=name, daemon=True)
             self.workers.append(worker)
             self._threads.append(thread)
             thread.start()

@@ -6,7 +6,8 @@ poison event fails alone and never holds the others back.
 
 Beside the inbox, each loop runs one pass of every background job (lead enrichment, and any
 other work that claims its own rows): outside the events' transactions, one job's failure
-logged and never stopping the loop.
+logged and never stopping the loop. A worker may also be a loop of jobs alone
+(`handles_events=False`: runtime.py runs the deliveries' sending so on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Worker:
     rejected_log_size: int = 1000  # rows kept in rejected_requests
     name: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     jobs: Sequence[BackgroundJob] = ()
+    handles_events: bool = True  # False: a loop of its jobs only (runtime.py: the deliveries')
 
     _next_housekeeping: float = 0.0
     _next_retention: float = 0.0
@@ -118,6 +120,8 @@ class Worker:
                 return total
 
     def _run_events(self) -> int:
+        if not self.handles_events:
+            return 0
         self._housekeeping()
         claimed = self.store.claim(self.name, self.batch_size, self.lease_seconds)
         if claimed:
@@ -261,7 +265,9 @@ class Worker:
                 log.info("retention_purged", events=purged, days=self.retention_days)
 
     def _sleep_for(self) -> float:
-        due = [self.store.next_due_at(), *(self._job_due(job) for job in self.jobs)]
+        due = [self._job_due(job) for job in self.jobs]
+        if self.handles_events:
+            due.append(self.store.next_due_at())
         limit = min(self.idle_seconds, max(1.0, self.lease_seconds / 4))
         next_due = min((d for d in due if d is not None), default=None)
         if next_due is None:

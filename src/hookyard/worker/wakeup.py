@@ -20,15 +20,28 @@ class Wakeup:
     def __init__(self, bus: LocalBus | None = None) -> None:
         self._event = threading.Event()
         self._bus = bus
+        self._all = [self._event]  # shared with the forks: a signal sets every one
+
+    def fork(self) -> Wakeup:
+        """A wake-up for another loop of this process, woken by the same signals and cleared
+        by its own waits only (one shared flag: a loop's wait would swallow the other's)."""
+        forked = Wakeup(self._bus)
+        forked._all = self._all
+        self._all.append(forked._event)
+        return forked
 
     def signal(self) -> None:
-        self._event.set()
+        self._set_all()
         if self._bus is not None:
             self._bus.send(WAKE_CHANNEL)
 
     def signal_local(self, _payload: bytes = b"") -> None:
         """Wake this process's workers only (what another process's signal arrives as)."""
-        self._event.set()
+        self._set_all()
+
+    def _set_all(self) -> None:
+        for event in self._all:
+            event.set()
 
     def listen(self) -> None:
         """Be woken by the other processes of this database (worker processes)."""
