@@ -270,3 +270,37 @@ def test_the_chat_webhook_form_is_an_admins_and_refuses_a_bad_url(
     login(api, "member@acme.example.com")
     assert "Chat webhook" not in page_of(api, "/ui/notifications")
     assert post(api, "/ui/notifications/chat", url="https://hooks.example.com/a").status_code == 403
+
+
+# -- an unauthenticated sender -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/v1/me/notification-preferences"),
+        ("PUT", "/api/v1/me/notification-preferences"),
+        ("GET", "/api/v1/users/1/notification-preferences"),
+        ("PUT", "/api/v1/users/1/notification-preferences"),
+        ("GET", "/api/v1/notification-channels/chat"),
+        ("PUT", "/api/v1/notification-channels/chat"),
+        ("DELETE", "/api/v1/notification-channels/chat"),
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer hk_00000000_not-a-key-anyone-has"}],
+    ids=["none", "unknown-key"],
+)
+def test_every_notification_route_refuses_unknown_callers(
+    api: TestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    answer = api.request(method, path, headers=headers, json={})
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["detail"]
+
+
+def test_the_notifications_page_sends_a_stranger_to_the_login(api: TestClient) -> None:
+    answer = api.get("/ui/notifications", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/ui/login")

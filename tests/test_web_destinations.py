@@ -297,3 +297,19 @@ def test_a_delivery_page_follows_a_replay_and_its_attempt_live(
         job.close()
     expect(page.locator("tr[data-attempt]")).to_have_count(3)
     expect(facts.locator(".badge").first).to_have_text("failed")
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/destinations", "/ui/destinations/billing", "/ui/deliveries/1"]
+)
+def test_a_stranger_is_sent_to_the_login(api: TestClient, path: str) -> None:
+    answer = api.get(path, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/ui/login")
+
+
+@pytest.mark.parametrize("path", ["/ui/destinations/billing/replay", "/ui/deliveries/1/replay"])
+def test_a_strangers_replay_is_refused(api: TestClient, path: str) -> None:
+    refused = api.post(path, follow_redirects=False)
+    assert refused.status_code == 403
+    assert "stale or not ours" in refused.json()["detail"]
