@@ -24,6 +24,7 @@ from sqlalchemy import Engine, RowMapping, select
 from hookyard.accounts.identity import Role
 from hookyard.api.auth import AdminScope, ErrorBody, MemberScope, Scope, ViewerScope
 from hookyard.api.params import RowId
+from hookyard.api.schemas import optional_not_null
 from hookyard.api.sync import (
     CustomerField,
     Reader,
@@ -110,22 +111,10 @@ class NewCustomer(BaseModel):
         return self
 
 
-def _optional_not_null(schema: dict[str, Any]) -> None:
-    """The schema of a change: at least one field, each a value (not null)."""
-    schema["minProperties"] = 1
-    for prop in schema["properties"].values():
-        prop.pop("default", None)
-        kept = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
-        if len(kept) == 1:
-            prop.update(kept[0])
-        elif kept:
-            prop["anyOf"] = kept
-
-
 class CustomerChange(BaseModel):
     """The fields to change; a field left out stays as it is."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_optional_not_null)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null)
 
     company_name: Name | None = None
     status: Word | None = None

@@ -319,3 +319,16 @@ class DeliveryStats(BaseModel):
         description="every UTC day of the window, oldest first: C2S events per hook_action "
         "(of `source` when given) and enrichment outcomes (of every source)"
     )
+
+
+def optional_not_null(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` of a PATCH body (customers, WhatsApp campaigns): at least one
+    field, each a value (not null)."""
+    schema["minProperties"] = 1
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+        kept = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        elif kept:
+            prop["anyOf"] = kept

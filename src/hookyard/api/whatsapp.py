@@ -29,6 +29,7 @@ from hookyard.alerts.tables import alerts as alert_rows
 from hookyard.api.alerts import Alert, StateFilter
 from hookyard.api.auth import AdminScope, MemberScope, ViewerScope, engine_of
 from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
+from hookyard.api.schemas import optional_not_null
 from hookyard.db.engine import writer
 from hookyard.domain.common import SyncSource
 from hookyard.domain.whatsapp import campaigns as whatsapp
@@ -210,22 +211,12 @@ class NewCampaign(BaseModel):
     status: WhatsAppCampaignStatus = WhatsAppCampaignStatus.ACTIVE
 
 
-def _optional_not_null(schema: dict[str, Any]) -> None:
-    """The schema of a change: at least one field, each a value (not null)."""
-    schema["minProperties"] = 1
-    for prop in schema["properties"].values():
-        prop.pop("default", None)
-        kept = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
-        if len(kept) == 1:
-            prop.update(kept[0])
-
-
 class CampaignChange(BaseModel):
     """The fields to change; a field left out stays as it is. `status`: `paused` pauses it
     (as the caller); `active` resumes it, which for a campaign its template paused needs
     an admin, and is refused (409) while the template is PAUSED or DISABLED."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_optional_not_null)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null)
 
     name: CampaignName | None = None
     template_id: TemplateRef | None = None
