@@ -177,7 +177,7 @@ def test_requests_keep_to_the_rate(call: Callable) -> None:
     assert len(slept) == 3 and 0.5 < sum(slept) <= 0.6
 
 
-# -- exchange: one POST on a kept-alive connection (http.client), against a real server -------
+# -- exchange: one POST on a kept-alive connection (socket + httptools), against a real server
 
 
 class Receiver(socketserver.ThreadingTCPServer):
@@ -223,7 +223,7 @@ class ReceiverHandler(socketserver.StreamRequestHandler):
                 self.wfile.write(ANSWERS.get(path, ANSWERS["/ok"]))
             except OSError:
                 return
-            if path == "/close":
+            if path in ("/close", "/until-close"):
                 return
 
 
@@ -233,6 +233,9 @@ ANSWERS = {
     "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
     "/large": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,
+    "/early": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    b"HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\nlate",
+    "/until-close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end",
 }
 
 
@@ -331,3 +334,37 @@ def test_credentials_in_the_url_are_basic_authorization(receiver: Receiver) -> N
         host = receiver.url.removeprefix("http://")
         assert post(client, f"http://user:p%40ss@{host}/ok").status == 200
     assert receiver.requests[0][1]["authorization"] == "Basic dXNlcjpwQHNz"
+
+
+def test_an_interim_answer_is_passed_over(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answers = [post(client, f"{receiver.url}/early") for _ in range(2)]
+    assert [(a.status, a.body) for a in answers] == [(202, b"late")] * 2
+    assert "link" not in answers[0].headers
+    assert receiver.connections == 1
+
+
+def test_an_answer_ended_by_its_connection_is_read_whole(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        first = post(client, f"{receiver.url}/until-close")
+        second = post(client, f"{receiver.url}/ok")
+    assert (first.status, first.body, first.error) == (200, b"to the end", None)
+    assert (second.status, receiver.connections) == (200, 2)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-id": "a\r\nx-evil: 1"}, {"x-id": "a\nb"}, {"x id": "a"}, {"x-id": "caf\u00e9\u20ac"}],
+)
+def test_a_header_that_cannot_be_sent_as_given_sends_nothing(
+    receiver: Receiver, headers: dict[str, str]
+) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answer = client.exchange("POST", f"{receiver.url}/ok", content=b"{}", headers=headers)
+        assert (answer.status, answer.error_type, answer.sent) == (
+            None,
+            "LocalProtocolError",
+            False,
+        )
+        assert post(client, f"{receiver.url}/ok").status == 200  # the client still serves
+    assert [path for path, _, _ in receiver.requests] == ["/ok"]
