@@ -126,11 +126,33 @@ def take_probe(tx: Connection, name: str, now: datetime, breaker: Breaker) -> bo
 
 
 def record(
-    tx: Connection, name: str, outcomes: Sequence[bool], now: datetime, breaker: Breaker
+    tx: Connection,
+    name: str,
+    outcomes: Sequence[bool],
+    now: datetime,
+    breaker: Breaker,
+    *,
+    closed: bool = False,
 ) -> str | None:
     """Count a pass's attempts to `name` (True: success, in the order they ended); the
-    circuit's transition, if any ("opened", "closed")."""
+    circuit's transition, if any ("opened", "closed"). `closed`: the caller saw the circuit
+    closed when it took these deliveries."""
     if not outcomes:
+        return None
+    if closed and all(outcomes):
+        # The usual pass: all delivered through a closed circuit. Only a failure count left
+        # by another pass to clear, if there is one: no row lock and no write otherwise (two
+        # passes recording at once do not wait for each other). A circuit that opened
+        # meanwhile stays open: its probe decides.
+        tx.execute(
+            update(destinations)
+            .where(
+                destinations.c.name == name,
+                destinations.c.circuit == Circuit.CLOSED.value,
+                destinations.c.consecutive_failures != 0,
+            )
+            .values(consecutive_failures=0, updated_at=now)
+        )
         return None
     row = locked(tx, destinations, destinations.c.name == name)
     if row is None:

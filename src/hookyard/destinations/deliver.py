@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Engine, RowMapping, exists, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, exists, insert, or_, select
 
 from hookyard.config import Settings
 from hookyard.destinations import circuit
@@ -236,27 +236,31 @@ class DeliveryJob:
     def run_pass(self, worker: str) -> int:
         self.recover()
         now = self.clock()
-        with self.engine.connect() as conn:
-            known = circuit.states(conn, list(self.by_name))
         claimed: list[tuple[RowMapping, bool]] = []
-        free = [n for n, s in known.items() if s.sendable and n not in self.buckets]
-        if free:
-            claimed += [(r, False) for r in self._claim(worker, free, self.batch_size)]
-        for name, bucket in self.buckets.items():
-            state = known.get(name)
-            if state is None or not state.sendable:
-                continue
-            granted = bucket.take(self.batch_size)
-            if granted:
-                rows = self._claim(worker, [name], granted)
-                bucket.give_back(granted - len(rows))
-                claimed += [(r, False) for r in rows]
-        for name, state in known.items():
-            if state.probe_due(now):
-                claimed += [(r, True) for r in self._probe(worker, name, now)]
-        if not claimed:
-            return 0
-        self.record(worker, self.send(claimed))
+        # One transaction, committed before sending (so other workers pass these rows): the
+        # destinations' states, the leases, and the bodies to send.
+        with self.queue.writer.begin() as tx:
+            known = circuit.states(tx, list(self.by_name))
+            free = [n for n, s in known.items() if s.sendable and n not in self.buckets]
+            if free:
+                claimed += [(r, False) for r in self._claim(worker, free, self.batch_size, tx)]
+            for name, bucket in self.buckets.items():
+                state = known.get(name)
+                if state is None or not state.sendable:
+                    continue
+                granted = bucket.take(self.batch_size)
+                if granted:
+                    rows = self._claim(worker, [name], granted, tx)
+                    bucket.give_back(granted - len(rows))
+                    claimed += [(r, False) for r in rows]
+            for name, state in known.items():
+                if state.probe_due(now):
+                    claimed += [(r, True) for r in self._probe(worker, name, now, tx)]
+            if not claimed:
+                return 0
+            bodies = inbox.outgoing(tx, {row["event_id"] for row, _ in claimed})
+        closed = {n for n, s in known.items() if s.sendable}
+        self.record(worker, self.send(claimed, bodies), closed)
         return len(claimed)
 
     def next_due_at(self) -> datetime | None:
@@ -312,39 +316,41 @@ class DeliveryJob:
         timeout = max(self.by_name[n].timeout_seconds for n in names)
         return self.lease_seconds + math.ceil(count / self.concurrency) * (timeout + 1)
 
-    def _claim(self, worker: str, names: Sequence[str], limit: int) -> list[RowMapping]:
+    def _claim(
+        self, worker: str, names: Sequence[str], limit: int, tx: Connection | None = None
+    ) -> list[RowMapping]:
         return self.queue.claim(
             worker,
             limit,
             _CLAIMED,
             where=[deliveries.c.destination.in_(list(names)), IN_ORDER],
             lease_seconds=self._lease_for(names, limit),
+            tx=tx,
         )
 
-    def _probe(self, worker: str, name: str, now: datetime) -> list[RowMapping]:
+    def _probe(self, worker: str, name: str, now: datetime, tx: Connection) -> list[RowMapping]:
         """The open circuit's probe, if this process takes it: one waiting delivery (its
         retry time not considered: the probe is what decides when to try again)."""
-        with self.queue.writer.begin() as tx:
-            if not circuit.take_probe(tx, name, now, self.breaker):
-                return []
-            chosen = (
-                select(deliveries.c.id)
-                .where(DELIVERIES.waiting(), deliveries.c.destination == name, IN_ORDER)
-                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-                .limit(1)
-            )
-            stmt = self.queue.claim_statement((deliveries.c.id, *_CLAIMED), chosen=chosen)
-            params = self.queue.params(worker, 1, self._lease_for([name], 1))
-            rows = tx.execute(stmt, params).mappings().all()
+        if not circuit.take_probe(tx, name, now, self.breaker):
+            return []
+        chosen = (
+            select(deliveries.c.id)
+            .where(DELIVERIES.waiting(), deliveries.c.destination == name, IN_ORDER)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(1)
+        )
+        stmt = self.queue.claim_statement((deliveries.c.id, *_CLAIMED), chosen=chosen)
+        params = self.queue.params(worker, 1, self._lease_for([name], 1))
+        rows = tx.execute(stmt, params).mappings().all()
         if rows:
             log.info("destination_probe", destination=name, delivery_id=rows[0]["id"])
         return list(rows)
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, claimed: Sequence[tuple[RowMapping, bool]]) -> list[Result]:
-        with self.engine.connect() as conn:
-            bodies = inbox.outgoing(conn, {row["event_id"] for row, _ in claimed})
+    def send(
+        self, claimed: Sequence[tuple[RowMapping, bool]], bodies: Mapping[int, inbox.Outgoing]
+    ) -> list[Result]:
         # One task per pool thread (not per delivery), each taking the next delivery until
         # none is left: a slow receiver holds up one thread, not a share of the batch; and
         # each thread sends on its own kept-alive connections (ApiClient.exchange).
@@ -398,10 +404,11 @@ class DeliveryJob:
 
     # -- recording ------------------------------------------------------------------------
 
-    def record(self, worker: str, results: Sequence[Result]) -> None:
+    def record(self, worker: str, results: Sequence[Result], closed: Collection[str] = ()) -> None:
         """Every attempt, the deliveries' new states and the circuits, in one transaction.
         A delivery whose lease ran out meanwhile is another worker's now: its attempt is
-        kept as `lost` and nothing else of it is written."""
+        kept as `lost` and nothing else of it is written. `closed`: the destinations whose
+        circuit was closed when these deliveries were taken."""
         now = self.clock()
         rows: list[dict[str, Any]] = []
         changes: list[Change] = []
@@ -493,7 +500,7 @@ class DeliveryJob:
                 tx.execute(insert(attempts), rows)
             publish(tx, *changes)  # one batch for the pass, delivered if this commits
             for name, outcomes in sorted(health.items()):
-                circuit.record(tx, name, outcomes, now, self.breaker)
+                circuit.record(tx, name, outcomes, now, self.breaker, closed=name in closed)
 
 
 def _unhealthy(exchange: Exchange) -> bool:
