@@ -30,7 +30,7 @@ from hookyard.destinations.fanout import DeliveryFanout
 from hookyard.destinations.tables import attempts, deliveries, destinations, webhook_id
 from hookyard.inbox.model import NewEvent
 from hookyard.inbox.reads import EventFilter
-from hookyard.runtime import OWN_LOOPS, Runtime
+from hookyard.runtime import Runtime
 from hookyard.sources import load_sources_file
 from hookyard.testing.fakes.receiver import Answer, Receiver
 from hookyard.testing.fakes.server import serving
@@ -369,6 +369,30 @@ def test_the_circuit_opens_probes_and_closes(make: Any, receiver: Any) -> None:
     assert {d["status"] for d in rows(setup.engine, deliveries)} == {"delivered"}
 
 
+def test_a_delivered_pass_clears_failures_without_touching_a_clean_row(
+    make: Any, receiver: Any
+) -> None:
+    """Through a closed circuit, a pass whose sends all succeeded writes the destination's
+    row only to clear failures another pass counted; a clean row is not written at all."""
+    r, url = receiver
+    r.answer(503, 503, 200, 200, 200)
+    setup = make(destination_toml(url, max_attempts=20))
+    accept(setup.runtime, "demo", 2)
+    setup.passes()  # two failures, below the three that open it
+    state = row(setup.engine, destinations, destinations.c.name == "billing")
+    assert (state["circuit"], state["consecutive_failures"]) == ("closed", 2)
+    setup.clock.advance(3600)
+    assert setup.passes() == 2  # both delivered: the count is cleared
+    cleared = row(setup.engine, destinations, destinations.c.name == "billing")
+    assert cleared["consecutive_failures"] == 0 and cleared["updated_at"] > state["updated_at"]
+    accept(setup.runtime, "demo", 1)
+    setup.clock.advance(60)
+    assert setup.passes() == 1
+    clean = row(setup.engine, destinations, destinations.c.name == "billing")
+    assert clean["updated_at"] == cleared["updated_at"]  # nothing to clear: not written
+    assert {d["status"] for d in rows(setup.engine, deliveries)} == {"delivered"}
+
+
 # -- order per entity -----------------------------------------------------------------------------
 
 
@@ -439,7 +463,7 @@ def test_started_workers_send_in_loops_of_their_own_woken_by_new_deliveries(
     runtime.start_workers(1)
     loops = [w for w in runtime.workers if not w.handles_events]
     # PostgreSQL: beside the event loop (SQLite: the one writer, sent from the event loop).
-    assert len(loops) == (OWN_LOOPS if BACKEND == "postgresql" else 0)
+    assert len(loops) == (runtime.settings.destination_loops if BACKEND == "postgresql" else 0)
     accept(runtime, "demo")
     runtime.wakeup.signal()  # as ingest's commit does
     wait_for(lambda: len(r.received) == 1, timeout=10)
