@@ -34,10 +34,6 @@ from hookyard.sync.tcr_registration import RegistrationJob
 from hookyard.worker.runner import BackgroundJob, Worker
 from hookyard.worker.wakeup import Wakeup
 
-# Loops per process of the jobs that have their own (`Runtime.own_loop`): two, so one pass's
-# database round trips overlap the other's sends (bench `deliveries`, docs/performance.md).
-OWN_LOOPS = 2
-
 
 @dataclass
 class Runtime:
@@ -48,10 +44,11 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     workers: list[Worker] = field(default_factory=list)
     jobs: list[BackgroundJob] = field(default_factory=list)  # every worker runs them
-    # Of `jobs`, those the started threads run in loops of their own (OWN_LOOPS per process)
-    # beside the event loops, so their passes overlap the event batches and each other's
-    # round trips: the deliveries' sending, on PostgreSQL (on SQLite they share the one
-    # writer with the events and gained nothing measured: they stay in the event loops).
+    # Of `jobs`, those the started threads run in loops of their own (HOOKYARD_DESTINATION_LOOPS
+    # per process, 3: one pass's database round trips overlap the others' sends; bench
+    # `deliveries`, docs/performance.md) beside the event loops: the deliveries' sending, on
+    # PostgreSQL (on SQLite they share the one writer with the events and gained nothing
+    # measured: they stay in the event loops).
     own_loop: list[BackgroundJob] = field(default_factory=list)
     sync: SyncServices | None = None  # provider API clients, reconcilers, scheduled jobs
     _scheduler: SchedulerThread | None = None
@@ -163,7 +160,7 @@ class Runtime:
             (f"hookyard-worker-{i}", self.make_worker(shared))
             for i in range(count or self.settings.worker_threads)
         ]
-        for i in range(OWN_LOOPS if self.own_loop else 0):
+        for i in range(self.settings.destination_loops if self.own_loop else 0):
             loops.append(
                 (f"hookyard-jobs-{i}", self.make_worker(self.own_loop, handles_events=False))
             )
