@@ -1,5 +1,5 @@
 """The destinations API by role and tenant: destinations with their health, deliveries with
-every attempt, replay of one or of a filter, pause and resume; what one tenant never sees
+every attempt, replay of one or of a filter, pause, resume and discard; what one tenant never sees
 of another's; personal data in receivers' answers masked for viewers; bad input a 4xx."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
+from hookyard.db.schema import events
 from hookyard.destinations.tables import deliveries, destinations
 from hookyard.runtime import Runtime
 from tests.conftest import SOURCES_TOML
@@ -239,17 +241,22 @@ def test_a_destination_shows_its_configuration_state_and_health(
     assert health["last_attempt_at"] is not None
 
 
-def test_a_destination_no_longer_configured_holds_its_waiting_deliveries(
-    api: TestClient, runtime: Runtime, people: People, made: Made
-) -> None:
+def old_crm(runtime: Runtime) -> None:
+    """A destination of acme's configured once, then removed from the sources file."""
     now = datetime.now(UTC)
-    with runtime.store.writer.begin() as tx:  # configured once, then left the sources file
+    with runtime.store.writer.begin() as tx:
         tx.execute(
             destinations.insert().values(
                 name="old-crm", tenant="acme", url="http://127.0.0.1:9/old", state="active",
                 circuit="closed", consecutive_failures=0, state_changed_at=now, updated_at=now,
             )
         )  # fmt: skip
+
+
+def test_a_destination_no_longer_configured_holds_its_waiting_deliveries(
+    api: TestClient, runtime: Runtime, people: People, made: Made
+) -> None:
+    old_crm(runtime)
     [event] = add(runtime, "acme")
     waiting = add_delivery(runtime.engine, "old-crm", event, "acme", status="failed")
     done = add_delivery(runtime.engine, "old-crm", made.acme_event, "acme", status="delivered")
@@ -452,6 +459,58 @@ def test_a_disabled_destination_is_resumed_not_paused(
         "closed",
     )
     assert resumed["consecutive_failures"] == 0
+
+
+def test_the_deliveries_waiting_for_a_removed_destination_are_discarded(
+    api: TestClient, runtime: Runtime, people: People, made: Made
+) -> None:
+    """They would wait forever, and keep their events from retention: an admin ends them
+    as dead (each replayable); the destination's other deliveries are left as they are."""
+    old_crm(runtime)
+    [e1, e2] = add(runtime, "acme", n=2)
+    failed = add_delivery(runtime.engine, "old-crm", e1, "acme", status="failed")
+    pending = add_delivery(runtime.engine, "old-crm", e2, "acme", status="pending")
+    done = add_delivery(runtime.engine, "old-crm", made.acme_event, "acme", status="delivered")
+    path = "/api/v1/destinations/old-crm/discard"
+    for role in ("viewer", "member"):
+        assert api.post(path, headers=people.headers("acme", role)).status_code == 403
+    assert api.post(path, headers=people.headers("globex", "admin")).status_code == 404
+    admin = people.headers("acme", "admin")
+    assert ok(api.post(path, headers=admin)) == {"discarded": 2}
+    for delivery in (failed, pending):
+        shown = ok(api.get(f"/api/v1/deliveries/{delivery}", headers=admin))
+        assert (shown["status"], shown["held"]) == ("dead", None)
+        assert "no longer configured" in shown["last_error"]
+    assert ok(api.get(f"/api/v1/deliveries/{done}", headers=admin))["status"] == "delivered"
+    assert ok(api.get("/api/v1/destinations/old-crm", headers=admin))["health"]["waiting"] == 0
+    assert ok(api.post(path, headers=admin)) == {"discarded": 0}
+    # Retention takes their events now (finished, and no delivery waits for them).
+    with runtime.store.writer.begin() as tx:
+        tx.execute(update(events).where(events.c.id.in_([e1, e2])).values(status="done"))
+    runtime.store.purge_finished(datetime.now(UTC) + timedelta(days=1))
+    assert api.get(f"/api/v1/events/{e1}", headers=admin).status_code == 404
+    assert api.get(f"/api/v1/deliveries/{failed}", headers=admin).status_code == 404
+
+
+def test_an_active_destination_is_paused_before_its_deliveries_are_discarded(
+    api: TestClient, runtime: Runtime, people: People, made: Made
+) -> None:
+    [event] = add(runtime, "acme")
+    waiting = add_delivery(runtime.engine, "acme-billing", event, "acme", status="pending")
+    admin = people.headers("acme", "admin")
+    path = "/api/v1/destinations/acme-billing/discard"
+    refused = api.post(path, headers=admin)
+    assert refused.status_code == 409 and "pause it first" in refused.json()["detail"]
+    ok(api.post("/api/v1/destinations/acme-billing/pause", headers=admin))
+    assert ok(api.post(path, headers=admin)) == {"discarded": 1}  # not the one being sent
+    shown = ok(api.get(f"/api/v1/deliveries/{waiting}", headers=admin))
+    assert shown["status"] == "dead" and "while the destination was paused" in shown["last_error"]
+    assert ok(api.get(f"/api/v1/deliveries/{made.acme_sending}", headers=admin))["status"] == (
+        "sending"
+    )
+    assert ok(api.post(f"/api/v1/deliveries/{waiting}/replay", headers=admin))["replayed"] == 1
+    shared = api.post("/api/v1/destinations/audit/discard", headers=admin)
+    assert shared.status_code == 403 and "shared destination" in shared.json()["detail"]
 
 
 def test_a_shared_destination_is_changed_by_superadmins_only(

@@ -1,6 +1,6 @@
 """The dashboard's destinations pages (`/ui/destinations`, one destination with its
 deliveries, one delivery with its attempts, an event's deliveries): what each tenant sees,
-the health and circuit badges, and the admins' pause, resume and replay through the API's
+the health and circuit badges, and the admins' pause, resume, replay and discard through the API's
 own routes (CSRF needed; a shared destination is a superadmin's to change)."""
 
 from __future__ import annotations
@@ -222,12 +222,29 @@ def test_an_admin_replays_one_delivery_and_a_destinations_dead_ones(
     assert wrong.status_code == 400
 
 
+def test_an_admin_discards_a_paused_destinations_waiting_deliveries(
+    api: TestClient, runtime: Runtime, made: dict[str, int]
+) -> None:
+    [event] = add(runtime, "acme")
+    waiting = add_delivery(runtime.engine, "acme-billing", event, "acme", status="failed")
+    client = login(api, "admin@acme.example.com")
+    assert "Discard" not in page_of(client, "/ui/destinations/acme-billing")  # it is sending
+    post(client, "/ui/destinations/acme-billing/pause")
+    html = page_of(client, "/ui/destinations/acme-billing")
+    assert "Discard the waiting deliveries of acme</button>" in html
+    discarded = post(client, "/ui/destinations/acme-billing/discard")
+    assert discarded.headers["location"].endswith("notice=deliveries_discarded&n=1")
+    assert "were discarded (dead, replayable)" in page_of(client, discarded.headers["location"])
+    assert row(runtime.engine, deliveries, deliveries.c.id == waiting)["status"] == "dead"
+
+
 def test_a_viewer_cannot_change_anything(api: TestClient, made: dict[str, int]) -> None:
     client = login(api, "viewer@acme.example.com")
     for path in (
         "/ui/destinations/acme-billing/pause",
         "/ui/destinations/acme-billing/resume",
         "/ui/destinations/acme-billing/replay",
+        "/ui/destinations/acme-billing/discard",
         f"/ui/deliveries/{made['dead']}/replay",
     ):
         answer = post(client, path)
@@ -308,8 +325,15 @@ def test_a_stranger_is_sent_to_the_login(api: TestClient, path: str) -> None:
     assert answer.headers["location"].startswith("/ui/login")
 
 
-@pytest.mark.parametrize("path", ["/ui/destinations/billing/replay", "/ui/deliveries/1/replay"])
-def test_a_strangers_replay_is_refused(api: TestClient, path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/destinations/billing/replay",
+        "/ui/destinations/billing/discard",
+        "/ui/deliveries/1/replay",
+    ],
+)
+def test_a_strangers_change_is_refused(api: TestClient, path: str) -> None:
     refused = api.post(path, follow_redirects=False)
     assert refused.status_code == 403
     assert "stale or not ours" in refused.json()["detail"]

@@ -1,6 +1,7 @@
 """`/api/v1/destinations` and `/api/v1/deliveries`: destinations with their health, their
-deliveries with every attempt, replay (one delivery, or those a filter matches), pause and
-resume (docs/destinations.md).
+deliveries with every attempt, replay (one delivery, or those a filter matches), pause,
+resume, and discarding the deliveries that wait for a destination no longer sending
+(docs/destinations.md).
 
 Tenancy: a destination is a tenant's or shared (no tenant). A tenant's people see their own
 destinations and the shared ones, and only their own tenant's deliveries (also those through
@@ -28,7 +29,7 @@ from hookyard.api.auth import AdminScope, Scope, ViewerScope, engine_of
 from hookyard.api.events import Store
 from hookyard.api.params import MAX_ID, Cursor, Limit, next_cursor
 from hookyard.api.privacy import mask_error, mask_personal
-from hookyard.api.schemas import NO_NUL, ReplayResult
+from hookyard.api.schemas import NO_NUL, DiscardResult, ReplayResult
 from hookyard.destinations import manage, queries
 from hookyard.destinations.config import Destinations
 from hookyard.destinations.queries import DeliveryFilter
@@ -306,6 +307,25 @@ def resume_destination(
     found = _changeable(request, engine, scope, name)
     manage.resume(engine, name, tenant=found.tenant)
     return _visible(request, engine, scope, name)
+
+
+@router.post("/destinations/{name}/discard", response_model=DiscardResult)
+def discard_waiting(
+    request: Request, scope: AdminScope, engine: Reader, name: DestinationName
+) -> DiscardResult:
+    """End the scope's deliveries waiting for the destination (pending or failed) as dead,
+    so they stop holding their events from retention; each stays replayable. For a
+    destination removed from the configuration, or paused or disabled (an active one is
+    sending them: 409, pause it first); admins of its tenant and superadmins."""
+    found = _changeable(request, engine, scope, name)
+    if found.configured and found.state is State.ACTIVE:
+        raise HTTPException(409, f"{name!r} is sending its deliveries: pause it first")
+    why = (
+        "discarded by an operator: the destination is no longer configured"
+        if not found.configured
+        else f"discarded by an operator while the destination was {found.state.value}"
+    )
+    return DiscardResult(discarded=manage.discard(engine, name, why, tenant=scope.tenant))
 
 
 # -- deliveries -----------------------------------------------------------------------------

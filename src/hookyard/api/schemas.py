@@ -210,6 +210,10 @@ class ReplayResult(BaseModel):
     replayed: int
 
 
+class DiscardResult(BaseModel):
+    discarded: int
+
+
 class SourceHealth(BaseModel):
     window_hours: int
     received: int = Field(description="events received in the window")

@@ -1,7 +1,7 @@
 """What an operator does to destinations and deliveries (the API and dashboard call these):
-pause, resume, replay. With `tenant`, only that tenant's rows are touched (a caller's scope;
-a shared destination has no tenant and is out of any tenant's reach here). Each publishes
-its live changes (`destination`, `delivery`: changes.py) in its transaction."""
+pause, resume, replay, discard. With `tenant`, only that tenant's rows are touched (a
+caller's scope; a shared destination has no tenant and is out of any tenant's reach here).
+Each publishes its live changes (`destination`, `delivery`: changes.py) in its transaction."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, text, update
 from hookyard.db.engine import writer
 from hookyard.destinations.changes import DELIVERY_COLUMNS, delivery_change, destination_change
 from hookyard.destinations.tables import (
+    DUE_STATUSES,
     Circuit,
     DeliveryStatus,
     State,
@@ -116,4 +117,33 @@ def replay(
     return len(replayed)
 
 
-__all__ = ["pause", "replay", "resume"]
+def discard(
+    engine: Engine,
+    name: str,
+    reason: str,
+    *,
+    tenant: str | None = None,
+    clock: Clock = utcnow,
+) -> int:
+    """End the waiting deliveries of `name` (pending or failed; not one being sent right
+    now) as dead, `reason` their error: they no longer wait for a destination that will not
+    take them (one removed from the configuration), nor keep their events from retention.
+    Each stays replayable. With `tenant`, only that tenant's. How many were discarded."""
+    scope = [] if tenant is None else [deliveries.c.tenant == tenant]
+    now: datetime = clock()
+    with writer(engine).begin() as tx:
+        ended = tx.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.destination == name,
+                deliveries.c.status.in_(DUE_STATUSES),
+                *scope,
+            )
+            .values(status=DeliveryStatus.DEAD.value, finished_at=now, last_error=reason[:2000])
+            .returning(*DELIVERY_COLUMNS)
+        ).all()
+        publish(tx, *(delivery_change(row._mapping, now) for row in ended))
+    return len(ended)
+
+
+__all__ = ["discard", "pause", "replay", "resume"]

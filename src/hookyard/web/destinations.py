@@ -1,6 +1,6 @@
 """Dashboard pages of destinations: every destination with its health and circuit, one
 destination with its deliveries (filtered by status, with a bulk replay of its dead ones), one
-delivery with every attempt, and the admins' pause, resume and replay. Each reads and
+delivery with every attempt, and the admins' pause, resume, replay and discard. Each reads and
 changes through the API's route functions (`api/destinations.py`), so the tenancy and roles
 are the API's: a shared destination is changed by superadmins only.
 
@@ -76,6 +76,12 @@ def pause_destination(request: Request, scope: UiScope, name: DestinationName) -
 def resume_destination(request: Request, scope: UiScope, name: DestinationName) -> Response:
     call(api.resume_destination, request, scope, name=name)
     return back(request, f"/ui/destinations/{name}", "destination_resumed")
+
+
+@router.post("/destinations/{name}/discard", dependencies=[Csrf])
+def discard_waiting(request: Request, scope: UiScope, name: DestinationName) -> Response:
+    result = call(api.discard_waiting, request, scope, name=name)
+    return back(request, f"/ui/destinations/{name}", "deliveries_discarded", n=result.discarded)
 
 
 @router.post("/destinations/{name}/replay", dependencies=[Csrf])

@@ -64,6 +64,7 @@ NOTICES = {
     "destination_resumed": "Resumed: its waiting deliveries go out now.",
     "delivery_replayed": "Replayed: it is sent again now, with the same webhook-id.",
     "deliveries_replayed": "The matching deliveries were replayed.",
+    "deliveries_discarded": "The waiting deliveries were discarded (dead, replayable).",
 }
 
 
