@@ -29,6 +29,7 @@ from hookyard.domain.tendlc.tables import brands
 from hookyard.domain.whatsapp.tables import templates
 from hookyard.inbox.model import NewEvent
 from hookyard.ingress.app import stored_headers
+from hookyard.notify.tables import notifications
 from hookyard.providers.base import WebhookRequest
 from hookyard.queue.backoff import Backoff
 from hookyard.queue.scheduler import Scheduler
@@ -298,6 +299,11 @@ def test_a_red_template_alerts_its_tenant_until_its_quality_recovers(
     assert (alert["tenant"], alert["subject"]) == ("acme", f"template:{template_id}")
     assert alert["labels"] == {"template": TEMPLATE, "tenant": "acme"}
     assert f"[{TEMPLATE}] has quality RED" in alert["detail"]
+
+    # People hear of it once, by the template's own notification, not again as an alert.
+    with runtime.engine.connect() as conn:
+        told = conn.execute(select(notifications.c.kind).where(notifications.c.tenant == "acme"))
+        assert sorted(told.scalars()) == ["template_red_quality"]
 
     send_meta(runtime, quality_body("RED", "RED", T0 + 10))  # still RED: the same alert
     evaluator.run()

@@ -243,8 +243,9 @@ class Settings(BaseSettings):
     alert_email_failure_window_seconds: float = Field(default=3600.0, gt=0)
     alert_email_failure_min_deliveries: int = Field(default=3, ge=1)  # fewer: not judged
     # Tell a tenant's people (notification kind `alert_opened`) when one of these opens.
+    # Not `red_quality`: the `template_red_quality` notification tells of it already.
     notify_alert_kinds: str = (
-        "failure_rate,dead_events,oldest_pending,red_quality,reconciliation_drift,email_failing"
+        "failure_rate,dead_events,oldest_pending,reconciliation_drift,email_failing"
     )
     alert_destination_circuit_open: bool = True  # a destination's circuit breaker is open
 
