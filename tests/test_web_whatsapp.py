@@ -316,8 +316,12 @@ def test_a_campaign_page_shows_what_happened_to_it(
     assert buttons(campaign) == []
 
     html = page_of(login(api, "admin@acme.example.com"), path)
-    assert buttons(section(html, "campaign")) == ["Resume", "Delete"]
+    campaign = section(html, "campaign")  # no Resume while its template is PAUSED (a 409)
+    assert buttons(campaign) == ["Delete"]
+    assert "Its template is PAUSED at Meta: the campaign can be resumed once" in text(campaign)
     reinstate_promo(runtime)  # resumable once its template is APPROVED again
+    campaign = section(page_of(api, path), "campaign")
+    assert buttons(campaign) == ["Resume", "Delete"] and "data-resume-blocked" not in campaign
     done = post(api, f"{path}/resume?next={path}")
     assert done.headers["location"] == f"{path}?notice=resumed"
     campaign = section(page_of(api, done.headers["location"]), "campaign")

@@ -150,6 +150,10 @@ class WhatsAppCampaign(BaseModel):
     template_id: int
     meta_template_id: str
     template_name: str
+    template_status: str | None = Field(
+        description="the template's status at Meta (None until known); while PAUSED or DISABLED"
+        " the campaign cannot be resumed"
+    )
     status: WhatsAppCampaignStatus
     paused_reason: PauseReason | None
     paused_at: datetime | None

@@ -190,7 +190,10 @@ def template_history_of(
 # -- campaigns ------------------------------------------------------------------------------
 
 _CAMPAIGN = select(
-    campaigns, templates.c.name.label("template_name"), templates.c.meta_template_id
+    campaigns,
+    templates.c.name.label("template_name"),
+    templates.c.meta_template_id,
+    templates.c.status.label("template_status"),
 ).select_from(campaigns.join(templates, templates.c.id == campaigns.c.template_id))
 
 
