@@ -289,6 +289,25 @@ def test_no_answer_is_retried_a_timeout_and_a_refused_connection(make: Any, rece
     assert {d["status"] for d in rows(setup.engine, deliveries)} == {"failed"}
 
 
+def test_each_pass_starts_with_another_destination(make: Any, receiver: Any) -> None:
+    """Claims go one destination at a time (in its due index's order); when a pass has room
+    for fewer than are waiting, the destinations take turns at being first."""
+    r, url = receiver
+    setup = make(destination_toml(url), destination_toml(url, name="audit"))
+    setup.job.batch_size = 3
+    accept(setup.runtime, "demo", 4)  # four deliveries to each
+    firsts = []
+    for _ in range(2):
+        before = len(rows(setup.engine, attempts))
+        assert setup.passes() == 3
+        taken = rows(setup.engine, attempts)[before:]
+        firsts.append(sorted(a["destination"] for a in taken))
+    assert sorted(firsts) == [["audit", "audit", "audit"], ["billing", "billing", "billing"]]
+    setup.passes(2)
+    assert len(r.received) == 8
+    assert {d["status"] for d in rows(setup.engine, deliveries)} == {"delivered"}
+
+
 def test_a_400_is_dead_at_once_and_a_replay_delivers_it(make: Any, receiver: Any) -> None:
     r, url = receiver
     r.answer(Answer(400, body=b'{"error":"unknown customer"}'))

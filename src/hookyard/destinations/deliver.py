@@ -1,8 +1,9 @@
 """Sending deliveries: a worker job on the one leased queue (`destination_deliveries`).
 
 Each pass: take back expired leases, read the destinations' shared state (circuit.py), lease
-due deliveries of the sendable ones (an open circuit's probe: one delivery, by whoever takes
-it), POST them concurrently, then record every attempt and its outcome in one transaction.
+due deliveries of the sendable ones (one claim per destination, each in the order of its due
+index, the first in turn; an open circuit's probe: one delivery, by whoever takes it), POST
+them concurrently, then record every attempt and its outcome in one transaction.
 
 - 2xx: delivered. 410 Gone: the destination is disabled (the delivery waits with the others,
   none is lost). No answer (timeout, connection error), 408, 425, 429 or 5xx: tried again
@@ -207,6 +208,7 @@ class DeliveryJob:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="hookyard-deliver")
         self._next_recovery = 0.0
         self._recovery_lock = threading.Lock()
+        self._turn = 0
 
     @classmethod
     def from_settings(
@@ -242,8 +244,13 @@ class DeliveryJob:
         with self.queue.writer.begin() as tx:
             known = circuit.states(tx, list(self.by_name))
             free = [n for n, s in known.items() if s.sendable and n not in self.buckets]
-            if free:
-                claimed += [(r, False) for r in self._claim(worker, free, self.batch_size, tx)]
+            room = self.batch_size
+            for name in self._in_turn(free):  # one claim each: in its due index's order
+                rows = self._claim(worker, [name], room, tx)
+                claimed += [(r, False) for r in rows]
+                room -= len(rows)
+                if room == 0:
+                    break
             for name, bucket in self.buckets.items():
                 state = known.get(name)
                 if state is None or not state.sendable:
@@ -315,6 +322,16 @@ class DeliveryJob:
         """Long enough for `count` sends through the pool, each within its timeout."""
         timeout = max(self.by_name[n].timeout_seconds for n in names)
         return self.lease_seconds + math.ceil(count / self.concurrency) * (timeout + 1)
+
+    def _in_turn(self, names: Sequence[str]) -> list[str]:
+        """`names` from the next one in turn: each pass starts its claims with another
+        destination, so a busy one does not take every pass's room from the others."""
+        if len(names) < 2:
+            return list(names)
+        with self._recovery_lock:
+            self._turn = (self._turn + 1) % len(names)
+            start = self._turn
+        return [*names[start:], *names[:start]]
 
     def _claim(
         self, worker: str, names: Sequence[str], limit: int, tx: Connection | None = None

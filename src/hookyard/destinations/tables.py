@@ -118,8 +118,9 @@ deliveries = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),  # delivered or dead
     UniqueConstraint("destination", "event_id"),
-    Index(
+    Index(  # a claim's rows, in its order, per destination (migration 0021)
         "ix_destination_deliveries_due",
+        "destination",
         "next_attempt_at",
         "id",
         postgresql_where=DELIVERIES_DUE_SQL,
