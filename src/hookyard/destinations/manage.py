@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, text, update
 
 from hookyard.db.engine import writer
 from hookyard.destinations.changes import DELIVERY_COLUMNS, delivery_change, destination_change
@@ -93,28 +94,16 @@ def replay(
     ids = sorted(set(delivery_ids))
     if not ids:
         return 0
-    scope = [] if tenant is None else [deliveries.c.tenant == tenant]
     now: datetime = clock()
-    with writer(engine).begin() as tx:
-        replayed = tx.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id.in_(ids),
-                deliveries.c.status != DeliveryStatus.SENDING.value,
-                *scope,
-            )
-            .values(
-                status=DeliveryStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=now,
-                replay_count=deliveries.c.replay_count + 1,
-                finished_at=None,
-            )
-            .returning(*DELIVERY_COLUMNS)
-        ).all()
-        publish(tx, *(delivery_change(row._mapping, now) for row in replayed))
-        _wake(tx)
-    return len(replayed)
+    chosen = [deliveries.c.id.in_(ids), deliveries.c.status != DeliveryStatus.SENDING.value]
+    again = {
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "replay_count": deliveries.c.replay_count + 1,
+        "finished_at": None,
+    }
+    return _change(engine, chosen, again, tenant, now, wake=True)
 
 
 def discard(
@@ -129,21 +118,32 @@ def discard(
     now) as dead, `reason` their error: they no longer wait for a destination that will not
     take them (one removed from the configuration), nor keep their events from retention.
     Each stays replayable. With `tenant`, only that tenant's. How many were discarded."""
-    scope = [] if tenant is None else [deliveries.c.tenant == tenant]
     now: datetime = clock()
+    chosen = [deliveries.c.destination == name, deliveries.c.status.in_(DUE_STATUSES)]
+    dead = {"status": DeliveryStatus.DEAD.value, "finished_at": now, "last_error": reason[:2000]}
+    return _change(engine, chosen, dead, tenant, now, wake=False)
+
+
+def _change(
+    engine: Engine,
+    chosen: list[ColumnElement[bool]],
+    values: dict[str, Any],
+    tenant: str | None,
+    now: datetime,
+    *,
+    wake: bool,
+) -> int:
+    """Set `values` on the deliveries `chosen` (of `tenant`, when given) and publish their
+    new states, in one transaction; `wake`: workers look for work when it commits."""
+    scope = [] if tenant is None else [deliveries.c.tenant == tenant]
     with writer(engine).begin() as tx:
-        ended = tx.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.destination == name,
-                deliveries.c.status.in_(DUE_STATUSES),
-                *scope,
-            )
-            .values(status=DeliveryStatus.DEAD.value, finished_at=now, last_error=reason[:2000])
-            .returning(*DELIVERY_COLUMNS)
+        changed = tx.execute(
+            update(deliveries).where(*chosen, *scope).values(values).returning(*DELIVERY_COLUMNS)
         ).all()
-        publish(tx, *(delivery_change(row._mapping, now) for row in ended))
-    return len(ended)
+        publish(tx, *(delivery_change(row._mapping, now) for row in changed))
+        if wake:
+            _wake(tx)
+    return len(changed)
 
 
 __all__ = ["discard", "pause", "replay", "resume"]
