@@ -221,7 +221,7 @@ class Settings(BaseSettings):
     destination_batch_size: int = Field(default=50, ge=1)  # deliveries per worker loop pass
     destination_concurrency: int = Field(default=12, ge=1)  # sends at once per worker process
     # PostgreSQL: loops per worker process sending deliveries beside the event loop
-    destination_loops: int = Field(default=3, ge=1, le=32)
+    destination_loops: int = Field(default=4, ge=1, le=32)
     destination_circuit_failures: int = Field(default=5, ge=1)  # consecutive: the circuit opens
     destination_probe_seconds: float = Field(default=30.0, gt=0)  # open circuit: one probe per
 

@@ -45,7 +45,7 @@ class Runtime:
     workers: list[Worker] = field(default_factory=list)
     jobs: list[BackgroundJob] = field(default_factory=list)  # every worker runs them
     # Of `jobs`, those the started threads run in loops of their own (HOOKYARD_DESTINATION_LOOPS
-    # per process, 3: one pass's database round trips overlap the others' sends; bench
+    # per process, 4: one pass's database round trips overlap the others' sends; bench
     # `deliveries`, docs/performance.md) beside the event loops: the deliveries' sending, on
     # PostgreSQL (on SQLite they share the one writer with the events and gained nothing
     # measured: they stay in the event loops).
