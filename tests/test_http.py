@@ -7,14 +7,17 @@ service answers, try by try; the client's sleeps are recorded instead of slept.
 from __future__ import annotations
 
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from hookyard.http import ApiClient, ApiError, Exchange
 from tests.support import free_port
@@ -368,3 +371,35 @@ def test_a_header_that_cannot_be_sent_as_given_sends_nothing(
         )
         assert post(client, f"{receiver.url}/ok").status == 200  # the client still serves
     assert [path for path, _, _ in receiver.requests] == ["/ok"]
+
+
+def test_https_is_verified_against_the_systems_authorities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver whose certificate no trusted authority signed is refused before anything
+    is sent; once its authority is trusted (SSL_CERT_FILE, as an operator would add it to
+    the system's store) the same receiver is answered over one kept-alive TLS connection."""
+    ca = trustme.CA()
+    server = Receiver()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(tls)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://localhost:{server.server_address[1]}/ok"
+    try:
+        with ApiClient(max_attempts=1) as client:
+            refused = post(client, url)
+        assert (refused.status, refused.error_type, refused.sent) == (None, "ConnectError", False)
+        assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error
+        assert server.requests == []
+        authority = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(authority))
+        monkeypatch.setenv("SSL_CERT_FILE", str(authority))
+        with ApiClient(max_attempts=1) as client:
+            answers = [post(client, url) for _ in range(2)]
+        assert [(a.status, a.body, a.error) for a in answers] == [(200, b"ok", None)] * 2
+        assert len(server.requests) == 2 and server.connections == 1
+    finally:
+        server.shutdown()
+        server.server_close()
