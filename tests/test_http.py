@@ -239,6 +239,7 @@ ANSWERS = {
     "/early": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
     b"HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\nlate",
     "/until-close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end",
+    "/no-content": b"HTTP/1.1 204 No Content\r\n\r\n",
 }
 
 
@@ -344,6 +345,13 @@ def test_an_interim_answer_is_passed_over(receiver: Receiver) -> None:
         answers = [post(client, f"{receiver.url}/early") for _ in range(2)]
     assert [(a.status, a.body) for a in answers] == [(202, b"late")] * 2
     assert "link" not in answers[0].headers
+    assert receiver.connections == 1
+
+
+def test_a_204_has_no_body_and_keeps_its_connection(receiver: Receiver) -> None:
+    with ApiClient(max_attempts=1) as client:
+        answers = [post(client, f"{receiver.url}/no-content") for _ in range(3)]
+    assert [(a.status, a.body, a.error) for a in answers] == [(204, b"", None)] * 3
     assert receiver.connections == 1
 
 
