@@ -23,6 +23,7 @@ them concurrently, then record every attempt and its outcome in one transaction.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -208,7 +209,7 @@ class DeliveryJob:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="hookyard-deliver")
         self._next_recovery = 0.0
         self._recovery_lock = threading.Lock()
-        self._turn = 0
+        self._turns = itertools.count(1)
 
     @classmethod
     def from_settings(
@@ -328,9 +329,7 @@ class DeliveryJob:
         destination, so a busy one does not take every pass's room from the others."""
         if len(names) < 2:
             return list(names)
-        with self._recovery_lock:
-            self._turn = (self._turn + 1) % len(names)
-            start = self._turn
+        start = next(self._turns) % len(names)  # the loops of this process share the turns
         return [*names[start:], *names[:start]]
 
     def _claim(
