@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from hookyard.api import whatsapp as api
 from hookyard.api.auth import Scope
 from hookyard.api.params import Cursor
+from hookyard.domain.whatsapp.campaigns import paused_for
 from hookyard.domain.whatsapp.service import TEMPLATE_REASONS, Quality, TemplateStatus
 from hookyard.web.forms import PAGE, Word, choice
 from hookyard.web.render import back, page
@@ -198,7 +199,9 @@ def resume_campaigns(request: Request, scope: UiScope, template_id: api.Template
 @router.get("/whatsapp/campaigns/{campaign_id:int}")
 def show_campaign(request: Request, scope: UiScope, campaign_id: api.CampaignId) -> Response:
     campaign = call(api.show_campaign, request, scope, campaign_id=campaign_id)
-    return page(request, scope, "whatsapp_campaign.html", campaign=campaign)
+    # The domain's rule: no Resume offered (it would be a 409) while the template holds it.
+    held = paused_for({"status": campaign.template_status}) is not None
+    return page(request, scope, "whatsapp_campaign.html", campaign=campaign, held=held)
 
 
 @router.post("/whatsapp/campaigns/{campaign_id:int}/resume", dependencies=[Csrf])

@@ -64,7 +64,7 @@ def _template(tx: Connection, tenant: str | None, template_id: int) -> Mapping[s
     return dict(row)
 
 
-def _paused_for(template: Mapping[str, Any]) -> PauseReason | None:
+def paused_for(template: Mapping[str, Any]) -> PauseReason | None:
     """Why a campaign on this template cannot run (None: it can)."""
     if template["status"] == TemplateStatus.DISABLED:
         return PauseReason.TEMPLATE_DISABLED
@@ -136,7 +136,7 @@ def add_campaign(
         "template_id": template_id,
         "created_at": now,
     } | _active(now)
-    blocked = _paused_for(template)
+    blocked = paused_for(template)
     if blocked is not None:
         values |= _paused(blocked, None, now)
     elif paused:
@@ -193,7 +193,7 @@ def change_campaign(
     if template_of != campaign["template_id"]:
         values["template_id"] = template_of
         notes.append((CampaignAction.CHANGED, by, f"template: {template_of} ({template['name']})"))
-    blocked = _paused_for(template)
+    blocked = paused_for(template)
     current = campaign["status"]
     if status is CampaignStatus.PAUSED and current == CampaignStatus.ACTIVE:
         values |= _paused(PauseReason.MANUAL, by, now)
