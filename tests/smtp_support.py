@@ -3,9 +3,11 @@ back as parsed messages; it can be taken down and brought back."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -13,9 +15,11 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from sqlalchemy import Engine
 
 from hookyard.config import Settings
-from tests.support import free_port
+from hookyard.notify.job import EmailJob
+from tests.support import MovableClock, free_port
 
 SENDER = "hookyard <alerts@hookyard.example.com>"
 
@@ -107,3 +111,22 @@ def with_smtp(settings: Settings, server: SmtpServer, **extra: Any) -> Settings:
         "smtp_timeout_seconds": 5.0,
     }
     return settings.model_copy(update={**update, **extra})
+
+
+@contextlib.contextmanager
+def mailer_job(settings: Settings, engine: Engine, clock: MovableClock) -> Iterator[EmailJob]:
+    """The notification job (e-mail, chat) of `settings` on `engine`, its time from `clock`;
+    closed afterwards."""
+    job = EmailJob.from_settings(settings, engine)
+    assert job is not None
+    job.clock = clock
+    try:
+        yield job
+    finally:
+        job.close()
+
+
+def drain(job: EmailJob) -> None:
+    """Passes of `job` until one sends nothing."""
+    while job.run_pass("test"):
+        pass

@@ -22,7 +22,7 @@ from hookyard.testing.fakes.chat import ChatReceiver, create_app
 from hookyard.testing.fakes.server import ThreadedServer
 from tests.domain_support import T0, tcr
 from tests.people import People
-from tests.smtp_support import SmtpServer, with_smtp
+from tests.smtp_support import SmtpServer, drain, mailer_job, with_smtp
 from tests.support import MovableClock, row, rows
 
 CHAT = "/api/v1/notification-channels/chat"
@@ -41,11 +41,8 @@ def clock() -> MovableClock:
 
 @pytest.fixture
 def mailer(settings: Settings, runtime: Runtime, clock: MovableClock) -> Iterator[EmailJob]:
-    job = EmailJob.from_settings(settings, runtime.engine)
-    assert job is not None
-    job.clock = clock
-    yield job
-    job.close()
+    with mailer_job(settings, runtime.engine, clock) as job:
+        yield job
 
 
 @pytest.fixture
@@ -65,11 +62,6 @@ def hooked(api: TestClient, people: People, receiver: tuple[ChatReceiver, str]) 
     assert answer.status_code == 200, answer.text
     fake.secret = answer.json()["secret"]
     return fake
-
-
-def drain(job: EmailJob) -> None:
-    while job.run_pass("test"):
-        pass
 
 
 def brand_verified(runtime: Runtime, tenant: str = "acme", brand: str = "BACME01") -> None:

@@ -4,6 +4,7 @@ daily digest lists the news once the digest hour comes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from hookyard.notify.tables import deliveries
 from hookyard.runtime import Runtime
 from tests.domain_support import T0, tcr
 from tests.people import People
-from tests.smtp_support import SmtpServer, with_smtp
+from tests.smtp_support import SmtpServer, drain, mailer_job, with_smtp
 from tests.support import MovableClock, rows
 from tests.web_support import login, page_of, post, text
 
@@ -40,11 +41,9 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def mailer(settings: Settings, runtime: Runtime, clock: MovableClock) -> EmailJob:
-    job = EmailJob.from_settings(settings, runtime.engine)
-    assert job is not None
-    job.clock = clock
-    return job
+def mailer(settings: Settings, runtime: Runtime, clock: MovableClock) -> Iterator[EmailJob]:
+    with mailer_job(settings, runtime.engine, clock) as job:
+        yield job
 
 
 def user_id(engine: Engine, address: str) -> int:
@@ -65,11 +64,6 @@ def campaign_approved(engine: Engine) -> None:
 def choices(answer: Any) -> dict[str, str]:
     assert answer.status_code == 200, answer.text
     return {item["kind"]: item["choice"] for item in answer.json()["items"]}
-
-
-def drain(job: EmailJob) -> None:
-    while job.run_pass("test"):
-        pass
 
 
 # -- the API ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ rule; e-mails read back from a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from hookyard.notify.tables import notifications
 from hookyard.runtime import Runtime
 from tests.domain_support import T0, tcr
 from tests.people import People
-from tests.smtp_support import SmtpServer, with_smtp
+from tests.smtp_support import SmtpServer, drain, mailer_job, with_smtp
 from tests.support import MovableClock, rows
 
 ACME_TOLD = ["admin@acme.example.com", "member@acme.example.com"]
@@ -38,16 +39,9 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def mailer(settings: Settings, runtime: Runtime, clock: MovableClock) -> EmailJob:
-    job = EmailJob.from_settings(settings, runtime.engine)
-    assert job is not None
-    job.clock = clock
-    return job
-
-
-def drain(job: EmailJob) -> None:
-    while job.run_pass("test"):
-        pass
+def mailer(settings: Settings, runtime: Runtime, clock: MovableClock) -> Iterator[EmailJob]:
+    with mailer_job(settings, runtime.engine, clock) as job:
+        yield job
 
 
 def kinds(runtime: Runtime) -> list[str]:
