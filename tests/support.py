@@ -252,6 +252,22 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
+@contextlib.contextmanager
+def reported(*procs: Proc, tail: int = 4000) -> Iterator[None]:
+    """Around a test of running processes: on a failure, the end of each one's output is
+    printed (pytest shows it with the failure); each is stopped afterwards, whatever
+    happened, the last started first."""
+    try:
+        yield
+    except BaseException:
+        for proc in procs:
+            print(f"--- {proc.args}\n{proc.output()[-tail:]}")
+        raise
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
 def start_server(
     env: dict[str, str], log: Path, *extra: str, port: int | None = None
 ) -> tuple[Proc, str]:

@@ -23,7 +23,7 @@ from hookyard.live.publish import CHANNEL as LIVE_CHANNEL
 from hookyard.runtime import Runtime
 from hookyard.testing.fakes.server import serving
 from tests.conftest import BACKEND, process_env
-from tests.support import start_server, wait_for
+from tests.support import reported, start_server, wait_for
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="LISTEN/NOTIFY: PostgreSQL")
 
@@ -157,13 +157,8 @@ def test_each_serve_child_listens_on_one_connection(
     server, _ = start_server(
         process_env(settings), tmp_path / "serve.log", "--processes", "1", "--workers", "1"
     )
-    try:
+    with reported(server):
         # The ingest process (live sockets) and the worker process (wake-ups): one each.
         wait_for(lambda: len(listening_connections(admin)) == len(before) + 2, timeout=30)
         time.sleep(1.0)  # and no more once they are up
         assert len(listening_connections(admin)) == len(before) + 2
-    except BaseException:
-        print(server.output()[-4000:])
-        raise
-    finally:
-        server.stop()

@@ -28,6 +28,7 @@ from tests.support import (
     delivery,
     environ_of,
     hookyard,
+    reported,
     start_server,
     wait_for,
 )
@@ -86,7 +87,7 @@ def test_worker_counters_reach_metrics_and_outlive_a_worker_restart(
     server, base = start_server(
         process_env(settings), tmp_path / "serve.log", "--processes", "1", "--workers", "1"
     )
-    try:
+    with reported(server):
         wait_for(lambda: len(children(server)) == 2, timeout=30)
         metrics_dir = run_dir(server)
         mode = metrics_dir.stat()
@@ -129,11 +130,6 @@ def test_worker_counters_reach_metrics_and_outlive_a_worker_restart(
 
         stop_cleanly(server)
         assert not metrics_dir.exists()
-    except BaseException:
-        print(server.output()[-4000:])
-        raise
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
@@ -145,7 +141,7 @@ def test_every_ingest_process_shows_the_same_totals_and_the_database_gauges_once
     )
     source = sources.by_name()["effects"]
     requests = 24
-    try:
+    with reported(server):
         wait_for(lambda: len(children(server)) == 3, timeout=30)
         metrics_dir = run_dir(server)
         for seq in range(requests):  # a new connection each: the kernel spreads them
@@ -173,11 +169,6 @@ def test_every_ingest_process_shows_the_same_totals_and_the_database_gauges_once
             assert not duplicated, duplicated
         stop_cleanly(server)
         assert not metrics_dir.exists()
-    except BaseException:
-        print(server.output()[-4000:])
-        raise
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
@@ -192,7 +183,7 @@ def test_workers_started_apart_count_into_the_operators_directory(
     env = process_env(settings, **{MULTIPROCESS_DIR: str(shared)})
     server, base = start_server(env, tmp_path / "serve.log", "--processes", "1", "--no-worker")
     worker = Proc(["worker"], env, tmp_path / "worker.log")
-    try:
+    with reported(server, worker, tail=3000):
         assert run_dir(server) == shared
         with httpx.Client(timeout=10) as client:
             for seq in range(3):
@@ -209,12 +200,6 @@ def test_workers_started_apart_count_into_the_operators_directory(
         assert not list(shared.glob(f"*_{server.popen.pid}.db"))
         stop_cleanly(server)
         assert shared.is_dir()
-    except BaseException:
-        print(server.output()[-3000:], worker.output()[-3000:])
-        raise
-    finally:
-        worker.stop()
-        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from tests.faults_support import (
     send,
     wait_all_done,
 )
-from tests.support import children, start_server, wait_for
+from tests.support import children, reported, start_server, wait_for
 
 # -- sizes and flags ------------------------------------------------------------------------
 
@@ -69,7 +69,7 @@ def test_serve_runs_ingest_and_workers_apart_and_passes_sigterm_on(
     server, base = start_server(
         process_env(settings), tmp_path / "serve.log", "--processes", "2", "--workers", "2"
     )
-    try:
+    with reported(server):
         wait_for(lambda: len(children(server)) == 4, timeout=30)
         kids = children(server)
         assert sorted(kids) == ["ingest-0", "ingest-1", "worker-0", "worker-1"]
@@ -78,11 +78,6 @@ def test_serve_runs_ingest_and_workers_apart_and_passes_sigterm_on(
         assert server.popen.wait(30) == 0
         for pid in kids.values():
             wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=10)
-    except BaseException:
-        print(server.output()[-4000:])
-        raise
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
@@ -93,7 +88,7 @@ def test_worker_process_is_woken_within_milliseconds(
     env = process_env(settings, HOOKYARD_LEASE_SECONDS=120)
     server, base = start_server(env, tmp_path / "serve.log")
     source = sources.by_name()["effects"]
-    try:
+    with reported(server):
         wait_for(lambda: "worker-0" in children(server), timeout=30)
         time.sleep(1.0)  # the worker is idle, asleep on its timer
         latencies = []
@@ -120,11 +115,6 @@ def test_worker_process_is_woken_within_milliseconds(
         # Milliseconds in practice (see the print); the bound leaves room for a busy machine
         # and is far below the idle timer (30 s here), which would be the only other way.
         assert max(latencies) < 2.0
-    except BaseException:
-        print(server.output()[-4000:])
-        raise
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
@@ -135,7 +125,7 @@ def test_kill9_of_a_child_under_load_loses_no_acknowledged_event_and_it_is_resta
     env = process_env(settings, HOOKYARD_LEASE_SECONDS=2)
     source = sources.by_name()["effects"]
     server, base = start_server(env, tmp_path / "serve.log", "--processes", "1", "--workers", "1")
-    try:
+    with reported(server):
         wait_for(lambda: len(children(server)) == 2, timeout=30)
         before = children(server)
         with Load(source, [base], threads=4, per_thread=600, seconds=90) as load:
@@ -164,8 +154,3 @@ def test_kill9_of_a_child_under_load_loses_no_acknowledged_event_and_it_is_resta
             assert after["worker-0"] in effect_pids(engine)
         assert re.search(rf"child_exited .*child={victim} .*code=-9", server.output())
         print(f"{dict(statuses)}; retries {Counter(a.body['status'] for a in retried)}")
-    except BaseException:
-        print(server.output()[-4000:])
-        raise
-    finally:
-        server.stop()
