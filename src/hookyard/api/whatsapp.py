@@ -14,6 +14,8 @@ aliases acting on those alerts, with the same roles (viewer; member) and tenant 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -456,6 +458,20 @@ def list_alerts(
 # -- campaigns ------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """The campaign rules' refusals as answers: a template not in the caller's sight 404,
+    what only an admin may do 403, what a rule forbids 409."""
+    try:
+        yield
+    except UnknownTemplate as exc:
+        raise HTTPException(404, str(exc)) from None
+    except AdminOnly as exc:
+        raise HTTPException(403, str(exc)) from None
+    except CampaignRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
 @router.get("/whatsapp/campaigns", response_model=WhatsAppCampaignPage)
 def list_campaigns(
     scope: ViewerScope,
@@ -496,18 +512,15 @@ def create_campaign(
     """Create a campaign on one of the tenant's templates (404 when it is not one). On a
     template Meta paused or disabled it starts paused for it, and resumes with the others
     once Meta reinstates the template (`POST /whatsapp/templates/{id}/resume-campaigns`)."""
-    with writer(engine).begin() as tx:
-        try:
-            campaign_id = whatsapp.add_campaign(
-                tx,
-                body.template_id,
-                body.name,
-                tenant=scope.tenant,
-                paused=body.status is WhatsAppCampaignStatus.PAUSED,
-                by=scope.principal.subject,
-            )
-        except UnknownTemplate as exc:
-            raise HTTPException(404, str(exc)) from None
+    with writer(engine).begin() as tx, _refusals():
+        campaign_id = whatsapp.add_campaign(
+            tx,
+            body.template_id,
+            body.name,
+            tenant=scope.tenant,
+            paused=body.status is WhatsAppCampaignStatus.PAUSED,
+            by=scope.principal.subject,
+        )
     return _campaign(engine, scope.tenant, campaign_id)
 
 
@@ -528,7 +541,7 @@ def change_campaign(
     (409). Left active on a template Meta paused or disabled, it is paused for it."""
     status = None if body.status is None else CampaignStatus(body.status.value)
     with writer(engine).begin() as tx:
-        try:
+        with _refusals():
             found = whatsapp.change_campaign(
                 tx,
                 campaign_id,
@@ -539,12 +552,6 @@ def change_campaign(
                 status=status,
                 may_resume_for_template=scope.principal.at_least("admin"),
             )
-        except UnknownTemplate as exc:
-            raise HTTPException(404, str(exc)) from None
-        except AdminOnly as exc:
-            raise HTTPException(403, str(exc)) from None
-        except CampaignRefused as exc:
-            raise HTTPException(409, str(exc)) from None
         if not found:
             raise HTTPException(404, f"no campaign {campaign_id}")
     return _campaign(engine, scope.tenant, campaign_id)
@@ -568,15 +575,10 @@ def resume_template_campaigns(
     """Once Meta reinstated a template (its status APPROVED again), resume every campaign
     its PAUSED or DISABLED status paused, in one go; those a person paused stay paused.
     409 while the template is not APPROVED; resuming again resumes nothing."""
-    with writer(engine).begin() as tx:
-        try:
-            resumed = whatsapp.resume_paused_for(
-                tx, template_id, scope.principal.subject, tenant=scope.tenant
-            )
-        except UnknownTemplate as exc:
-            raise HTTPException(404, str(exc)) from None
-        except CampaignRefused as exc:
-            raise HTTPException(409, str(exc)) from None
+    with writer(engine).begin() as tx, _refusals():
+        resumed = whatsapp.resume_paused_for(
+            tx, template_id, scope.principal.subject, tenant=scope.tenant
+        )
     return CampaignsResumed(template_id=template_id, resumed=resumed)
 
 
@@ -594,7 +596,7 @@ def resume_campaign(
         campaign = queries.find_campaign(tx, scope.tenant, campaign_id)
         if campaign is None:
             raise HTTPException(404, f"no campaign {campaign_id}")
-        try:
+        with _refusals():
             resumed = whatsapp.resume_campaign(
                 tx,
                 campaign_id,
@@ -602,10 +604,6 @@ def resume_campaign(
                 tenant=scope.tenant,
                 may_resume_for_template=scope.principal.at_least("admin"),
             )
-        except AdminOnly as exc:
-            raise HTTPException(403, str(exc)) from None
-        except CampaignRefused as exc:
-            raise HTTPException(409, str(exc)) from None
         if not resumed:
             raise HTTPException(409, f"campaign {campaign_id} is {campaign['status']}, not paused")
     return _campaign(engine, scope.tenant, campaign_id)
