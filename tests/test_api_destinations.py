@@ -472,6 +472,7 @@ def test_the_deliveries_waiting_for_a_removed_destination_are_discarded(
     pending = add_delivery(runtime.engine, "old-crm", e2, "acme", status="pending")
     done = add_delivery(runtime.engine, "old-crm", made.acme_event, "acme", status="delivered")
     path = "/api/v1/destinations/old-crm/discard"
+    assert api.post(path).status_code == 401  # no credentials
     for role in ("viewer", "member"):
         assert api.post(path, headers=people.headers("acme", role)).status_code == 403
     assert api.post(path, headers=people.headers("globex", "admin")).status_code == 404
